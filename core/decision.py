@@ -1,0 +1,145 @@
+"""decide(record, event, policy, now): dedupe, event-time ordering within the lateness bound, then lifecycle.
+
+Why a record and not just the state: delivery is at-least-once and producers do not agree on order. The record
+keeps the events still inside the lateness window (`pending`, sorted by event time) and the state before them
+(`base`). An event that sorts after every pending event is applied at once (the common, cheap path); one that
+sorts earlier is inserted and the pending events are applied again from `base`, so the final state is the one
+in-order delivery gives. Outputs already emitted for the window are not emitted again (same deterministic ids).
+Events older than the window are applied after what has settled and counted as late.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from core.lifecycle import Step, apply, refuse
+from schemas.events import LeadEvent
+from schemas.outputs import Transition
+from schemas.policy import Policy
+from schemas.state import LeadRecord, LeadState, PendingEvent
+
+# Pending events beyond this many are settled into `base` early once they are outside the window.
+MAX_PENDING = 64
+
+Outcome = Literal["applied", "reordered", "late", "refused", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    record: LeadRecord | None  # None: the lead is erased (write a tombstone)
+    outputs: tuple[Transition, ...]
+    outcome: Outcome
+    changed: bool  # False when nothing needs writing (duplicates)
+
+
+def order_key(event: LeadEvent) -> tuple[datetime, str]:
+    return (event.occurred_at, event.event_id)
+
+
+def is_duplicate(record: LeadRecord, event_id: str) -> bool:
+    return event_id in record.seen or any(p.event.event_id == event_id for p in record.pending)
+
+
+def is_from_future(event: LeadEvent, now: datetime, policy: Policy) -> bool:
+    return event.occurred_at > now + timedelta(seconds=policy.processing.max_clock_skew_seconds)
+
+
+def fold(state: LeadState | None, events: list[LeadEvent], policy: Policy) -> tuple[LeadState | None, list[Step]]:
+    steps = []
+    for event in events:
+        step = apply(state, event, policy)
+        state = step.state
+        steps.append(step)
+    return state, steps
+
+
+def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: datetime) -> Decision:
+    if record is None:
+        record = LeadRecord(lead_id=event.lead_id, state=None)
+    elif is_duplicate(record, event.event_id):
+        return Decision(record, (), "duplicate", changed=False)
+    if is_from_future(event, now, policy):
+        # A producer clock far ahead would drag the watermark and make every later event "late".
+        step = refuse(
+            record.state,
+            event,
+            "future_event",
+            f"occurred_at {event.occurred_at.isoformat()} is more than "
+            f"{policy.processing.max_clock_skew_seconds:g}s ahead of the worker clock; fix the producer clock",
+        )
+        return Decision(record, step.outputs, "refused", changed=False)
+
+    lateness = timedelta(seconds=policy.processing.lateness_seconds)
+    is_late = record.watermark is not None and event.occurred_at < record.watermark - lateness
+    pending = list(record.pending)
+    key = order_key(event)
+
+    if not pending or key > order_key(pending[-1].event):
+        step = apply(record.state, event, policy)
+        base = record.state if not pending else record.base
+        pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
+        state, outputs, erased = step.state, step.outputs, step.erased
+        outcome: Outcome = "refused" if step.refused else ("late" if is_late else "applied")
+    else:
+        # Out of order: insert in event-time order and apply the window again from the state before it.
+        already_emitted = {oid for p in pending for oid in p.output_ids}
+        insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
+        base = record.base
+        state, steps = fold(base, [p.event for p in pending], policy)
+        pending = [
+            PendingEvent(event=p.event, output_ids=tuple(o.id for o in s.outputs))
+            for p, s in zip(pending, steps, strict=True)
+        ]
+        outputs = tuple(o for s in steps for o in s.outputs if o.id not in already_emitted)
+        erased = any(s.erased for s in steps)
+        mine = steps[[p.event.event_id for p in pending].index(event.event_id)]
+        outcome = "refused" if mine.refused else ("late" if is_late else "reordered")
+
+    if state is None and erased:
+        # Erased: drop everything we hold about the lead; the caller writes a tombstone.
+        return Decision(None, outputs, outcome, changed=True)
+
+    watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
+    settled = settle(base, pending, watermark - lateness, policy)
+    seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
+    new_record = LeadRecord(
+        lead_id=record.lead_id,
+        state=state,
+        base=settled.base,
+        pending=tuple(settled.pending),
+        seen=seen,
+        watermark=watermark,
+        version=record.version + 1,
+    )
+    return Decision(new_record, outputs, outcome, changed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    base: LeadState | None
+    pending: list[PendingEvent]
+    ids: tuple[str, ...]
+
+
+def settle(base: LeadState | None, pending: list[PendingEvent], cutoff: datetime, policy: Policy) -> Settled:
+    """Move events older than the cutoff out of the window: their ids go to `seen`, their effect into `base`.
+
+    When every pending event is outside the window, the new base is simply the current state (nothing to
+    re-apply). A partial settle re-applies the settled prefix to the base, so it is done only when the window
+    grows past MAX_PENDING.
+    """
+    old = 0
+    while old < len(pending) and pending[old].event.occurred_at < cutoff:
+        old += 1
+    if old == 0:
+        return Settled(base, pending, ())
+    ids = tuple(p.event.event_id for p in pending[:old])
+    if old == len(pending):
+        return Settled(None, [], ids)
+    if len(pending) <= MAX_PENDING:
+        return Settled(base, pending, ())
+    new_base, _ = fold(base, [p.event for p in pending[:old]], policy)
+    return Settled(new_base, pending[old:], ids)

@@ -1,0 +1,101 @@
+"""Intake: raw Kafka record bytes -> a validated event, or a dead letter that says why and keeps the bytes."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import orjson
+from pydantic import ValidationError
+
+from core.ids import output_id
+from schemas.errors import describe_errors
+from schemas.events import EVENT_ADAPTER, EVENT_TYPES, LeadEvent
+from schemas.outputs import DeadLetter
+
+DEFAULT_MAX_EVENT_BYTES = 1_048_576
+
+
+def dead_letter(
+    reason: str,
+    errors: list[str],
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    received_at: datetime,
+) -> DeadLetter:
+    original = value or b""
+    return DeadLetter(
+        id=output_id("deadletter", topic, str(partition), str(offset)),
+        reason=reason,  # type: ignore[arg-type]
+        errors=tuple(errors),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        original_b64=base64.b64encode(original).decode(),
+        original_size=len(original),
+        received_at=received_at,
+    )
+
+
+def decode(
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    received_at: datetime,
+    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> LeadEvent | DeadLetter:
+    where = {"key": key, "value": value, "topic": topic, "partition": partition, "offset": offset}
+    if value is None or len(value) > max_bytes:
+        size = 0 if value is None else len(value)
+        problem = (
+            "(record): empty value; send one JSON event per record"
+            if value is None
+            else f"(record): {size:,} bytes is over the {max_bytes:,}-byte limit; send one small event per record"
+        )
+        return dead_letter("payload_too_large" if value else "invalid_json", [problem], **where, received_at=received_at)
+    try:
+        event = EVENT_ADAPTER.validate_json(value)
+    except ValidationError as error:
+        return _explain(error, value, where, received_at)
+    if key is not None and key != event.lead_id.encode():
+        return dead_letter(
+            "key_mismatch",
+            [
+                f"(record key): {key[:80]!r} is not the lead_id {event.lead_id!r}; produce with key = lead_id "
+                "so every event of a lead lands on the same partition"
+            ],
+            **where,
+            received_at=received_at,
+        )
+    return event
+
+
+def _explain(error: ValidationError, value: bytes, where: dict, received_at: datetime) -> DeadLetter:  # type: ignore[type-arg]
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as bad:
+        return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], **where, received_at=received_at)
+    if not isinstance(document, dict):
+        return dead_letter(
+            "invalid_event", ["(top level): must be a JSON object (the event envelope)"], **where, received_at=received_at
+        )
+    kind = document.get("type")
+    if "type" not in document:
+        return dead_letter("invalid_event", ["type: is required"], **where, received_at=received_at)
+    if kind not in EVENT_TYPES:
+        return dead_letter(
+            "unknown_type",
+            [f"type: {str(kind)[:80]!r} is not a known event type; use one of: {', '.join(EVENT_TYPES)}"],
+            **where,
+            received_at=received_at,
+        )
+    # pydantic prefixes the discriminated-union tag (the event type) to every path: drop it.
+    return dead_letter("invalid_event", describe_errors(error, drop_leading=1), **where, received_at=received_at)

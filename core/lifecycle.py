@@ -1,0 +1,328 @@
+"""Lifecycle: what one event does to one lead, applied in event-time order.
+
+`apply(state, event, policy)` is the business rule book. It never refuses silently: an event the policy does
+not allow leaves the state as it was and returns an `EventRefused` that says why and what would fix it.
+Ordering, dedupe and lateness are handled one level up, in `core.decision`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.ids import output_id
+from core.scoring import add_action, fit_score
+from schemas.events import (
+    Activity,
+    Bant,
+    ContactAttempted,
+    DealLost,
+    DealStageChanged,
+    DealWon,
+    LeadAccepted,
+    LeadAssigned,
+    LeadCreated,
+    LeadDisqualified,
+    LeadErased,
+    LeadEvent,
+    LeadMerged,
+    LeadPaused,
+    LeadQualified,
+    LeadRejected,
+    LeadResumed,
+    LeadUpdated,
+    MeetingScheduled,
+    Profile,
+)
+from schemas.outputs import (
+    EventRefused,
+    LeadErasedNotice,
+    LeadMergedNotice,
+    RefusalReason,
+    StageChanged,
+    Transition,
+)
+from schemas.policy import Policy
+from schemas.state import LeadState, StageEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: LeadState | None
+    outputs: tuple[Transition, ...] = ()
+    refused: bool = False
+    erased: bool = False
+
+
+def refuse(state: LeadState | None, event: LeadEvent, reason: RefusalReason, detail: str) -> Step:
+    refusal = EventRefused(
+        id=output_id(event.lead_id, event.event_id, "refused", reason),
+        lead_id=event.lead_id,
+        event_id=event.event_id,
+        event_type=event.type,
+        occurred_at=event.occurred_at,
+        reason=reason,
+        detail=detail,
+    )
+    return Step(state, (refusal,), refused=True)
+
+
+def is_allowed(policy: Policy, source: str, target: str) -> bool:
+    return policy.lifecycle.allows(source, target)
+
+
+def move(state: LeadState, target: str, event: LeadEvent, policy: Policy, reason: str, **updates: object) -> Step:
+    """Move the lead to `target` if the policy allows it, recording the entry in its history."""
+    if not is_allowed(policy, state.stage, target):
+        allowed = ", ".join(policy.lifecycle.transitions.get(state.stage, ())) or "none"
+        return refuse(
+            state,
+            event,
+            "illegal_transition",
+            f"{event.type} would move the lead from {state.stage} to {target}; "
+            f"from {state.stage} the policy allows: {allowed}",
+        )
+    entry = StageEntry(stage=target, entered_at=event.occurred_at, event_id=event.event_id, reason=reason)
+    moved = state.model_copy(
+        update={
+            **updates,
+            "stage": target,
+            "stage_entered_at": event.occurred_at,
+            "updated_at": max(state.updated_at, event.occurred_at),
+            "history": (*state.history, entry),
+        }
+    )
+    return Step(moved, (stage_changed(state.stage, moved, event, reason),))
+
+
+def stage_changed(source: str | None, state: LeadState, event: LeadEvent, reason: str) -> StageChanged:
+    return StageChanged(
+        id=output_id(event.lead_id, event.event_id, "stage", str(source), state.stage),
+        lead_id=state.lead_id,
+        from_stage=source,
+        to_stage=state.stage,
+        occurred_at=event.occurred_at,
+        cause_event_id=event.event_id,
+        cause_type=event.type,
+        reason=reason,
+        fit=state.fit,
+        engagement=state.engagement_score,
+        owner_id=state.owner_id,
+    )
+
+
+def touch(state: LeadState, event: LeadEvent, **updates: object) -> Step:
+    return Step(state.model_copy(update={**updates, "updated_at": max(state.updated_at, event.occurred_at)}))
+
+
+def is_mql_by_score(state: LeadState, policy: Policy) -> bool:
+    rule = policy.mql
+    return (
+        state.stage in rule.eligible_stages
+        and state.fit >= rule.min_fit
+        and state.engagement_score >= rule.min_engagement
+    )
+
+
+def then_qualify(step: Step, event: LeadEvent, policy: Policy) -> Step:
+    """After a score change: promote to MQL when the MQL rule now holds."""
+    state = step.state
+    if state is None or step.refused or not is_mql_by_score(state, policy):
+        return step
+    qualified = move(state, "mql", event, policy, "score")
+    if qualified.refused:
+        return step  # the policy does not allow MQL from here; the score change still stands
+    return Step(qualified.state, step.outputs + qualified.outputs)
+
+
+def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
+    """Apply one event to one lead, in event-time order."""
+    if isinstance(event, LeadCreated):
+        if state is not None:
+            return refuse(
+                state, event, "lead_exists", "the lead already exists; send lead.updated to change its profile"
+            )
+        return then_qualify(create(event, policy), event, policy)
+    if state is None:
+        return refuse(None, event, "unknown_lead", "no lead with this lead_id; send lead.created first")
+    if state.merged_into is not None:
+        return refuse(state, event, "lead_merged", f"this lead was merged into {state.merged_into}; send events there")
+    match event:
+        case LeadUpdated():
+            return then_qualify(update_profile(state, event, policy), event, policy)
+        case Activity():
+            return record_activity(state, event, policy)
+        case LeadQualified():
+            return move(state, "mql", event, policy, "external")
+        case LeadAssigned():
+            return touch(state, event, owner_id=event.data.owner_id, team=event.data.team or state.team)
+        case LeadAccepted():
+            if state.stage != "mql":
+                return refuse(state, event, "illegal_transition", f"only an mql can be accepted; lead is {state.stage}")
+            return move(state, "sal", event, policy, "accepted")
+        case LeadRejected():
+            return reject(state, event, policy)
+        case ContactAttempted():
+            return touch(
+                state,
+                event,
+                contact_attempts=state.contact_attempts + 1,
+                last_contact_at=max(state.last_contact_at or event.occurred_at, event.occurred_at),
+            )
+        case MeetingScheduled():
+            return touch(state, event, meetings=state.meetings + 1)
+        case DealStageChanged():
+            return advance_deal(state, event, policy)
+        case DealWon():
+            return move(state, "customer", event, policy, "won", won_amount=event.data.amount)
+        case DealLost():
+            if event.data.reason not in policy.deals.lost_reasons:
+                return refuse(
+                    state,
+                    event,
+                    "invalid_lost_reason",
+                    f"data.reason {event.data.reason!r} is not a lost reason in the policy; "
+                    f"use one of: {', '.join(policy.deals.lost_reasons)}",
+                )
+            return move(state, policy.deals.lost_to_stage, event, policy, f"lost:{event.data.reason}", deal_stage=None)
+        case LeadDisqualified():
+            return move(state, "disqualified", event, policy, "disqualified")
+        case LeadPaused():
+            return touch(state, event, paused=True)
+        case LeadResumed():
+            return touch(state, event, paused=False)
+        case LeadMerged():
+            return merge(state, event)
+        case LeadErased():
+            notice = LeadErasedNotice(
+                id=output_id(event.lead_id, event.event_id, "erased"),
+                lead_id=event.lead_id,
+                occurred_at=event.occurred_at,
+                cause_event_id=event.event_id,
+            )
+            return Step(None, (notice,), erased=True)
+    raise AssertionError(f"unhandled event type {event.type}")  # pragma: no cover - the union is exhaustive
+
+
+def create(event: LeadCreated, policy: Policy) -> Step:
+    data = event.data
+    profile = Profile.model_validate(data.model_dump(exclude={"initial_stage"}, exclude_none=True))
+    at = event.occurred_at
+    state = LeadState(
+        lead_id=event.lead_id,
+        stage=data.initial_stage,
+        created_at=at,
+        updated_at=at,
+        stage_entered_at=at,
+        profile=profile,
+        fit=fit_score(profile, policy),
+        engagement_as_of=at,
+        history=(StageEntry(stage=data.initial_stage, entered_at=at, event_id=event.event_id, reason="created"),),
+    )
+    return Step(state, (stage_changed(None, state, event, "created"),))
+
+
+def update_profile(state: LeadState, event: LeadUpdated, policy: Policy) -> Step:
+    changed = event.data.model_dump(exclude_unset=True)
+    profile = state.profile.model_copy(update=changed)
+    return touch(state, event, profile=profile, fit=fit_score(profile, policy))
+
+
+def record_activity(state: LeadState, event: Activity, policy: Policy) -> Step:
+    action = event.data.action
+    engagement, as_of = add_action(state.engagement, state.engagement_as_of, action, event.occurred_at, policy)
+    step = touch(state, event, engagement=engagement, engagement_as_of=as_of)
+    scored = step.state
+    assert scored is not None
+    if action in policy.mql.hand_raiser_actions and scored.stage in policy.mql.eligible_stages:
+        raised = move(scored, "mql", event, policy, "hand_raiser")
+        if not raised.refused:
+            return raised
+    if action in policy.mql.conversion_actions and scored.stage == "subscriber":
+        converted = move(scored, "lead", event, policy, "converted")
+        if not converted.refused:
+            return then_qualify(converted, event, policy)
+    return then_qualify(step, event, policy)
+
+
+def reject(state: LeadState, event: LeadRejected, policy: Policy) -> Step:
+    code = event.data.reason
+    if code not in policy.rejection_codes:
+        return refuse(
+            state,
+            event,
+            "invalid_rejection_reason",
+            f"data.reason {code!r} is not a rejection reason in the policy; "
+            f"use one of: {', '.join(sorted(policy.rejection_codes))}",
+        )
+    if state.stage not in ("mql", "sal"):
+        return refuse(state, event, "illegal_transition", f"only an mql or sal can be rejected; lead is {state.stage}")
+    return move(
+        state,
+        "nurturing",
+        event,
+        policy,
+        f"rejected:{code}",
+        rejections=state.rejections + 1,
+        last_rejection=code,
+        owner_id=None,
+    )
+
+
+def missing_bant(confirmed: Bant, required: tuple[str, ...]) -> list[str]:
+    return [name for name in required if not getattr(confirmed, name)]
+
+
+def advance_deal(state: LeadState, event: DealStageChanged, policy: Policy) -> Step:
+    target = policy.pipeline_stages.get(event.data.stage)
+    if target is None:
+        known = ", ".join(p.stage for p in policy.deals.pipeline)
+        return refuse(
+            state,
+            event,
+            "unknown_pipeline_stage",
+            f"data.stage {event.data.stage!r} is not a pipeline stage in the policy; use one of: {known}",
+        )
+    if state.stage not in ("sal", "sql", "opportunity"):
+        return refuse(
+            state,
+            event,
+            "illegal_transition",
+            f"deal stages apply to accepted leads (sal, sql, opportunity); lead is {state.stage}",
+        )
+    given = event.data.bant
+    confirmed = Bant(
+        budget=state.bant.budget or given.budget,
+        authority=state.bant.authority or given.authority,
+        need=state.bant.need or given.need,
+        timeline=state.bant.timeline or given.timeline,
+    )
+    missing = missing_bant(confirmed, target.requires)
+    if missing:
+        return refuse(
+            state,
+            event,
+            "missing_prerequisites",
+            f"deal stage {target.stage} requires BANT {', '.join(target.requires)}; "
+            f"confirm {', '.join(missing)} in data.bant",
+        )
+    updates: dict[str, object] = {"deal_stage": target.stage, "bant": confirmed}
+    if event.data.amount is not None:
+        updates["deal_amount"] = event.data.amount
+    if policy.stage_rank(target.lifecycle_stage) > policy.stage_rank(state.stage):
+        return move(state, target.lifecycle_stage, event, policy, f"deal:{target.stage}", **updates)
+    return touch(state, event, **updates)  # a deal moving within (or back inside) the lifecycle stage
+
+
+def merge(state: LeadState, event: LeadMerged) -> Step:
+    into = event.data.into_lead_id
+    if into == state.lead_id:
+        return refuse(state, event, "self_merge", "data.into_lead_id must name another lead")
+    notice = LeadMergedNotice(
+        id=output_id(event.lead_id, event.event_id, "merged", into),
+        lead_id=event.lead_id,
+        into_lead_id=into,
+        occurred_at=event.occurred_at,
+        cause_event_id=event.event_id,
+    )
+    step = touch(state, event, merged_into=into)
+    return Step(step.state, (notice,))

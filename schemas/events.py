@@ -1,0 +1,234 @@
+"""Input events: the envelope every producer writes to `leads.events` (GUIDE.md section 3).
+
+One record = one JSON object, key = lead_id. `type` selects the shape of `data`; the union below is a
+pydantic discriminated union, so a wrong type or a missing field is reported with its path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+# Identifiers: printable, no whitespace, bounded so a hostile producer cannot bloat state.
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+ShortText = Annotated[str, Field(max_length=500)]
+
+
+class Frozen(BaseModel):
+    """Base for our own messages: immutable, unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Actor(Frozen):
+    team: Literal["marketing", "sales", "system"]
+    user_id: Identifier
+
+
+class Profile(Frozen):
+    """Profile attributes the fit rules read. All optional: updates carry only what changed."""
+
+    email: Annotated[str, Field(max_length=320)] | None = None
+    job_title: ShortText | None = None
+    seniority: Code | None = None
+    company: ShortText | None = None
+    company_size: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    industry: Code | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 code, upper case (e.g. BR, US)"
+    )
+    persona: Code | None = None
+    territory: Code | None = None
+    segment: Code | None = None
+
+
+class LeadCreatedData(Profile):
+    initial_stage: Literal["subscriber", "lead"] = "lead"
+
+
+class ActivityData(Frozen):
+    action: Code = Field(description="page_view, email_open, email_click, content_download, form_submit, ...")
+    url: Annotated[str, Field(max_length=2000)] | None = None
+    campaign: ShortText | None = None
+
+
+class ReasonData(Frozen):
+    reason: ShortText | None = None
+
+
+class QualifiedData(Frozen):
+    reason: ShortText | None = None
+
+
+class AssignedData(Frozen):
+    owner_id: Identifier
+    team: Code | None = None
+
+
+class RejectedData(Frozen):
+    reason: Code = Field(description="a rejection reason code from the policy's rejection_reasons")
+    note: ShortText | None = None
+
+
+class ContactAttemptedData(Frozen):
+    channel: Literal["phone", "email", "linkedin", "whatsapp", "sms", "meeting", "other"]
+    outcome: Literal["connected", "no_answer", "voicemail", "replied", "bounced", "wrong_number", "other"]
+
+
+class MeetingScheduledData(Frozen):
+    starts_at: AwareDatetime | None = None
+    kind: Code | None = None
+
+
+class Bant(Frozen):
+    """Which BANT prerequisites sales has confirmed. Absent means not confirmed."""
+
+    budget: bool = False
+    authority: bool = False
+    need: bool = False
+    timeline: bool = False
+
+
+class DealStageChangedData(Frozen):
+    stage: Code = Field(description="a pipeline stage from the policy, e.g. proposal_sent")
+    bant: Bant = Bant()
+    amount: Annotated[float, Field(ge=0)] | None = None
+
+
+class DealWonData(Frozen):
+    amount: Annotated[float, Field(ge=0)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class DealLostData(Frozen):
+    reason: Code
+
+
+class MergedData(Frozen):
+    into_lead_id: Identifier
+
+
+class EmptyData(Frozen):
+    pass
+
+
+class _Envelope(Frozen):
+    event_id: Identifier
+    lead_id: Identifier
+    occurred_at: AwareDatetime = Field(description="RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z")
+    source: Annotated[str, Field(min_length=1, max_length=100)]
+    actor: Actor | None = None
+
+
+class LeadCreated(_Envelope):
+    type: Literal["lead.created"]
+    data: LeadCreatedData = LeadCreatedData()
+
+
+class LeadUpdated(_Envelope):
+    type: Literal["lead.updated"]
+    data: Profile
+
+
+class Activity(_Envelope):
+    type: Literal["activity"]
+    data: ActivityData
+
+
+class LeadQualified(_Envelope):
+    type: Literal["lead.qualified"]
+    data: QualifiedData = QualifiedData()
+
+
+class LeadAssigned(_Envelope):
+    type: Literal["lead.assigned"]
+    data: AssignedData
+
+
+class LeadAccepted(_Envelope):
+    type: Literal["lead.accepted"]
+    data: EmptyData = EmptyData()
+
+
+class LeadRejected(_Envelope):
+    type: Literal["lead.rejected"]
+    data: RejectedData
+
+
+class ContactAttempted(_Envelope):
+    type: Literal["contact.attempted"]
+    data: ContactAttemptedData
+
+
+class MeetingScheduled(_Envelope):
+    type: Literal["meeting.scheduled"]
+    data: MeetingScheduledData = MeetingScheduledData()
+
+
+class DealStageChanged(_Envelope):
+    type: Literal["deal.stage_changed"]
+    data: DealStageChangedData
+
+
+class DealWon(_Envelope):
+    type: Literal["deal.won"]
+    data: DealWonData
+
+
+class DealLost(_Envelope):
+    type: Literal["deal.lost"]
+    data: DealLostData
+
+
+class LeadDisqualified(_Envelope):
+    type: Literal["lead.disqualified"]
+    data: ReasonData = ReasonData()
+
+
+class LeadPaused(_Envelope):
+    type: Literal["lead.paused"]
+    data: ReasonData = ReasonData()
+
+
+class LeadResumed(_Envelope):
+    type: Literal["lead.resumed"]
+    data: ReasonData = ReasonData()
+
+
+class LeadMerged(_Envelope):
+    type: Literal["lead.merged"]
+    data: MergedData
+
+
+class LeadErased(_Envelope):
+    type: Literal["lead.erased"]
+    data: EmptyData = EmptyData()
+
+
+LeadEvent = Annotated[
+    LeadCreated
+    | LeadUpdated
+    | Activity
+    | LeadQualified
+    | LeadAssigned
+    | LeadAccepted
+    | LeadRejected
+    | ContactAttempted
+    | MeetingScheduled
+    | DealStageChanged
+    | DealWon
+    | DealLost
+    | LeadDisqualified
+    | LeadPaused
+    | LeadResumed
+    | LeadMerged
+    | LeadErased,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted(m.model_fields["type"].annotation.__args__[0] for m in _Envelope.__subclasses__())  # type: ignore[union-attr]
+)

@@ -1,0 +1,99 @@
+"""Output events the worker emits: lifecycle outputs on `leads.transitions`, dead letters on `leads.deadletter`.
+
+Every output has a deterministic `id` derived from the lead, the event that caused it and what it says, so a
+redelivered input produces byte-identical ids and consumers can dedupe.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+RefusalReason = Literal[
+    "unknown_lead",
+    "lead_exists",
+    "lead_merged",
+    "illegal_transition",
+    "invalid_rejection_reason",
+    "unknown_pipeline_stage",
+    "missing_prerequisites",
+    "invalid_lost_reason",
+    "future_event",
+    "self_merge",
+]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StageChanged(Frozen):
+    type: Literal["stage.changed"] = "stage.changed"
+    id: str
+    lead_id: str
+    from_stage: str | None = Field(description="None when the lead was created")
+    to_stage: str
+    occurred_at: datetime
+    cause_event_id: str
+    cause_type: str
+    reason: str = Field(description="why: created, score, hand_raiser, external, accepted, rejected:<code>, ...")
+    fit: int
+    engagement: int
+    owner_id: str | None = None
+
+
+class EventRefused(Frozen):
+    """An event that was valid JSON of a known shape but that the policy does not allow; it changed nothing."""
+
+    type: Literal["event.refused"] = "event.refused"
+    id: str
+    lead_id: str
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    reason: RefusalReason
+    detail: str
+
+
+class LeadErasedNotice(Frozen):
+    """The lead's state was dropped (erasure request); its table key now holds a tombstone."""
+
+    type: Literal["lead.erased"] = "lead.erased"
+    id: str
+    lead_id: str
+    occurred_at: datetime
+    cause_event_id: str
+
+
+class LeadMergedNotice(Frozen):
+    type: Literal["lead.merged"] = "lead.merged"
+    id: str
+    lead_id: str
+    into_lead_id: str
+    occurred_at: datetime
+    cause_event_id: str
+
+
+Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMergedNotice, Field(discriminator="type")]
+TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
+
+
+class DeadLetter(Frozen):
+    """An input record that could not be processed, with its reason and its original bytes (base64)."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    id: str
+    reason: Literal["payload_too_large", "invalid_json", "invalid_event", "unknown_type", "key_mismatch"]
+    errors: tuple[str, ...] = Field(description="one 'field: message' line per problem, naming the fix")
+    topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    original_b64: str
+    original_size: int
+    received_at: datetime
+
+
+DEAD_LETTER_ADAPTER: TypeAdapter[DeadLetter] = TypeAdapter(DeadLetter)

