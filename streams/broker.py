@@ -184,9 +184,7 @@ class EmbeddedBroker:
                 continue
             if self.is_running():
                 return
-        raise BrokerStartError(
-            self._failure(f"did not serve metadata within {self.start_timeout:.0f}s", last)
-        )
+        raise BrokerStartError(self._failure(f"did not serve metadata within {self.start_timeout:.0f}s", last))
 
     def _failure(self, what: str, cause: BaseException | None) -> str:
         rc = self._proc.poll() if self._proc is not None else None

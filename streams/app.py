@@ -1,0 +1,143 @@
+"""The Faust app: `faust -A streams.app worker` or `leadflow worker`.
+
+The shell stays thin: decode bytes (core.intake), decide (core.decision), store, send. Events are handled in
+batches (`take_events`) so that a lead touched several times in a batch is written to the table, and so to its
+changelog, once: one changelog record per update is the dominant cost of a Faust table (benchmarks/).
+"""
+
+from __future__ import annotations
+
+import weakref
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+from faust.streams import _current_event
+
+from core.decision import decide
+from core.intake import decode
+from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, DeadLetter
+from schemas.policy import load_policy
+from schemas.state import RECORD_ADAPTER, LeadRecord
+from streams.settings import Settings
+from streams.topics import EMBEDDED_FAUST_SETTINGS
+
+
+class LeadRecordCodec(codecs.Codec):
+    """Table values as compact JSON (pydantic's Rust serializer), not Faust Records: cheaper both ways."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return RECORD_ADAPTER.dump_json(obj, exclude_defaults=True)
+
+    def _loads(self, s: bytes) -> Any:
+        return RECORD_ADAPTER.validate_json(s)
+
+
+codecs.register("leadrecord", LeadRecordCodec())
+
+
+def create_app(settings: Settings) -> faust.App:
+    extra: dict[str, Any] = dict(EMBEDDED_FAUST_SETTINGS) if settings.embedded else {}
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        producer_max_request_size=settings.max_request_bytes,
+        consumer_max_fetch_size=settings.max_request_bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        **extra,
+    )
+    app.conf.leadflow = settings  # type: ignore[attr-defined]
+    return app
+
+
+settings = Settings()
+policy = load_policy(settings.policy)
+app = create_app(settings)
+
+events_topic = app.topic(
+    settings.topic_events, partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
+)
+transitions_topic = app.topic(settings.topic_transitions, key_serializer="raw", value_serializer="raw")
+deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
+
+leads = app.Table(
+    "leads",
+    partitions=settings.partitions,
+    key_type=bytes,
+)
+# Faust derives a table's value codec from a Record type; ours is a pydantic model, so name the codec here
+# (read when the store and the changelog topic are created, at worker start).
+leads.value_serializer = "leadrecord"
+
+
+def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
+    deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter))
+
+
+def as_current(event: faust.types.EventT) -> None:
+    """Make `event` Faust's current event, so a table write goes to that event's partition.
+
+    Inside a batch the current event is the last one taken; each lead's write must go to the changelog
+    partition (and, with rocksdb, the store partition) of the lead's own event.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+@app.agent(events_topic)
+async def process(stream: faust.StreamT[bytes]) -> None:
+    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        now = datetime.now(UTC)
+        touched: dict[bytes, tuple[faust.types.EventT, LeadRecord | None]] = {}
+        for event in batch:
+            message = event.message
+            decoded = decode(
+                message.key,
+                message.value,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                received_at=now,
+                max_bytes=settings.max_event_bytes,
+            )
+            if isinstance(decoded, DeadLetter):
+                send_dead_letter(decoded, message.key)
+                continue
+            key = message.key or decoded.lead_id.encode()
+            record = touched[key][1] if key in touched else leads.get(key)
+            decision = decide(record, decoded, policy, now)
+            for output in decision.outputs:
+                transitions_topic.send_soon(key=key, value=TRANSITION_ADAPTER.dump_json(output))
+            if decision.changed:
+                touched[key] = (event, decision.record)
+        for key, (event, record) in touched.items():
+            as_current(event)
+            if record is None:
+                if key in leads:
+                    del leads[key]  # erasure: a tombstone in the changelog
+            else:
+                leads[key] = record
+
+
+@app.page("/healthz")
+async def healthz(web: Any, request: Any) -> Any:
+    return web.json({"status": "ok", "app": settings.app_id})
+
+
+@app.page("/leads/{lead_id}")
+async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
+    record = leads.get(lead_id.encode())
+    if record is None or record.state is None:
+        return web.json({"error": f"no lead {lead_id!r} on this worker's partitions"}, status=404)
+    return web.bytes(
+        RECORD_ADAPTER.dump_json(record, include={"state", "version", "watermark"}),
+        content_type="application/json",
+    )

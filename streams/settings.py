@@ -1,0 +1,43 @@
+"""Worker configuration from the environment (prefix LEADFLOW_), with defaults for a dev machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", frozen=True)
+
+    broker: str = Field(default="kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), kafka://host:port")
+    embedded: bool = Field(
+        default=False,
+        description="the broker is the embedded tansu broker: one record per producer batch (GUIDE section 4)",
+    )
+    app_id: str = "leadflow"
+    policy: Path | None = Field(default=None, description="policy YAML file; the shipped default when unset")
+    partitions: int = Field(default=4, ge=1, description="partitions of leads.events (and the table changelog)")
+    store: str = Field(default="memory://", description="table store: memory:// (dev) or rocksdb:// (production)")
+    data_dir: Path = Path("data")
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    topic_events: str = "leads.events"
+    topic_transitions: str = "leads.transitions"
+    topic_deadletter: str = "leads.deadletter"
+    batch_max: int = Field(default=500, ge=1, description="events handled per batch (state written once per lead)")
+    batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    max_event_bytes: int = Field(default=1_048_576, ge=1024, description="larger records are dead-lettered")
+    max_request_bytes: int = Field(
+        default=16_777_216, description="producer max request size: dead letters carry the original bytes"
+    )
+
+    @property
+    def bootstrap(self) -> str:
+        """host:port list for aiokafka clients."""
+        return ",".join(url.split("://", 1)[-1] for url in self.broker.split(","))
+
+    @property
+    def changelog_topic(self) -> str:
+        return f"{self.app_id}-leads-changelog"
