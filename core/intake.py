@@ -60,7 +60,9 @@ def decode(
             if value is None
             else f"(record): {size:,} bytes is over the {max_bytes:,}-byte limit; send one small event per record"
         )
-        return dead_letter("payload_too_large" if value else "invalid_json", [problem], **where, received_at=received_at)
+        return dead_letter(
+            "payload_too_large" if value else "invalid_json", [problem], **where, received_at=received_at
+        )
     try:
         event = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
@@ -85,7 +87,10 @@ def _explain(error: ValidationError, value: bytes, where: dict, received_at: dat
         return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], **where, received_at=received_at)
     if not isinstance(document, dict):
         return dead_letter(
-            "invalid_event", ["(top level): must be a JSON object (the event envelope)"], **where, received_at=received_at
+            "invalid_event",
+            ["(top level): must be a JSON object (the event envelope)"],
+            **where,
+            received_at=received_at,
         )
     kind = document.get("type")
     if "type" not in document:

@@ -40,8 +40,12 @@ def describe_errors(error: ValidationError, *, drop_leading: int = 0) -> list[st
     """One line per problem. `drop_leading` strips union tags pydantic puts in front of the path."""
     problems = []
     for e in error.errors():
-        message = _MESSAGES.get(e["type"]) or str(e["msg"]).removeprefix("Value error, ")
-        if e["type"] in ("literal_error", "enum", "string_pattern_mismatch", "too_long", "too_short"):
-            message = str(e["msg"]).replace("Input should", "must").replace("String should", "must")
+        message = _MESSAGES.get(e["type"]) or (
+            str(e["msg"])
+            .removeprefix("Value error, ")
+            .replace("Input should", "must")
+            .replace("String should", "must")
+            .replace("Tuple should", "must")
+        )
         problems.append(f"{format_path(tuple(e['loc'])[drop_leading:])}: {message}")
     return problems

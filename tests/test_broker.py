@@ -119,9 +119,7 @@ async def test_ensure_topics_refuses_an_existing_topic_with_other_partition_coun
         await ensure_topics(broker.bootstrap, {topic: 3})
 
 
-async def test_one_record_per_batch_makes_end_offsets_exact(
-    broker: EmbeddedBroker, unique_topic_prefix: str
-) -> None:
+async def test_one_record_per_batch_makes_end_offsets_exact(broker: EmbeddedBroker, unique_topic_prefix: str) -> None:
     topic = unique_topic_prefix + "changelog"
     await ensure_topics(broker.bootstrap, {topic: 2})
     records = [(f"k{i % 7}".encode(), b"x" * 20) for i in range(60)]

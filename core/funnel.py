@@ -1,0 +1,114 @@
+"""Funnel tally: leads per stage, who reached what, conversion, time between stages, rejections.
+
+Built from the output stream (`stage.changed`, `lead.erased`, dead letters), so anything that reads
+`leads.transitions` (the live view of `leadflow run`, a report) computes the same figures the same way.
+Plain data in, plain data out; the report shape follows GUIDE.md section 3.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.outputs import DeadLetter, EventRefused, LeadErasedNotice, LeadMergedNotice, StageChanged, Transition
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(share * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass
+class FunnelTally:
+    stages: tuple[str, ...]
+    current: dict[str, str] = field(default_factory=dict)  # lead -> stage
+    first_entry: dict[str, dict[str, datetime]] = field(default_factory=dict)  # lead -> stage -> first entry
+    rejections: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    transitions: int = 0
+    recent: deque[float] = field(default_factory=deque)  # processing times (epoch s) of recent transitions
+    seen_ids: set[str] = field(default_factory=set)
+
+    def add(self, output: Transition | DeadLetter, *, seen_at: float = 0.0) -> None:
+        if output.id in self.seen_ids:
+            return  # a redelivered output: the ids are deterministic
+        self.seen_ids.add(output.id)
+        match output:
+            case StageChanged():
+                self.transitions += 1
+                self.recent.append(seen_at)
+                self.current[output.lead_id] = output.to_stage
+                entries = self.first_entry.setdefault(output.lead_id, {})
+                entries.setdefault(output.to_stage, output.occurred_at)
+                if output.reason.startswith("rejected:"):
+                    self.rejections[output.reason.split(":", 1)[1]] += 1
+            case EventRefused():
+                self.refusals[output.reason] += 1
+            case LeadErasedNotice():
+                self.current.pop(output.lead_id, None)
+                self.first_entry.pop(output.lead_id, None)
+            case LeadMergedNotice():
+                self.current.pop(output.lead_id, None)
+            case DeadLetter():
+                self.dead_letters[output.reason] += 1
+
+    def per_minute(self, now: float) -> int:
+        while self.recent and self.recent[0] < now - 60:
+            self.recent.popleft()
+        return len(self.recent)
+
+    def stage_counts(self) -> dict[str, int]:
+        counts = Counter(self.current.values())
+        return {stage: counts.get(stage, 0) for stage in self.stages}
+
+    def reached(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for entries in self.first_entry.values():
+            counts.update(entries.keys())
+        return {stage: counts.get(stage, 0) for stage in self.stages}
+
+    def conversion(self) -> dict[str, float]:
+        """Share of the leads that reached a stage and later reached the next stage of the funnel."""
+        result = {}
+        for source, target in zip(self.stages, self.stages[1:], strict=False):
+            base = [e for e in self.first_entry.values() if source in e]
+            if base:
+                later = sum(1 for e in base if target in e and e[target] >= e[source])
+                result[f"{source}->{target}"] = round(later / len(base), 4)
+        return result
+
+    def durations_s(self) -> dict[str, dict[str, float]]:
+        result = {}
+        for source, target in zip(self.stages, self.stages[1:], strict=False):
+            spans = sorted(
+                (e[target] - e[source]).total_seconds()
+                for e in self.first_entry.values()
+                if source in e and target in e and e[target] >= e[source]
+            )
+            if spans:
+                result[f"{source}->{target}"] = {
+                    "count": len(spans),
+                    "p50": percentile(spans, 0.5),
+                    "p90": percentile(spans, 0.9),
+                    "mean": round(statistics.fmean(spans), 3),
+                }
+        return result
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "stage_counts": self.stage_counts(),
+            "reached": self.reached(),
+            "conversion": self.conversion(),
+            "durations_s": self.durations_s(),
+            "sla": {},  # SLA clocks arrive with the SLA engine
+            "rejections": dict(self.rejections),
+            "refusals": dict(self.refusals),
+            "dead_letters": dict(self.dead_letters),
+            "transitions": self.transitions,
+        }

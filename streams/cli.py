@@ -1,0 +1,196 @@
+"""The `leadflow` command: run, worker, simulate, produce, schema, policy check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from schemas.policy import PolicyError, load_policy
+
+
+def _broker_env(broker: str | None, embedded: bool | None = None) -> None:
+    if broker:
+        os.environ["LEADFLOW_BROKER"] = broker if "://" in broker else f"kafka://{broker}"
+    if embedded is not None:
+        os.environ["LEADFLOW_EMBEDDED"] = "1" if embedded else "0"
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _broker_env(args.broker)
+    if args.policy:
+        os.environ["LEADFLOW_POLICY"] = str(args.policy)
+    if args.web_port:
+        os.environ["LEADFLOW_WEB_PORT"] = str(args.web_port)
+    from faust.cli.faust import cli  # imported late: the app module reads the environment set above
+
+    cli.main(args=["-A", "streams.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streams.runner import RunOptions, run
+
+    options = RunOptions(
+        broker=args.broker,
+        duration_s=args.for_s,
+        leads_per_s=args.leads_per_s,
+        speed=args.speed,
+        bad_ratio=args.bad_ratio,
+        partitions=args.partitions,
+        web_port=args.web_port or 6066,
+        workdir=Path(args.workdir),
+        policy=args.policy,
+        report_json=args.report_json,
+        live=not args.no_live and sys.stdout.isatty(),
+    )
+    return asyncio.run(run(options))
+
+
+def _settings_bootstrap(broker: str | None) -> str:
+    _broker_env(broker)
+    from streams.settings import Settings
+
+    return Settings().bootstrap
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from streams.producer import kafka_sender
+    from streams.simulator import LiveSimulator
+
+    bootstrap = _settings_bootstrap(args.broker)
+
+    async def main() -> int:
+        simulator = LiveSimulator(
+            seed=args.seed,
+            leads_per_s=args.leads_per_s,
+            speed=args.speed,
+            bad_ratio=args.bad_ratio,
+            id_prefix=args.id_prefix or f"sim{datetime.now(UTC):%H%M%S}",
+        )
+        async with kafka_sender(bootstrap, args.topic, embedded=args.embedded) as send:
+            sent = await simulator.run(send, duration_s=args.for_s)
+        print(f"sent {sent} records ({simulator.leads_started} leads) to {args.topic}")
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from streams.producer import produce_records, read_jsonl
+
+    bootstrap = _settings_bootstrap(args.broker)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"leadflow produce: {path}: no such file", file=sys.stderr)
+        return 2
+    sent = asyncio.run(produce_records(bootstrap, args.topic, read_jsonl(path), embedded=args.embedded))
+    print(f"sent {sent} records from {path} to {args.topic}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from streams.jsonschema import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as error:
+        for problem in error.problems:
+            print(f"{error.source}: {problem}", file=sys.stderr)
+        print(f"{len(error.problems)} problem(s); the policy was not loaded", file=sys.stderr)
+        return 1
+    summary = {
+        "name": policy.name,
+        "version": policy.version,
+        "stages": list(policy.all_stages),
+        "fit_rules": len(policy.scoring.fit),
+        "engagement_rules": len(policy.scoring.engagement),
+        "rejection_reasons": sorted(policy.rejection_codes),
+        "pipeline": [p.stage for p in policy.deals.pipeline],
+    }
+    print(f"{args.file or 'default policy'}: ok")
+    print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="leadflow", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def add_broker(p: argparse.ArgumentParser, embedded_flag: bool = False) -> None:
+        p.add_argument("--broker", help="Kafka bootstrap URL, e.g. kafka://localhost:9092 (env LEADFLOW_BROKER)")
+        if embedded_flag:
+            p.add_argument(
+                "--embedded",
+                action="store_true",
+                help="the broker is the embedded tansu broker: send one record per batch (GUIDE section 4)",
+            )
+
+    run = sub.add_parser("run", help="the main job: embedded broker, worker, simulator and a live funnel view")
+    add_broker(run)
+    run.add_argument("--for", dest="for_s", type=float, help="stop after this many seconds and print a summary")
+    run.add_argument("--leads-per-s", type=float, default=10.0, help="new simulated leads per second")
+    run.add_argument("--speed", type=float, default=172_800.0, help="simulated seconds per real second")
+    run.add_argument("--bad-ratio", type=float, default=0.01, help="share of deliberately bad records")
+    run.add_argument("--partitions", type=int, default=4)
+    run.add_argument("--web-port", type=int, default=None)
+    run.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    run.add_argument("--workdir", default=".leadflow", help="logs and worker data go here")
+    run.add_argument("--report-json", type=Path, default=None, help="write the final funnel report here")
+    run.add_argument("--no-live", action="store_true", help="no live terminal view, only the final summary")
+    run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.app worker)")
+    add_broker(worker)
+    worker.add_argument("--policy", type=Path, default=None)
+    worker.add_argument("--web-port", type=int, default=None)
+    worker.add_argument("-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    worker.set_defaults(func=cmd_worker)
+
+    simulate = sub.add_parser("simulate", help="produce a realistic live funnel to a broker")
+    add_broker(simulate, embedded_flag=True)
+    simulate.add_argument("--topic", default="leads.events")
+    simulate.add_argument("--for", dest="for_s", type=float, default=60.0)
+    simulate.add_argument("--leads-per-s", type=float, default=10.0)
+    simulate.add_argument("--speed", type=float, default=172_800.0)
+    simulate.add_argument("--bad-ratio", type=float, default=0.0)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--id-prefix", default=None, help="prefix of lead and event ids (default: per run)")
+    simulate.set_defaults(func=cmd_simulate)
+
+    produce = sub.add_parser("produce", help="send the events of a JSONL file (one envelope per line)")
+    add_broker(produce, embedded_flag=True)
+    produce.add_argument("file")
+    produce.add_argument("--topic", default="leads.events")
+    produce.set_defaults(func=cmd_produce)
+
+    schema = sub.add_parser("schema", help="write JSON Schema files for producers in other languages")
+    schema.add_argument("--out", required=True, help="directory to write into")
+    schema.set_defaults(func=cmd_schema)
+
+    policy = sub.add_parser("policy", help="work with the SLA policy file")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate a policy file and print every problem with its path")
+    check.add_argument("file", nargs="?", default=None, help="policy YAML (default: the shipped policy)")
+    check.set_defaults(func=cmd_policy_check)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""`leadflow run`: the main job on one machine.
+
+Starts the embedded Kafka-protocol broker (unless --broker names one), creates the topics, starts a worker
+process, runs the live simulator in this process, and shows the funnel as the worker's outputs arrive on
+`leads.transitions` and `leads.deadletter`. Ctrl-C or --for ends it; every child process is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from core.funnel import FunnelTally
+from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER
+from schemas.policy import load_policy
+from streams.broker import EmbeddedBroker
+from streams.producer import kafka_sender
+from streams.settings import Settings
+from streams.simulator import LiveSimulator
+from streams.topics import ensure_topics
+
+DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
+DRAIN_MAX_S = 30.0  # ...but no longer than this
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    broker: str | None
+    duration_s: float | None
+    leads_per_s: float
+    speed: float
+    bad_ratio: float
+    partitions: int
+    web_port: int
+    workdir: Path
+    policy: Path | None
+    report_json: Path | None
+    live: bool
+
+
+def all_topics(settings: Settings) -> dict[str, int]:
+    return {
+        settings.topic_events: settings.partitions,
+        settings.topic_transitions: settings.partitions,
+        settings.topic_deadletter: settings.partitions,
+        settings.changelog_topic: settings.partitions,
+    }
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "-l", "warn"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C reaches us only; we stop the worker in order
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+class OutputReader:
+    """Reads the worker's outputs into a FunnelTally (no consumer group: a view, not a processor)."""
+
+    def __init__(self, settings: Settings, tally: FunnelTally) -> None:
+        self.settings = settings
+        self.tally = tally
+        self.last_output_at = time.monotonic()
+        self.unreadable = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            self.settings.topic_transitions,
+            self.settings.topic_deadletter,
+            bootstrap_servers=self.settings.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                now = time.time()
+                for tp, messages in batches.items():
+                    adapter = DEAD_LETTER_ADAPTER if tp.topic == self.settings.topic_deadletter else TRANSITION_ADAPTER
+                    for message in messages:
+                        try:
+                            self.tally.add(adapter.validate_json(message.value or b""), seen_at=now)
+                        except ValidationError:
+                            self.unreadable += 1
+                        self.last_output_at = time.monotonic()
+        finally:
+            await consumer.stop()
+
+
+def render(tally: FunnelTally, simulator: LiveSimulator, started: float, note: str) -> Group:
+    counts, reached = tally.stage_counts(), tally.reached()
+    stages = Table(title="leads per stage", show_edge=False)
+    stages.add_column("stage")
+    stages.add_column("now", justify="right")
+    stages.add_column("ever reached", justify="right")
+    for stage in tally.stages:
+        stages.add_row(stage, str(counts[stage]), str(reached[stage]))
+    flow = Table(title="flow", show_edge=False)
+    flow.add_column("measure")
+    flow.add_column("value", justify="right")
+    flow.add_row("elapsed", f"{time.monotonic() - started:,.0f} s")
+    flow.add_row("events sent", f"{simulator.events_sent:,}")
+    flow.add_row("leads started", f"{simulator.leads_started:,}")
+    flow.add_row("transitions", f"{tally.transitions:,}")
+    flow.add_row("transitions / min", f"{tally.per_minute(time.time()):,}")
+    flow.add_row("dead letters", f"{sum(tally.dead_letters.values()):,}")
+    flow.add_row("refused events", f"{sum(tally.refusals.values()):,}")
+    reasons = Table(title="rejections · refusals · dead letters", show_edge=False)
+    reasons.add_column("kind")
+    reasons.add_column("reason")
+    reasons.add_column("count", justify="right")
+    for kind, counter in (("rejected", tally.rejections), ("refused", tally.refusals), ("dead", tally.dead_letters)):
+        for reason, n in counter.most_common(5):
+            reasons.add_row(kind, reason, str(n))
+    grid = Table.grid(padding=(0, 4))
+    grid.add_row(stages, flow, reasons)
+    return Group(grid, note)
+
+
+async def run(options: RunOptions) -> int:
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    policy = load_policy(options.policy)  # fail before starting anything if the policy is bad
+    broker = None if options.broker else EmbeddedBroker(options.workdir).start()
+    url = options.broker or (broker.url if broker else "")
+    env = dict(
+        os.environ,
+        LEADFLOW_BROKER=url if "://" in url else f"kafka://{url}",
+        LEADFLOW_EMBEDDED="1" if broker else "0",
+        LEADFLOW_PARTITIONS=str(options.partitions),
+        LEADFLOW_WEB_PORT=str(options.web_port),
+        LEADFLOW_DATA_DIR=str(options.workdir / "worker-data"),
+    )
+    if options.policy:
+        env["LEADFLOW_POLICY"] = str(options.policy)
+    settings = Settings(broker=env["LEADFLOW_BROKER"], embedded=broker is not None, partitions=options.partitions)
+    worker = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    tally = FunnelTally(stages=policy.all_stages)
+    try:
+        await ensure_topics(settings.bootstrap, all_topics(settings), compacted={settings.changelog_topic})
+        worker = start_worker(env, options.workdir / "worker.log")
+        console.print(
+            f"broker {settings.bootstrap} ({'embedded' if broker else 'external'}) · worker pid {worker.pid}, "
+            f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz"
+        )
+        simulator = LiveSimulator(
+            leads_per_s=options.leads_per_s,
+            speed=options.speed,
+            bad_ratio=options.bad_ratio,
+            id_prefix=f"run{datetime.now(UTC):%H%M%S}",
+        )
+        reader = OutputReader(settings, tally)
+        reader_stop = asyncio.Event()
+        reader_task = asyncio.create_task(reader.run(reader_stop))
+        started = time.monotonic()
+        async with kafka_sender(settings.bootstrap, settings.topic_events, embedded=broker is not None) as send:
+            sim_task = asyncio.create_task(simulator.run(send, duration_s=options.duration_s, stop=stop))
+            live_view = Live(console=console, refresh_per_second=2) if options.live else None
+            with live_view or contextlib.nullcontext():
+                while not sim_task.done():
+                    if live_view:
+                        live_view.update(render(tally, simulator, started, "Ctrl-C stops"))
+                    if worker.poll() is not None:
+                        stop.set()
+                        console.print(f"[red]worker exited with {worker.returncode}; see its log[/red]")
+                    await asyncio.wait({sim_task}, timeout=0.5)
+                await sim_task
+                # Let the worker finish what was sent, so the summary covers every event.
+                drain_started = time.monotonic()
+                while (
+                    not stop.is_set()
+                    and time.monotonic() - reader.last_output_at < DRAIN_QUIET_S
+                    and time.monotonic() - drain_started < DRAIN_MAX_S
+                ):
+                    if live_view:
+                        live_view.update(render(tally, simulator, started, "draining the worker..."))
+                    await asyncio.sleep(0.25)
+        reader_stop.set()
+        await reader_task
+        console.print(render(tally, simulator, started, "final summary"))
+        report = tally.report()
+        if options.report_json:
+            options.report_json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+            console.print(f"report written to {options.report_json}")
+        return 0 if worker.poll() is None else 1
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        if broker is not None:
+            broker.stop()
