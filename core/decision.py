@@ -89,8 +89,9 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
         base = record.base
         state, steps = fold(base, [p.event for p in pending], policy)
+        # Keep the ids emitted by earlier passes too: a third pass may bring back an output of the first one.
         pending = [
-            PendingEvent(event=p.event, output_ids=tuple(o.id for o in s.outputs))
+            PendingEvent(event=p.event, output_ids=tuple(dict.fromkeys((*p.output_ids, *(o.id for o in s.outputs)))))
             for p, s in zip(pending, steps, strict=True)
         ]
         outputs = tuple(o for s in steps for o in s.outputs if o.id not in already_emitted)

@@ -144,7 +144,7 @@ def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
         return then_qualify(create(event, policy), event, policy)
     if state is None:
         return refuse(None, event, "unknown_lead", "no lead with this lead_id; send lead.created first")
-    if state.merged_into is not None:
+    if state.merged_into is not None and not isinstance(event, LeadErased):  # an erasure request always wins
         return refuse(state, event, "lead_merged", f"this lead was merged into {state.merged_into}; send events there")
     match event:
         case LeadUpdated():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -25,6 +26,9 @@ _MESSAGES = {
     "datetime_type": "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z",
 }
 
+# A model validator that names the field it complains about starts its message with a path relative to the model.
+_RELATIVE_PATH = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\]|\.[A-Za-z0-9_]+)*): (.+)$", re.DOTALL)
+
 
 def format_path(loc: Sequence[str | int]) -> str:
     path = ""
@@ -47,5 +51,11 @@ def describe_errors(error: ValidationError, *, drop_leading: int = 0) -> list[st
             .replace("String should", "must")
             .replace("Tuple should", "must")
         )
-        problems.append(f"{format_path(tuple(e['loc'])[drop_leading:])}: {message}")
+        loc = tuple(e["loc"])[drop_leading:]
+        relative = _RELATIVE_PATH.match(message) if e["type"] == "value_error" else None
+        if relative:  # "lifecycle" + "transitions.lead: ..." -> "lifecycle.transitions.lead: ..."
+            inner, message = relative.groups()
+            problems.append(f"{format_path(loc)}.{inner}: {message}" if loc else f"{inner}: {message}")
+        else:
+            problems.append(f"{format_path(loc)}: {message}")
     return problems

@@ -214,6 +214,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise PolicyError(source, [f"(file): cannot read: {error.strerror}"]) from None
+        except UnicodeDecodeError as error:
+            raise PolicyError(source, [f"(file): cannot read: not UTF-8 text (byte {error.start}); save it as UTF-8"]) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:

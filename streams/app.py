@@ -69,14 +69,22 @@ events_topic = app.topic(
 transitions_topic = app.topic(settings.topic_transitions, key_serializer="raw", value_serializer="raw")
 deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
 
-leads = app.Table(
-    "leads",
-    partitions=settings.partitions,
-    key_type=bytes,
+
+
+class LeadTable(faust.Table):  # type: ignore[misc]
+    """Keys are raw lead_id bytes; values are LeadRecords in the 'leadrecord' codec.
+
+    Faust derives a table's codecs from Faust Record types; ours are pydantic models, so name the codec here,
+    where the store, the changelog topic and recovery all read it.
+    """
+
+    def _serializer_from_type(self, typ: Any) -> str:
+        return "raw" if typ is bytes else "leadrecord"
+
+
+leads = app.tables.add(
+    LeadTable(app, name="leads", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
 )
-# Faust derives a table's value codec from a Record type; ours is a pydantic model, so name the codec here
-# (read when the store and the changelog topic are created, at worker start).
-leads.value_serializer = "leadrecord"
 
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:

@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from streams.producer import kafka_sender
 from streams.settings import Settings
 from streams.simulator import LiveSimulator
 from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
 
 DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
 DRAIN_MAX_S = 30.0  # ...but no longer than this
@@ -60,29 +59,6 @@ def all_topics(settings: Settings) -> dict[str, int]:
         settings.topic_deadletter: settings.partitions,
         settings.changelog_topic: settings.partitions,
     }
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "-l", "warn"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Ctrl-C reaches us only; we stop the worker in order
-    )
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 class OutputReader:
@@ -174,7 +150,7 @@ async def run(options: RunOptions) -> int:
     tally = FunnelTally(stages=policy.all_stages)
     try:
         await ensure_topics(settings.bootstrap, all_topics(settings), compacted={settings.changelog_topic})
-        worker = start_worker(env, options.workdir / "worker.log")
+        worker = WorkerProcess(env, options.workdir / "worker.log").start()
         console.print(
             f"broker {settings.bootstrap} ({'embedded' if broker else 'external'}) · worker pid {worker.pid}, "
             f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz"
@@ -196,9 +172,9 @@ async def run(options: RunOptions) -> int:
                 while not sim_task.done():
                     if live_view:
                         live_view.update(render(tally, simulator, started, "Ctrl-C stops"))
-                    if worker.poll() is not None:
+                    if worker.exit_code() is not None:
                         stop.set()
-                        console.print(f"[red]worker exited with {worker.returncode}; see its log[/red]")
+                        console.print(f"[red]worker exited with {worker.exit_code()}; see its log[/red]")
                     await asyncio.wait({sim_task}, timeout=0.5)
                 await sim_task
                 # Let the worker finish what was sent, so the summary covers every event.
@@ -218,9 +194,9 @@ async def run(options: RunOptions) -> int:
         if options.report_json:
             options.report_json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
             console.print(f"report written to {options.report_json}")
-        return 0 if worker.poll() is None else 1
+        return 0 if worker.exit_code() is None else 1
     finally:
         if worker is not None:
-            stop_process(worker)
+            worker.stop()
         if broker is not None:
             broker.stop()

@@ -48,7 +48,7 @@ EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
     "producer_max_batch_size": 64,
     "producer_linger": 0.0,
     "broker_rebalance_timeout": 5.0,
-    "broker_session_timeout": 10.0,
+    "broker_session_timeout": 6.0,
     "broker_heartbeat_interval": 1.0,
 }
 

@@ -1,0 +1,101 @@
+"""Helpers for tests that run a real worker process against the embedded broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.topics import embedded_producer_settings, ensure_topics
+from streams.worker_process import WorkerProcess, wait_until_committed
+
+PARTITIONS = 4
+
+
+@dataclass
+class Deployment:
+    """One leadflow deployment on the shared broker: its own topics, consumer group and changelog."""
+
+    broker: EmbeddedBroker
+    prefix: str
+    workdir: Path
+    app_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.app_id = f"lf-{uuid.uuid4().hex[:10]}"
+        self.events = f"{self.prefix}events"
+        self.transitions = f"{self.prefix}transitions"
+        self.deadletter = f"{self.prefix}deadletter"
+        self.changelog = f"{self.app_id}-leads-changelog"
+        self.web_port = free_port()
+        self.produced: dict[int, int] = {}  # partition -> next offset
+
+    async def create_topics(self) -> None:
+        topics = {name: PARTITIONS for name in (self.events, self.transitions, self.deadletter, self.changelog)}
+        await ensure_topics(self.broker.bootstrap, topics, compacted={self.changelog})
+
+    def env(self) -> dict[str, str]:
+        return {
+            "LEADFLOW_BROKER": self.broker.url,
+            "LEADFLOW_EMBEDDED": "1",
+            "LEADFLOW_APP_ID": self.app_id,
+            "LEADFLOW_PARTITIONS": str(PARTITIONS),
+            "LEADFLOW_TOPIC_EVENTS": self.events,
+            "LEADFLOW_TOPIC_TRANSITIONS": self.transitions,
+            "LEADFLOW_TOPIC_DEADLETTER": self.deadletter,
+            "LEADFLOW_WEB_PORT": str(self.web_port),
+            "LEADFLOW_DATA_DIR": str(self.workdir / "data"),
+        }
+
+    def worker(self, name: str = "worker") -> WorkerProcess:
+        return WorkerProcess(self.env(), self.workdir / f"{name}.log")
+
+    async def produce(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.broker.bootstrap,
+            acks="all",
+            max_request_size=16 * 1024 * 1024,
+            **embedded_producer_settings(),
+        )
+        await producer.start()
+        try:
+            for key, value in records:
+                meta = await producer.send_and_wait(self.events, value=value, key=key)
+                self.produced[meta.partition] = max(self.produced.get(meta.partition, 0), meta.offset + 1)
+        finally:
+            await producer.stop()
+
+    async def wait_processed(self, worker: WorkerProcess, timeout_s: float = 90.0) -> None:
+        """Until the worker's group has committed everything produced so far."""
+        await wait_until_committed(
+            self.broker.bootstrap, self.app_id, self.events, dict(self.produced), timeout_s=timeout_s, worker=worker
+        )
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of a topic, partition by partition, up to its current end."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        for tp in partitions:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                records.extend((m.key, m.value) for m in batch.get(tp, []))
+        return records
+    finally:
+        await consumer.stop()

@@ -1,0 +1,111 @@
+"""Builders for the pure-core tests: events, policies and leads in a few words.
+
+Events go through the same TypeAdapter the intake uses, so a test can only build an event a producer could send.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from core.lifecycle import Step, apply
+from schemas.events import EVENT_ADAPTER, LeadEvent
+from schemas.outputs import EventRefused, StageChanged, Transition
+from schemas.policy import Policy, load_policy, parse_policy
+from schemas.state import LeadState
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+DAY = 86_400.0
+LEAD = "L1"
+
+POLICY = load_policy()
+_DEFAULT_DOC: dict[str, Any] = yaml.safe_load(
+    resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+)
+_ids = itertools.count(1)
+
+
+def at(seconds: float) -> datetime:
+    """T0 plus `seconds`."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_event(
+    type_: str,
+    t: float | datetime = 0.0,
+    *,
+    lead_id: str = LEAD,
+    event_id: str | None = None,
+    **data: Any,
+) -> LeadEvent:
+    """An event of `type_` at `t` (seconds after T0, or a datetime) with `data` as its data object."""
+    occurred_at = t if isinstance(t, datetime) else at(t)
+    envelope: dict[str, Any] = {
+        "event_id": event_id or f"ev-{next(_ids)}",
+        "lead_id": lead_id,
+        "type": type_,
+        "occurred_at": occurred_at.isoformat(),
+        "source": "test",
+    }
+    if data:
+        envelope["data"] = data
+    return EVENT_ADAPTER.validate_python(envelope)
+
+
+def default_document() -> dict[str, Any]:
+    """A fresh deep copy of the default policy document, to break or tweak."""
+    return copy.deepcopy(_DEFAULT_DOC)
+
+
+def make_policy(change: Callable[[dict[str, Any]], None]) -> Policy:
+    """The default policy with `change` applied to its document."""
+    document = default_document()
+    change(document)
+    return parse_policy(document, "test")
+
+
+def run(events: Iterable[LeadEvent], policy: Policy = POLICY, state: LeadState | None = None) -> LeadState | None:
+    """Apply events in the given order with `core.lifecycle.apply`; the final state."""
+    for event in events:
+        state = apply(state, event, policy).state
+    return state
+
+
+def lead_in(stage: str, policy: Policy = POLICY) -> LeadState:
+    """A lead walked to `stage` by ordinary events (one minute apart), so its history is realistic."""
+    paths: dict[str, list[tuple[str, dict[str, Any]]]] = {
+        "subscriber": [("lead.created", {"initial_stage": "subscriber"})],
+        "lead": [("lead.created", {})],
+        "mql": [("lead.created", {}), ("lead.qualified", {})],
+        "sal": [("lead.created", {}), ("lead.qualified", {}), ("lead.accepted", {})],
+        "nurturing": [("lead.created", {}), ("lead.qualified", {}), ("lead.rejected", {"reason": "no_budget"})],
+        "disqualified": [("lead.created", {}), ("lead.disqualified", {})],
+    }
+    deal = [("lead.created", {}), ("lead.qualified", {}), ("lead.accepted", {})]
+    paths["sql"] = [*deal, ("deal.stage_changed", {"stage": "qualified_call", "bant": {"need": True}})]
+    full_bant = {"budget": True, "authority": True, "need": True, "timeline": True}
+    paths["opportunity"] = [*deal, ("deal.stage_changed", {"stage": "proposal_sent", "bant": full_bant})]
+    paths["customer"] = [*paths["opportunity"], ("deal.won", {"amount": 1000.0})]
+    paths["evangelist"] = paths["customer"]  # no event reaches evangelist; callers must not ask for it
+    state = run((make_event(kind, 60.0 * i, **data) for i, (kind, data) in enumerate(paths[stage])), policy)
+    assert state is not None
+    assert state.stage == stage, f"could not walk a lead to {stage}"
+    return state
+
+
+def stage_changes(outputs: Iterable[Transition]) -> list[StageChanged]:
+    return [o for o in outputs if isinstance(o, StageChanged)]
+
+
+def refusal(step: Step) -> EventRefused:
+    """The single EventRefused of a refused step (fails the test otherwise)."""
+    assert step.refused, f"expected a refusal, got outputs {step.outputs}"
+    (only,) = step.outputs
+    assert isinstance(only, EventRefused)
+    return only

@@ -1,0 +1,396 @@
+"""decide(): dedupe, deterministic outputs, the future guard, erasure, and order independence within the lateness bound.
+
+The property tests are the heart: a realistic lead history delivered in any order the lateness bound allows, with
+any redeliveries, must end in the state in-order delivery gives, with no output emitted twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from factories import DAY, LEAD, POLICY, T0, at, make_event, run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.decision import MAX_PENDING, Decision, decide
+from core.lifecycle import apply
+from schemas.events import LeadEvent
+from schemas.outputs import EventRefused, LeadErasedNotice, StageChanged, Transition
+from schemas.state import LeadRecord
+
+LATENESS = POLICY.processing.lateness_seconds
+SKEW = POLICY.processing.max_clock_skew_seconds
+NOW = at(365 * DAY)  # the worker clock: after every generated event
+
+
+def deliver(
+    events: list[LeadEvent], record: LeadRecord | None = None, now: datetime = NOW
+) -> tuple[LeadRecord | None, list[Decision]]:
+    decisions = []
+    for event in events:
+        decision = decide(record, event, POLICY, now)
+        decisions.append(decision)
+        record = decision.record
+    return record, decisions
+
+
+def emitted(decisions: list[Decision]) -> list[Transition]:
+    return [o for d in decisions for o in d.outputs]
+
+
+# --- dedupe ------------------------------------------------------------------------------------------------
+
+
+def test_the_same_event_twice_is_a_duplicate() -> None:
+    created = make_event("lead.created", 0)
+    demo = make_event("activity", 60, action="demo_request")
+    record, decisions = deliver([created, demo])
+    assert [d.outcome for d in decisions] == ["applied", "applied"]
+    assert record is not None
+    again = decide(record, demo, POLICY, NOW)
+    assert (again.outcome, again.outputs, again.changed) == ("duplicate", (), False)
+    assert again.record is record
+    assert decide(record, created, POLICY, NOW).outcome == "duplicate"
+
+
+def test_a_duplicate_is_recognised_after_it_settled_into_seen() -> None:
+    """Past MAX_PENDING events the oldest ones settle out of the window: their ids must still dedupe."""
+    created = make_event("lead.created", 0)
+    views = [make_event("activity", (i + 1) * 2 * LATENESS, action="page_view") for i in range(MAX_PENDING + 5)]
+    record, _ = deliver([created, *views])
+    assert record is not None
+    assert created.event_id in record.seen
+    assert all(p.event.event_id != created.event_id for p in record.pending)
+    assert len(record.pending) <= MAX_PENDING
+    for old in (created, views[0]):
+        again = decide(record, old, POLICY, NOW)
+        assert (again.outcome, again.outputs, again.changed, again.record) == ("duplicate", (), False, record)
+
+
+def test_refused_events_are_remembered_too() -> None:
+    created = make_event("lead.created", 0)
+    accept = make_event("lead.accepted", 60)  # a lead cannot be accepted: refused
+    record, decisions = deliver([created, accept])
+    assert decisions[1].outcome == "refused"
+    assert isinstance(decisions[1].outputs[0], EventRefused)
+    assert decide(record, accept, POLICY, NOW).outcome == "duplicate"
+
+
+# --- ids, the future guard, erasure ------------------------------------------------------------------------
+
+
+def test_output_ids_are_deterministic() -> None:
+    history = [
+        make_event("lead.created", 0, event_id="c"),
+        make_event("activity", 60, action="demo_request", event_id="d"),
+        make_event("lead.accepted", 120, event_id="a"),
+        make_event("lead.rejected", 180, reason="nope", event_id="r"),
+    ]
+    _, first = deliver(history)
+    _, second = deliver(history)
+    assert [o.id for o in emitted(first)] == [o.id for o in emitted(second)]
+    assert len({o.id for o in emitted(first)}) == 4
+    assert emitted(first) == emitted(second)
+
+
+def test_an_event_from_the_future_is_refused() -> None:
+    record, _ = deliver([make_event("lead.created", 0)], now=T0)
+    assert record is not None
+    ahead = make_event("activity", SKEW + 1, action="demo_request")
+    decision = decide(record, ahead, POLICY, T0)
+    assert (decision.outcome, decision.changed, decision.record) == ("refused", False, record)
+    (refused,) = decision.outputs
+    assert isinstance(refused, EventRefused)
+    assert refused.reason == "future_event"
+    assert "fix the producer clock" in refused.detail
+    assert record.watermark == T0  # the watermark did not move
+    within = decide(record, make_event("activity", SKEW, action="demo_request"), POLICY, T0)
+    assert within.outcome == "applied"
+
+
+def test_a_future_lead_created_is_refused_without_a_record() -> None:
+    decision = decide(None, make_event("lead.created", SKEW + 1), POLICY, T0)
+    assert (decision.outcome, decision.changed) == ("refused", False)
+    assert decision.record is not None
+    assert decision.record.state is None
+
+
+def test_erase_returns_no_record() -> None:
+    record, _ = deliver([make_event("lead.created", 0), make_event("activity", 60, action="demo_request")])
+    erase = make_event("lead.erased", 120)
+    decision = decide(record, erase, POLICY, NOW)
+    assert (decision.record, decision.outcome, decision.changed) == (None, "applied", True)
+    (notice,) = decision.outputs
+    assert isinstance(notice, LeadErasedNotice)
+    assert notice.lead_id == LEAD
+
+
+def test_erase_delivered_before_an_earlier_event_still_erases() -> None:
+    """An erasure reordered with an earlier event of the same lead: the earlier one must not resurrect it."""
+    created = make_event("lead.created", 0)
+    view = make_event("activity", 30, action="page_view")
+    erase = make_event("lead.erased", 60)
+    record, decisions = deliver([created, erase, view])
+    assert decisions[1].record is None
+    assert record is None or record.state is None, "the erased lead came back"
+
+
+def test_version_counts_non_duplicate_events() -> None:
+    created = make_event("lead.created", 0)
+    view = make_event("activity", 60, action="page_view")
+    record, _ = deliver([created, view, view, created, make_event("lead.accepted", 90)])
+    assert record is not None
+    assert record.version == 3
+
+
+# --- reordering: examples ----------------------------------------------------------------------------------
+
+
+def test_reordered_within_the_bound_equals_in_order() -> None:
+    created = make_event("lead.created", 0, event_id="c")
+    qualified = make_event("lead.qualified", 100, event_id="q")
+    accepted = make_event("lead.accepted", 200, event_id="a")
+    record, decisions = deliver([created, accepted, qualified])
+    assert [d.outcome for d in decisions] == ["applied", "refused", "reordered"]
+    assert record is not None
+    assert record.state == run([created, qualified, accepted])
+    moves = [(o.from_stage, o.to_stage) for o in emitted(decisions) if isinstance(o, StageChanged)]
+    assert moves == [(None, "lead"), ("lead", "mql"), ("mql", "sal")]
+
+
+def test_an_output_that_comes_back_after_two_reorders_is_not_emitted_again() -> None:
+    """accepted is refused, then applied (qualified arrives), then refused again (disqualified arrives earlier)."""
+    created = make_event("lead.created", 0, event_id="c")
+    accepted = make_event("lead.accepted", 300, event_id="a")
+    qualified = make_event("lead.qualified", 200, event_id="q")
+    disqualified = make_event("lead.disqualified", 100, event_id="d")
+    record, decisions = deliver([created, accepted, qualified, disqualified])
+    assert [d.outcome for d in decisions] == ["applied", "refused", "reordered", "reordered"]
+    ids = [o.id for o in emitted(decisions)]
+    assert len(ids) == len(set(ids)), Counter(ids).most_common(2)
+    assert record is not None
+    assert record.state == run([created, disqualified, qualified, accepted])
+
+
+def test_beyond_the_bound_is_late_and_still_applied() -> None:
+    """Once the window has settled, an older event is applied after what has settled: counted late, not lost."""
+    created = make_event("lead.created", 0)
+    views = [make_event("activity", (i + 1) * 2 * LATENESS, action="page_view") for i in range(MAX_PENDING + 5)]
+    record, _ = deliver([created, *views])
+    late = make_event("lead.assigned", LATENESS, owner_id="rep-7")
+    decision = decide(record, late, POLICY, NOW)
+    assert decision.outcome == "late"
+    assert decision.record is not None
+    assert decision.record.state is not None
+    assert decision.record.state.owner_id == "rep-7"
+    assert decision.record.version == record.version + 1  # type: ignore[union-attr]
+    late_view = make_event("activity", LATENESS, action="form_submit")
+    after = decide(decision.record, late_view, POLICY, NOW)
+    assert after.outcome == "late"
+    assert after.record is not None
+    assert after.record.state is not None
+    assert "form_submit" in after.record.state.engagement  # added, already decayed
+
+
+def test_late_within_the_pending_window_is_still_exact() -> None:
+    created = make_event("lead.created", 0, event_id="c")
+    pricing = make_event("activity", 60, action="pricing_view", event_id="p")
+    view = make_event("activity", 10 * LATENESS, action="page_view", event_id="v")
+    record, decisions = deliver([created, view, pricing])
+    assert decisions[-1].outcome == "late"
+    assert record is not None
+    assert record.state == run([created, pricing, view])
+
+
+# --- properties --------------------------------------------------------------------------------------------
+
+FULL_BANT = {"budget": True, "authority": True, "need": True, "timeline": True}
+PROFILE_BITS = st.sampled_from(
+    [
+        {"seniority": "director"},
+        {"seniority": "student"},
+        {"company_size": 300},
+        {"industry": "saas"},
+        {"country": "BR"},
+        {"persona": "champion"},
+        {"job_title": "Growth Marketing Lead"},
+    ]
+)
+BANTS = st.fixed_dictionaries(
+    {}, optional={"budget": st.just(True), "authority": st.just(True), "need": st.just(True), "timeline": st.just(True)}
+)
+STEPS = st.one_of(
+    st.tuples(st.just("activity"), st.builds(dict, action=st.sampled_from([*POLICY.engagement_rules, "tweet"]))),
+    st.tuples(st.just("lead.updated"), PROFILE_BITS),
+    st.tuples(st.just("lead.qualified"), st.just({})),
+    st.tuples(st.just("lead.assigned"), st.builds(dict, owner_id=st.sampled_from(["rep-1", "rep-2"]))),
+    st.tuples(st.just("lead.accepted"), st.just({})),
+    st.tuples(st.just("lead.rejected"), st.builds(dict, reason=st.sampled_from(["not_icp", "no_budget", "later"]))),
+    st.tuples(st.just("contact.attempted"), st.just({"channel": "phone", "outcome": "no_answer"})),
+    st.tuples(st.just("meeting.scheduled"), st.just({})),
+    st.tuples(
+        st.just("deal.stage_changed"),
+        st.builds(dict, stage=st.sampled_from([*POLICY.pipeline_stages, "handshake"]), bant=BANTS),
+    ),
+    st.tuples(st.just("deal.stage_changed"), st.just({"stage": "proposal_sent", "bant": FULL_BANT})),
+    st.tuples(st.just("deal.won"), st.builds(dict, amount=st.integers(0, 10_000).map(float))),
+    st.tuples(st.just("deal.lost"), st.builds(dict, reason=st.sampled_from(["price", "timing", "bad_luck"]))),
+    st.tuples(st.just("lead.disqualified"), st.just({})),
+    st.tuples(st.sampled_from(["lead.paused", "lead.resumed"]), st.just({})),
+    st.tuples(st.just("lead.merged"), st.just({"into_lead_id": "L2"})),
+    st.tuples(st.just("lead.created"), st.just({})),
+)
+# A nudge towards the funnel: most histories walk to MQL, acceptance and a deal.
+HAPPY_PATH: list[tuple[str, dict[str, Any]]] = [
+    ("activity", {"action": "demo_request"}),
+    ("lead.accepted", {}),
+    ("deal.stage_changed", {"stage": "qualified_call", "bant": {"need": True}}),
+    ("deal.stage_changed", {"stage": "proposal_sent", "bant": FULL_BANT}),
+    ("deal.won", {"amount": 1000.0}),
+]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[LeadEvent]:
+    """A lead's events in event-time order (ties broken by event id, as decide() does)."""
+    initial = draw(st.sampled_from(["lead", "subscriber"]))
+    steps: list[tuple[str, dict[str, Any]]] = draw(st.lists(STEPS, max_size=18))
+    for position, step in enumerate(HAPPY_PATH[: draw(st.integers(0, len(HAPPY_PATH)))]):
+        steps.insert(min(len(steps), draw(st.integers(position, position + 4))), step)
+    gaps = draw(st.lists(st.sampled_from([0, 1, 30, 200, 599, 600, 601, 1500, 3 * DAY]), min_size=len(steps), max_size=len(steps)))
+    events = [make_event("lead.created", 0, event_id="e000", initial_stage=initial)]
+    t = 0.0
+    for i, ((kind, data), gap) in enumerate(zip(steps, gaps, strict=True), start=1):
+        t += gap
+        events.append(make_event(kind, t, event_id=f"e{i:03d}", **data))
+    return events
+
+
+def arrival_within_bound(draw: st.DrawFn, events: list[LeadEvent]) -> list[LeadEvent]:
+    """An arrival order where each event is at most `lateness` older than the newest event delivered before it."""
+    remaining = list(events)  # sorted by event time
+    order: list[LeadEvent] = []
+    bound = timedelta(seconds=LATENESS)
+    while remaining:
+        # Picking `c` is safe when every event still to come stays within the bound of `c`.
+        candidates = [
+            i
+            for i, c in enumerate(remaining)
+            if all(c.occurred_at - bound <= r.occurred_at for j, r in enumerate(remaining) if j != i)
+        ]
+        order.append(remaining.pop(draw(st.sampled_from(candidates))))
+    return order
+
+
+def is_within_bound(order: list[LeadEvent]) -> bool:
+    newest: datetime | None = None
+    for event in order:
+        if newest is not None and event.occurred_at < newest - timedelta(seconds=LATENESS):
+            return False
+        newest = event.occurred_at if newest is None else max(newest, event.occurred_at)
+    return True
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(st.data())
+def test_arrival_order_within_the_bound_does_not_change_the_final_state(data: st.DataObject) -> None:
+    events = data.draw(histories())
+    order = arrival_within_bound(data.draw, events)
+    assert is_within_bound(order)
+    expected = run(events)
+    record, decisions = deliver(order)
+    assert record is not None
+    assert expected is not None
+    assert record.state is not None
+    assert record.state.model_dump() == expected.model_dump()
+    assert "late" not in {d.outcome for d in decisions}
+    in_order, in_order_decisions = deliver(events)
+    assert in_order is not None
+    assert in_order.state == record.state
+    # No output is emitted twice, and every output of in-order delivery is emitted.
+    ids = [o.id for o in emitted(decisions)]
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert {o.id for o in emitted(in_order_decisions)} <= set(ids)
+
+
+@PROPERTY
+@given(st.data())
+def test_replaying_delivered_events_changes_nothing(data: st.DataObject) -> None:
+    events = data.draw(histories())
+    order = arrival_within_bound(data.draw, events)
+    expected, expected_decisions = deliver(order)
+    stream = list(order)
+    replays = data.draw(st.lists(st.integers(0, 10_000), max_size=12))
+    for pick in replays:  # redeliver an already delivered event at a random later position
+        event = order[pick % len(order)]
+        stream.insert(data.draw(st.integers(stream.index(event) + 1, len(stream))), event)
+    record: LeadRecord | None = None
+    delivered: set[str] = set()
+    for event in stream:
+        decision = decide(record, event, POLICY, NOW)
+        if event.event_id in delivered:
+            assert (decision.outcome, decision.outputs, decision.changed) == ("duplicate", (), False)
+            assert decision.record is record
+        delivered.add(event.event_id)
+        record = decision.record
+    assert record == expected
+    assert expected_decisions[-1].record == record
+
+
+@PROPERTY
+@given(st.data())
+def test_scores_never_negative_and_version_counts_events(data: st.DataObject) -> None:
+    events = data.draw(histories())
+    order = arrival_within_bound(data.draw, events)
+    stream = order + data.draw(st.lists(st.sampled_from(order), max_size=5))
+    record: LeadRecord | None = None
+    for event in stream:
+        before = record.version if record is not None else 0
+        decision = decide(record, event, POLICY, NOW)
+        if decision.outcome == "duplicate":
+            assert decision.record is record
+            continue
+        record = decision.record
+        assert record is not None
+        assert record.version == before + 1
+        for state in (record.state, record.base):
+            if state is not None:
+                assert state.fit >= 0
+                assert state.engagement_score >= 0
+                assert all(points >= 0 for points in state.engagement.values())
+    assert record is not None
+    assert record.version == len(order)
+
+
+@PROPERTY
+@given(st.data())
+def test_every_stage_change_is_in_the_history(data: st.DataObject) -> None:
+    events = data.draw(histories())
+    state = None
+    for event in events:
+        step = apply(state, event, POLICY)
+        moves = [o for o in step.outputs if isinstance(o, StageChanged)]
+        if step.state is not None and not step.refused:
+            before = state.history if state is not None else ()
+            assert step.state.history[: len(before)] == before
+            assert [h.stage for h in step.state.history[len(before) :]] == [m.to_stage for m in moves]
+        state = step.state
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_an_order_beyond_the_bound_is_reported_late_and_not_lost(data: st.DataObject) -> None:
+    events = data.draw(histories().filter(lambda h: h[-1].occurred_at - h[0].occurred_at > timedelta(seconds=LATENESS)))
+    late = data.draw(st.sampled_from([e for e in events if e.occurred_at < events[-1].occurred_at - timedelta(seconds=LATENESS)]))
+    order = [e for e in events if e is not late] + [late]
+    record, decisions = deliver(order)
+    assert decisions[-1].outcome in ("late", "refused")
+    assert decisions[-1].changed
+    assert record is not None
+    assert late.event_id in {p.event.event_id for p in record.pending} | set(record.seen)
+    assert decide(record, late, POLICY, NOW).outcome == "duplicate"

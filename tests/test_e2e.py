@@ -1,0 +1,200 @@
+"""End to end on the real embedded broker: a worker process, real topics, real consumer group, real changelog."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from e2e import Deployment, read_topic
+
+from core.decision import decide
+from schemas.events import EVENT_ADAPTER
+from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, StageChanged
+from schemas.policy import load_policy
+from schemas.state import RECORD_ADAPTER, LeadRecord
+from streams.broker import EmbeddedBroker
+from streams.simulator import journeys, records
+
+pytestmark = pytest.mark.broker
+
+POLICY = load_policy()
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def event(event_id: str, lead: str, kind: str, seconds: int, **data: Any) -> tuple[bytes, bytes]:
+    body = {
+        "event_id": event_id,
+        "lead_id": lead,
+        "type": kind,
+        "occurred_at": (T0 + timedelta(seconds=seconds)).isoformat(),
+        "source": "e2e",
+        "data": data,
+    }
+    return lead.encode(), orjson.dumps(body)
+
+
+@pytest.fixture
+async def deployment(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> AsyncIterator[Deployment]:
+    deployed = Deployment(broker, unique_topic_prefix, tmp_path)
+    await deployed.create_topics()
+    yield deployed
+
+
+def scenario() -> list[tuple[bytes | None, bytes]]:
+    a, b, c = "lead-a", "lead-b", "lead-c"
+    good_fit = {"seniority": "vp", "company_size": 200, "industry": "saas"}
+    return [
+        event("a1", a, "lead.created", 0, **good_fit),
+        event("a2", a, "activity", 10, action="pricing_view"),
+        event("a3", a, "activity", 20, action="form_submit"),
+        event("a4", a, "activity", 30, action="form_submit"),  # engagement 35 >= 30, fit 45 >= 40: MQL
+        event("a5", a, "lead.accepted", 40),
+        event("a6", a, "deal.stage_changed", 50, stage="qualified_call", bant={"need": True}),
+        event("a7", a, "deal.stage_changed", 60, stage="proposal_sent"),  # budget, authority missing
+        event("a8", a, "deal.stage_changed", 70, stage="proposal_sent", bant={"budget": True, "authority": True}),
+        event("a9", a, "deal.won", 80, amount=12000),
+        event("a2", a, "activity", 10, action="pricing_view"),  # a redelivery: same event id
+        event("b1", b, "lead.created", 0, persona="student"),
+        event("b2", b, "activity", 5, action="demo_request"),  # hand-raiser: MQL at once
+        event("b3", b, "lead.rejected", 15, reason="spam"),  # not a policy reason: refused
+        event("b4", b, "lead.rejected", 25, reason="student"),
+        # Hostile input: each must land in the dead-letter topic with a reason; the worker keeps going.
+        (b"x", b"{not json"),
+        (b"x", orjson.dumps({"event_id": "h1", "lead_id": "x", "type": "lead.exploded", "occurred_at": "2026-01-01T00:00:00Z", "source": "s"})),
+        (b"x", orjson.dumps({"lead_id": "x", "type": "lead.created"})),
+        (b"x", orjson.dumps({"event_id": 7, "lead_id": "x", "type": "activity", "occurred_at": "2026-01-01T00:00:00Z", "source": "s", "data": {"action": 3}})),
+        (b"x", b'{"pad": "' + b"x" * (5 * 1024 * 1024) + b'"}'),
+        (b"x", orjson.dumps({"event_id": "h2", "lead_id": "x", "type": "lead.created", "occurred_at": "2026-01-01T00:00:00", "source": "s"})),
+        (b"someone-else", event("h3", "x", "lead.created", 0)[1]),
+        event("c1", c, "lead.created", 90),
+    ]  # fmt: skip
+
+
+EXPECTED_DEAD_LETTERS = [
+    ("invalid_json", "(record): not valid JSON"),
+    ("unknown_type", "type: 'lead.exploded' is not a known event type"),
+    ("invalid_event", "event_id: is required"),
+    ("invalid_event", "event_id: must be a string"),
+    ("payload_too_large", "(record): 5,242,891 bytes is over the 1,048,576-byte limit"),
+    ("invalid_event", "occurred_at: must include a UTC offset"),
+    ("key_mismatch", "(record key): b'someone-else' is not the lead_id 'x'"),
+]
+
+
+async def test_scenario_gives_exact_transitions_and_dead_letters(deployment: Deployment) -> None:
+    sent = scenario()
+    await deployment.produce(sent)
+    worker = deployment.worker().start()
+    try:
+        await deployment.wait_processed(worker)
+    finally:
+        worker.stop()
+
+    outputs = [TRANSITION_ADAPTER.validate_json(v or b"") for _, v in await read_topic(deployment.broker.bootstrap, deployment.transitions)]
+    by_lead: dict[str, list[str]] = {}
+    for output in outputs:
+        if isinstance(output, StageChanged):
+            by_lead.setdefault(output.lead_id, []).append(f"{output.from_stage}->{output.to_stage} ({output.reason})")
+        elif isinstance(output, EventRefused):
+            by_lead.setdefault(output.lead_id, []).append(f"refused {output.event_id}: {output.reason}")
+    assert by_lead == {
+        "lead-a": [
+            "None->lead (created)",
+            "lead->mql (score)",
+            "mql->sal (accepted)",
+            "sal->sql (deal:qualified_call)",
+            "refused a7: missing_prerequisites",
+            "sql->opportunity (deal:proposal_sent)",
+            "opportunity->customer (won)",
+        ],
+        "lead-b": [
+            "None->lead (created)",
+            "lead->mql (hand_raiser)",
+            "refused b3: invalid_rejection_reason",
+            "mql->nurturing (rejected:student)",
+        ],
+        "lead-c": ["None->lead (created)"],
+    }
+    assert len({o.id for o in outputs}) == len(outputs)
+
+    letters = [DEAD_LETTER_ADAPTER.validate_json(v or b"") for _, v in await read_topic(deployment.broker.bootstrap, deployment.deadletter)]
+    letters.sort(key=lambda letter: (letter.partition, letter.offset))
+    hostile_values = {value for key, value in sent if key in (b"x", b"someone-else")}
+    assert {base64.b64decode(letter.original_b64) for letter in letters} == hostile_values
+    found = sorted((letter.reason, letter.errors[0]) for letter in letters)
+    for (reason, start), (got_reason, got_error) in zip(sorted(EXPECTED_DEAD_LETTERS), found, strict=True):
+        assert got_reason == reason
+        assert got_error.startswith(start), got_error
+
+
+def expected_records(sent: list[tuple[bytes, bytes]], now: datetime) -> dict[str, LeadRecord | None]:
+    """What an uninterrupted run gives: the core applied to each lead's events in produced order."""
+    result: dict[str, LeadRecord | None] = {}
+    for _, value in sent:
+        parsed = EVENT_ADAPTER.validate_json(value)
+        result[parsed.lead_id] = decide(result.get(parsed.lead_id), parsed, POLICY, now).record
+    return result
+
+
+async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
+    table: dict[str, LeadRecord | None] = {}
+    for key, value in await read_topic(deployment.broker.bootstrap, deployment.changelog):
+        assert key is not None
+        table[key.decode()] = None if value is None else RECORD_ADAPTER.validate_json(value)
+    return table
+
+
+@pytest.mark.parametrize("interrupted", [False, True], ids=["uninterrupted", "killed-and-restarted"])
+async def test_worker_killed_mid_stream_restarts_without_loss(deployment: Deployment, interrupted: bool) -> None:
+    sent = records(journeys(seed=11, n_leads=120, start=T0 - timedelta(days=60)), seed=11)
+    first, second = sent[: len(sent) // 2], sent[len(sent) // 2 :]
+    await deployment.produce(first)
+    worker = deployment.worker("worker-1").start()
+    try:
+        # Let it process part of the first half, then kill it: no commit, no flush.
+        quarter = {p: offset // 2 for p, offset in deployment.produced.items()}
+        await deployment_wait(deployment, worker, quarter)
+    finally:
+        if interrupted:
+            worker.kill()
+    if not interrupted:
+        await deployment.produce(second)
+        await deployment.wait_processed(worker)
+        worker.stop()
+        second = []
+    await deployment.produce(second)
+    restarted = deployment.worker("worker-2").start()
+    try:
+        await deployment.wait_processed(restarted)
+    finally:
+        restarted.stop()
+
+    expected = expected_records(sent, datetime.now(UTC))
+    table = await final_table(deployment)
+    assert set(table) == set(expected)
+    for lead_id, record in expected.items():
+        got = table[lead_id]
+        if record is None:
+            assert got is None, lead_id
+        else:
+            assert got is not None, lead_id
+            assert got.state is not None and record.state is not None
+            differs = {
+                k: (v, record.state.model_dump()[k]) for k, v in got.state.model_dump().items()
+                if record.state.model_dump()[k] != v
+            }
+            assert not differs, (lead_id, differs)
+            assert got.version == record.version, lead_id
+
+
+async def deployment_wait(deployment: Deployment, worker: Any, targets: dict[int, int]) -> None:
+    from streams.worker_process import wait_until_committed
+
+    await wait_until_committed(
+        deployment.broker.bootstrap, deployment.app_id, deployment.events, targets, timeout_s=90, worker=worker
+    )
