@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -11,34 +12,36 @@ from pydantic import ValidationError
 from core.ids import output_id
 from schemas.errors import describe_errors
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, LeadEvent
-from schemas.outputs import DeadLetter
+from schemas.outputs import DeadLetter, DeadLetterReason
 
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
 
 
-def dead_letter(
-    reason: str,
-    errors: list[str],
-    *,
-    key: bytes | None,
-    value: bytes | None,
-    topic: str,
-    partition: int,
-    offset: int,
-    received_at: datetime,
-) -> DeadLetter:
-    original = value or b""
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from: what a dead letter needs to point back at it."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    received_at: datetime
+
+
+def dead_letter(reason: DeadLetterReason, errors: list[str], origin: Origin) -> DeadLetter:
+    original = origin.value or b""
     return DeadLetter(
-        id=output_id("deadletter", topic, str(partition), str(offset)),
-        reason=reason,  # type: ignore[arg-type]
+        id=output_id("deadletter", origin.topic, str(origin.partition), str(origin.offset)),
+        reason=reason,
         errors=tuple(errors),
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        key_b64=base64.b64encode(origin.key).decode() if origin.key is not None else None,
         original_b64=base64.b64encode(original).decode(),
         original_size=len(original),
-        received_at=received_at,
+        received_at=origin.received_at,
     )
 
 
@@ -52,7 +55,7 @@ def decode(
     received_at: datetime,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> LeadEvent | DeadLetter:
-    where = {"key": key, "value": value, "topic": topic, "partition": partition, "offset": offset}
+    where = Origin(key, value, topic, partition, offset, received_at)
     if value is None or len(value) > max_bytes:
         size = 0 if value is None else len(value)
         problem = (
@@ -60,13 +63,11 @@ def decode(
             if value is None
             else f"(record): {size:,} bytes is over the {max_bytes:,}-byte limit; send one small event per record"
         )
-        return dead_letter(
-            "payload_too_large" if value else "invalid_json", [problem], **where, received_at=received_at
-        )
+        return dead_letter("payload_too_large" if value else "invalid_json", [problem], where)
     try:
         event = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
-        return _explain(error, value, where, received_at)
+        return _explain(error, value, where)
     if key is not None and key != event.lead_id.encode():
         return dead_letter(
             "key_mismatch",
@@ -74,33 +75,30 @@ def decode(
                 f"(record key): {key[:80]!r} is not the lead_id {event.lead_id!r}; produce with key = lead_id "
                 "so every event of a lead lands on the same partition"
             ],
-            **where,
-            received_at=received_at,
+            where,
         )
     return event
 
 
-def _explain(error: ValidationError, value: bytes, where: dict, received_at: datetime) -> DeadLetter:  # type: ignore[type-arg]
+def _explain(error: ValidationError, value: bytes, where: Origin) -> DeadLetter:
     try:
         document = orjson.loads(value)
     except orjson.JSONDecodeError as bad:
-        return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], **where, received_at=received_at)
+        return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], where)
     if not isinstance(document, dict):
         return dead_letter(
             "invalid_event",
             ["(top level): must be a JSON object (the event envelope)"],
-            **where,
-            received_at=received_at,
+            where,
         )
     kind = document.get("type")
     if "type" not in document:
-        return dead_letter("invalid_event", ["type: is required"], **where, received_at=received_at)
+        return dead_letter("invalid_event", ["type: is required"], where)
     if kind not in EVENT_TYPES:
         return dead_letter(
             "unknown_type",
             [f"type: {str(kind)[:80]!r} is not a known event type; use one of: {', '.join(EVENT_TYPES)}"],
-            **where,
-            received_at=received_at,
+            where,
         )
     # pydantic prefixes the discriminated-union tag (the event type) to every path: drop it.
-    return dead_letter("invalid_event", describe_errors(error, drop_leading=1), **where, received_at=received_at)
+    return dead_letter("invalid_event", describe_errors(error, drop_leading=1), where)

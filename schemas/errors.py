@@ -24,6 +24,7 @@ _MESSAGES = {
     "timezone_aware": "must include a UTC offset (RFC 3339), e.g. 2026-11-24T10:00:00Z or 2026-11-24T07:00:00-03:00",
     "datetime_parsing": "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z",
     "datetime_type": "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z",
+    "datetime_from_date_parsing": "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z",
 }
 
 # A model validator that names the field it complains about starts its message with a path relative to the model.

@@ -80,12 +80,15 @@ Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMerg
 TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 
 
+DeadLetterReason = Literal["payload_too_large", "invalid_json", "invalid_event", "unknown_type", "key_mismatch"]
+
+
 class DeadLetter(Frozen):
     """An input record that could not be processed, with its reason and its original bytes (base64)."""
 
     type: Literal["dead_letter"] = "dead_letter"
     id: str
-    reason: Literal["payload_too_large", "invalid_json", "invalid_event", "unknown_type", "key_mismatch"]
+    reason: DeadLetterReason
     errors: tuple[str, ...] = Field(description="one 'field: message' line per problem, naming the fix")
     topic: str
     partition: int

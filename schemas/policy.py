@@ -215,7 +215,9 @@ def load_policy(path: str | Path | None = None) -> Policy:
         except OSError as error:
             raise PolicyError(source, [f"(file): cannot read: {error.strerror}"]) from None
         except UnicodeDecodeError as error:
-            raise PolicyError(source, [f"(file): cannot read: not UTF-8 text (byte {error.start}); save it as UTF-8"]) from None
+            raise PolicyError(
+                source, [f"(file): cannot read: not UTF-8 text (byte {error.start}); save it as UTF-8"]
+            ) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:

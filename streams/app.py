@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
@@ -55,7 +55,6 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         **extra,
     )
-    app.conf.leadflow = settings  # type: ignore[attr-defined]
     return app
 
 
@@ -70,8 +69,7 @@ transitions_topic = app.topic(settings.topic_transitions, key_serializer="raw", 
 deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
 
 
-
-class LeadTable(faust.Table):  # type: ignore[misc]
+class LeadTable(faust.Table[bytes, LeadRecord]):
     """Keys are raw lead_id bytes; values are LeadRecords in the 'leadrecord' codec.
 
     Faust derives a table's codecs from Faust Record types; ours are pydantic models, so name the codec here,
@@ -82,16 +80,15 @@ class LeadTable(faust.Table):  # type: ignore[misc]
         return "raw" if typ is bytes else "leadrecord"
 
 
-leads = app.tables.add(
-    LeadTable(app, name="leads", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
-)
+leads = LeadTable(app, name="leads", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
+app.tables.add(leads)
 
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
     deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter))
 
 
-def as_current(event: faust.types.EventT) -> None:
+def as_current(event: faust.types.EventT[bytes]) -> None:
     """Make `event` Faust's current event, so a table write goes to that event's partition.
 
     Inside a batch the current event is the last one taken; each lead's write must go to the changelog
@@ -102,9 +99,12 @@ def as_current(event: faust.types.EventT) -> None:
 
 @app.agent(events_topic)
 async def process(stream: faust.StreamT[bytes]) -> None:
-    async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+    # take_events is on Stream, not (yet) on the StreamT protocol.
+    async for batch in cast(faust.Stream[bytes], stream).take_events(
+        settings.batch_max, within=settings.batch_within_s
+    ):
         now = datetime.now(UTC)
-        touched: dict[bytes, tuple[faust.types.EventT, LeadRecord | None]] = {}
+        touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord | None]] = {}
         for event in batch:
             message = event.message
             decoded = decode(

@@ -125,7 +125,7 @@ def render(tally: FunnelTally, simulator: LiveSimulator, started: float, note: s
     return Group(grid, note)
 
 
-async def run(options: RunOptions) -> int:
+async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/run/stop sequence
     options.workdir.mkdir(parents=True, exist_ok=True)
     console = Console()
     policy = load_policy(options.policy)  # fail before starting anything if the policy is bad

@@ -259,7 +259,11 @@ def histories(draw: st.DrawFn) -> list[LeadEvent]:
     steps: list[tuple[str, dict[str, Any]]] = draw(st.lists(STEPS, max_size=18))
     for position, step in enumerate(HAPPY_PATH[: draw(st.integers(0, len(HAPPY_PATH)))]):
         steps.insert(min(len(steps), draw(st.integers(position, position + 4))), step)
-    gaps = draw(st.lists(st.sampled_from([0, 1, 30, 200, 599, 600, 601, 1500, 3 * DAY]), min_size=len(steps), max_size=len(steps)))
+    gaps = draw(
+        st.lists(
+            st.sampled_from([0, 1, 30, 200, 599, 600, 601, 1500, 3 * DAY]), min_size=len(steps), max_size=len(steps)
+        )
+    )
     events = [make_event("lead.created", 0, event_id="e000", initial_stage=initial)]
     t = 0.0
     for i, ((kind, data), gap) in enumerate(zip(steps, gaps, strict=True), start=1):
@@ -386,7 +390,9 @@ def test_every_stage_change_is_in_the_history(data: st.DataObject) -> None:
 @given(st.data())
 def test_an_order_beyond_the_bound_is_reported_late_and_not_lost(data: st.DataObject) -> None:
     events = data.draw(histories().filter(lambda h: h[-1].occurred_at - h[0].occurred_at > timedelta(seconds=LATENESS)))
-    late = data.draw(st.sampled_from([e for e in events if e.occurred_at < events[-1].occurred_at - timedelta(seconds=LATENESS)]))
+    late = data.draw(
+        st.sampled_from([e for e in events if e.occurred_at < events[-1].occurred_at - timedelta(seconds=LATENESS)])
+    )
     order = [e for e in events if e is not late] + [late]
     record, decisions = deliver(order)
     assert decisions[-1].outcome in ("late", "refused")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,10 @@ def event(event_id: str, lead: str, kind: str, seconds: int, **data: Any) -> tup
 
 
 @pytest.fixture
-async def deployment(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> AsyncIterator[Deployment]:
+async def deployment(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
     deployed = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployed.create_topics()
-    yield deployed
+    return deployed
 
 
 def scenario() -> list[tuple[bytes | None, bytes]]:
@@ -95,7 +94,10 @@ async def test_scenario_gives_exact_transitions_and_dead_letters(deployment: Dep
     finally:
         worker.stop()
 
-    outputs = [TRANSITION_ADAPTER.validate_json(v or b"") for _, v in await read_topic(deployment.broker.bootstrap, deployment.transitions)]
+    outputs = [
+        TRANSITION_ADAPTER.validate_json(v or b"")
+        for _, v in await read_topic(deployment.broker.bootstrap, deployment.transitions)
+    ]
     by_lead: dict[str, list[str]] = {}
     for output in outputs:
         if isinstance(output, StageChanged):
@@ -122,7 +124,10 @@ async def test_scenario_gives_exact_transitions_and_dead_letters(deployment: Dep
     }
     assert len({o.id for o in outputs}) == len(outputs)
 
-    letters = [DEAD_LETTER_ADAPTER.validate_json(v or b"") for _, v in await read_topic(deployment.broker.bootstrap, deployment.deadletter)]
+    letters = [
+        DEAD_LETTER_ADAPTER.validate_json(v or b"")
+        for _, v in await read_topic(deployment.broker.bootstrap, deployment.deadletter)
+    ]
     letters.sort(key=lambda letter: (letter.partition, letter.offset))
     hostile_values = {value for key, value in sent if key in (b"x", b"someone-else")}
     assert {base64.b64decode(letter.original_b64) for letter in letters} == hostile_values
@@ -183,9 +188,11 @@ async def test_worker_killed_mid_stream_restarts_without_loss(deployment: Deploy
             assert got is None, lead_id
         else:
             assert got is not None, lead_id
-            assert got.state is not None and record.state is not None
+            assert got.state is not None
+            assert record.state is not None
             differs = {
-                k: (v, record.state.model_dump()[k]) for k, v in got.state.model_dump().items()
+                k: (v, record.state.model_dump()[k])
+                for k, v in got.state.model_dump().items()
                 if record.state.model_dump()[k] != v
             }
             assert not differs, (lead_id, differs)

@@ -28,7 +28,16 @@ def problems_of(change: Change) -> list[str]:
 def test_the_default_policy_loads_and_follows_the_guide() -> None:
     policy = load_policy()
     assert isinstance(policy, Policy)
-    assert policy.lifecycle.stages == ("subscriber", "lead", "mql", "sal", "sql", "opportunity", "customer", "evangelist")
+    assert policy.lifecycle.stages == (
+        "subscriber",
+        "lead",
+        "mql",
+        "sal",
+        "sql",
+        "opportunity",
+        "customer",
+        "evangelist",
+    )
     assert set(CORE_STAGES) <= set(policy.all_stages)
     assert (policy.mql.min_fit, policy.mql.min_engagement) == (40, 30)
     assert policy.mql.hand_raiser_actions == ("demo_request", "contact_sales")
@@ -83,15 +92,35 @@ def _drop(section: str) -> Change:
 
 
 BROKEN: list[tuple[str, Change, list[str]]] = [
-    ("points not a number", _set("scoring.engagement.2.points", "lots"), ["scoring.engagement[2].points: must be an integer"]),
-    ("points a fraction", _set("scoring.engagement.2.points", 2.5), ["scoring.engagement[2].points: must be an integer"]),
-    ("cap negative", _set("scoring.engagement.0.cap", -1), ["scoring.engagement[0].cap: must be greater than or equal to 0"]),
+    (
+        "points not a number",
+        _set("scoring.engagement.2.points", "lots"),
+        ["scoring.engagement[2].points: must be an integer"],
+    ),
+    (
+        "points a fraction",
+        _set("scoring.engagement.2.points", 2.5),
+        ["scoring.engagement[2].points: must be an integer"],
+    ),
+    (
+        "cap negative",
+        _set("scoring.engagement.0.cap", -1),
+        ["scoring.engagement[0].cap: must be greater than or equal to 0"],
+    ),
     ("min_fit a word", _set("mql.min_fit", "forty"), ["mql.min_fit: must be an integer"]),
     ("stages not a list", _set("lifecycle.stages", 7), ["lifecycle.stages: must be a list"]),
-    ("half-life zero", _set("scoring.decay_half_life_days", 0), ["scoring.decay_half_life_days: must be greater than 0"]),
+    (
+        "half-life zero",
+        _set("scoring.decay_half_life_days", 0),
+        ["scoring.decay_half_life_days: must be greater than 0"],
+    ),
     ("section not a mapping", _set("processing", [1]), ["processing: must be an object"]),
     ("unknown top-level field", _set("colour", "blue"), ["colour: is not a known field (check the spelling)"]),
-    ("unknown nested field", _set("scoring.fit.1.weight", 3), ["scoring.fit[1].weight: is not a known field (check the spelling)"]),
+    (
+        "unknown nested field",
+        _set("scoring.fit.1.weight", 3),
+        ["scoring.fit[1].weight: is not a known field (check the spelling)"],
+    ),
     ("missing section", _drop("deals"), ["deals: is required"]),
     (
         "unknown target stage",
@@ -137,7 +166,11 @@ BROKEN: list[tuple[str, Change, list[str]]] = [
         ["deals.pipeline[0].lifecycle_stage: unknown stage 'limbo'"],
     ),
     ("lost to an unknown stage", _set("deals.lost_to_stage", "limbo"), ["deals.lost_to_stage: unknown stage 'limbo'"]),
-    ("no rejection reasons", _set("rejection_reasons", []), ["rejection_reasons: give at least one reason code sales may use"]),
+    (
+        "no rejection reasons",
+        _set("rejection_reasons", []),
+        ["rejection_reasons: give at least one reason code sales may use"],
+    ),
     (
         "BANT field misspelt",
         _set("deals.pipeline.0.requires", ["need", "money"]),

@@ -1,0 +1,88 @@
+"""The lead agent inside Faust's test_context (memory channel, memory:// store): decode, decide, store, send.
+
+There is no broker here, so what the agent sends is captured at the topics' send_soon; the path through the
+real broker is covered by tests/test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, StageChanged
+from streams import app as worker
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.transitions: list[bytes] = []
+        self.dead_letters: list[bytes] = []
+        self.changed = asyncio.Event()
+
+    def total(self) -> int:
+        return len(self.transitions) + len(self.dead_letters)
+
+    async def wait_for(self, total: int, timeout_s: float = 10.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while self.total() < total:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def envelope(event_id: str, kind: str, seconds: int, **data: object) -> bytes:
+    at = datetime.now(UTC) - timedelta(minutes=10) + timedelta(seconds=seconds)
+    body = {
+        "event_id": event_id,
+        "lead_id": "agent-lead",
+        "type": kind,
+        "occurred_at": at.isoformat(),
+        "source": "t",
+        "data": data,
+    }
+    return orjson.dumps(body)
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
+    sink = Captured()
+
+    def capture(into: list[bytes]):  # type: ignore[no-untyped-def]
+        def send_soon(*, key: bytes, value: bytes) -> None:
+            into.append(value)
+            sink.changed.set()
+
+        return send_soon
+
+    monkeypatch.setattr(worker.transitions_topic, "send_soon", capture(sink.transitions))
+    monkeypatch.setattr(worker.deadletter_topic, "send_soon", capture(sink.dead_letters))
+    return sink
+
+
+async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None:
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+    async with worker.process.test_context() as agent:
+        await agent.put(envelope("e1", "lead.created", 0, seniority="vp"), key=b"agent-lead")
+        await agent.put(b"{oops", key=b"agent-lead")
+        await agent.put(envelope("e2", "activity", 5, action="demo_request"), key=b"agent-lead")
+        await captured.wait_for(3)
+        await agent.put(envelope("e2", "activity", 5, action="demo_request"), key=b"agent-lead")  # redelivery
+        await agent.put(envelope("e3", "lead.accepted", 9), key=b"agent-lead")
+        await captured.wait_for(4)
+
+    changes = [TRANSITION_ADAPTER.validate_json(v) for v in captured.transitions]
+    assert [(c.from_stage, c.to_stage, c.reason) for c in changes if isinstance(c, StageChanged)] == [
+        (None, "lead", "created"),
+        ("lead", "mql", "hand_raiser"),
+        ("mql", "sal", "accepted"),
+    ]
+    [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in captured.dead_letters]
+    assert letter.reason == "invalid_json"
+    assert letter.original_b64 == "e29vcHM="  # base64 of the original bytes b"{oops"
+    record = worker.leads[b"agent-lead"]
+    assert record.state is not None
+    assert record.state.stage == "sal"
+    assert record.version == 3  # the redelivered e2 changed nothing

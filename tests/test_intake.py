@@ -1,0 +1,205 @@
+"""Intake: raw record bytes from hostile producers -> an event, or a dead letter that says why and keeps the bytes."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from factories import LEAD
+
+from core.intake import DEFAULT_MAX_EVENT_BYTES, decode
+from schemas.events import EVENT_TYPES, Activity, LeadCreated
+from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter
+
+RECEIVED = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)
+WHERE: dict[str, Any] = {"topic": "leads.events", "partition": 3, "offset": 41, "received_at": RECEIVED}
+
+
+def envelope(**overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "event_id": "ev-1",
+        "lead_id": LEAD,
+        "type": "activity",
+        "occurred_at": "2026-11-24T07:00:00-03:00",
+        "source": "mautic",
+        "actor": {"team": "marketing", "user_id": "u-1"},
+        "data": {"action": "page_view", "url": "https://example.com/pricing"},
+    }
+    event.update(overrides)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+def dead(value: bytes | None, key: bytes | None = LEAD.encode(), **where: Any) -> DeadLetter:
+    where_to = {**WHERE, **where}
+    result = decode(key, value, **where_to)
+    assert isinstance(result, DeadLetter), result
+    # Whatever went wrong, the original record is kept byte for byte, with where it came from.
+    assert base64.b64decode(result.original_b64) == (value or b"")
+    assert result.original_size == len(value or b"")
+    assert result.key_b64 == (base64.b64encode(key).decode() if key is not None else None)
+    assert (result.topic, result.partition, result.offset) == (
+        where_to["topic"],
+        where_to["partition"],
+        where_to["offset"],
+    )
+    assert result.received_at == RECEIVED
+    assert result.errors
+    assert DEAD_LETTER_ADAPTER.validate_json(DEAD_LETTER_ADAPTER.dump_json(result)) == result
+    return result
+
+
+def test_a_valid_event_decodes() -> None:
+    event = decode(LEAD.encode(), orjson.dumps(envelope()), **WHERE)
+    assert isinstance(event, Activity)
+    assert event.occurred_at == datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    assert event.data.action == "page_view"
+
+
+def test_a_record_without_a_key_is_accepted() -> None:
+    assert isinstance(decode(None, orjson.dumps(envelope()), **WHERE), Activity)
+
+
+def test_defaults_fill_optional_data() -> None:
+    event = decode(LEAD.encode(), orjson.dumps(envelope(type="lead.created", data=..., actor=...)), **WHERE)
+    assert isinstance(event, LeadCreated)
+    assert event.data.initial_stage == "lead"
+
+
+@pytest.mark.parametrize("value", [b"{nope", b'{"type": "activity",', b"\xff\xfe\x00", b"NaN", b""])
+def test_invalid_json(value: bytes) -> None:
+    letter = dead(value)
+    assert letter.reason == "invalid_json"
+    (problem,) = letter.errors
+    assert problem.startswith("(record): not valid JSON: ")
+
+
+def test_empty_value() -> None:
+    letter = dead(None)
+    assert letter.reason == "invalid_json"
+    assert letter.errors == ("(record): empty value; send one JSON event per record",)
+
+
+@pytest.mark.parametrize("value", [b"[1, 2]", b'"activity"', b"42", b"null", b"[]"])
+def test_json_that_is_not_an_object(value: bytes) -> None:
+    letter = dead(value)
+    assert letter.reason == "invalid_event"
+    assert letter.errors == ("(top level): must be a JSON object (the event envelope)",)
+
+
+@pytest.mark.parametrize("kind", ["lead.exploded", "Activity", "", 5, ["activity"], None])
+def test_unknown_type_lists_the_known_types(kind: Any) -> None:
+    letter = dead(orjson.dumps(envelope(type=kind)))
+    assert letter.reason == "unknown_type"
+    (problem,) = letter.errors
+    assert problem.startswith(f"type: {str(kind)!r} is not a known event type")
+    assert problem.endswith("use one of: " + ", ".join(EVENT_TYPES))
+
+
+def test_missing_type() -> None:
+    letter = dead(orjson.dumps(envelope(type=...)))
+    assert (letter.reason, letter.errors) == ("invalid_event", ("type: is required",))
+
+
+def test_every_missing_field_is_named() -> None:
+    letter = dead(orjson.dumps({"type": "lead.rejected"}))
+    assert letter.reason == "invalid_event"
+    assert letter.errors == (
+        "event_id: is required",
+        "lead_id: is required",
+        "occurred_at: is required",
+        "source: is required",
+        "data: is required",
+    )
+
+
+def test_missing_data_field_is_named_with_its_path() -> None:
+    letter = dead(orjson.dumps(envelope(type="lead.rejected", data={"note": "meh"})))
+    assert letter.errors == ("data.reason: is required",)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problems"),
+    [
+        ({"event_id": 5}, ["event_id: must be a string"]),
+        ({"source": ["crm"]}, ["source: must be a string"]),
+        ({"data": "page_view"}, ["data: must be an object"]),
+        ({"data": {"action": 3}}, ["data.action: must be a string"]),
+        ({"actor": {"team": "finance", "user_id": "u"}}, ["actor.team: must be 'marketing', 'sales' or 'system'"]),
+        ({"colour": "red"}, ["colour: is not a known field (check the spelling)"]),
+        ({"data": {"action": "page_view", "extra": 1}}, ["data.extra: is not a known field (check the spelling)"]),
+        ({"lead_id": "has space"}, ["lead_id: must match pattern '^[^\\s]+$'"]),
+        ({"lead_id": "x" * 201}, ["lead_id: must have at most 200 characters"]),
+        ({"type": "deal.won", "data": {"amount": "lots"}}, ["data.amount: must be a number"]),
+        ({"type": "deal.won", "data": {"amount": -1}}, ["data.amount: must be greater than or equal to 0"]),
+        (
+            {"occurred_at": "yesterday"},
+            ["occurred_at: must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z"],
+        ),
+        ({"event_id": 5, "source": None}, ["event_id: must be a string", "source: must be a string"]),
+    ],
+)
+def test_wrong_types_are_named_with_their_path(overrides: dict[str, Any], problems: list[str]) -> None:
+    letter = dead(orjson.dumps(envelope(**overrides)))
+    assert letter.reason == "invalid_event"
+    assert list(letter.errors) == problems
+
+
+@pytest.mark.parametrize("stamp", ["2026-11-24T10:00:00", "2026-11-24 10:00:00", "2026-11-24"])
+def test_timestamp_without_offset_names_occurred_at_and_the_fix(stamp: str) -> None:
+    letter = dead(orjson.dumps(envelope(occurred_at=stamp)))
+    assert letter.reason == "invalid_event"
+    (problem,) = letter.errors
+    assert problem.startswith("occurred_at: must include a UTC offset (RFC 3339)")
+    assert "2026-11-24T10:00:00Z" in problem
+
+
+def test_five_megabytes_is_too_large() -> None:
+    value = orjson.dumps(envelope(data={"action": "page_view", "campaign": "x" * (5 * 1024 * 1024)}))
+    letter = dead(value)
+    assert letter.reason == "payload_too_large"
+    assert letter.errors == (
+        f"(record): {len(value):,} bytes is over the {DEFAULT_MAX_EVENT_BYTES:,}-byte limit; "
+        "send one small event per record",
+    )
+
+
+def test_the_size_limit_is_a_parameter() -> None:
+    value = orjson.dumps(envelope())
+    assert isinstance(decode(LEAD.encode(), value, **WHERE, max_bytes=len(value)), Activity)
+    assert dead(value, max_bytes=len(value) - 1).reason == "payload_too_large"
+
+
+def test_key_must_be_the_lead_id() -> None:
+    value = orjson.dumps(envelope())
+    letter = dead(value, key=b"L2")
+    assert letter.reason == "key_mismatch"
+    (problem,) = letter.errors
+    assert problem.startswith("(record key): b'L2' is not the lead_id 'L1'")
+    assert "key = lead_id" in problem
+
+
+def test_a_huge_key_is_cut_in_the_message() -> None:
+    letter = dead(orjson.dumps(envelope()), key=b"k" * 10_000)
+    assert letter.reason == "key_mismatch"
+    assert len(letter.errors[0]) < 300
+
+
+def test_dead_letter_id_is_deterministic_and_depends_on_where() -> None:
+    value = b"{nope"
+    first, again = dead(value), dead(value)
+    assert first.id == again.id
+    assert first == again
+    assert dead(value, offset=42).id != first.id
+    assert dead(value, partition=4).id != first.id
+    assert dead(value, topic="other").id != first.id
+    assert dead(b"[1]").id == first.id  # the id names the record's position, whatever it held
+
+
+def test_binary_garbage_round_trips() -> None:
+    value = bytes(range(256)) * 10
+    letter = dead(value, key=b"\x00\xff")
+    assert letter.reason == "invalid_json"
+    assert base64.b64decode(letter.key_b64 or "") == b"\x00\xff"
