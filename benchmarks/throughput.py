@@ -1,20 +1,26 @@
-"""Per-event throughput on the embedded broker: baselines and (later) the leadflow worker, in one run.
+"""Per-event throughput on the embedded broker: two baselines and the leadflow worker, in one run.
 
 Run from the repository root (the module imports ``streams``)::
 
-    .venv/bin/python -m benchmarks.throughput                      # cases a,b; N=20,000 over 2,000 leads
-    .venv/bin/python -m benchmarks.throughput --events 50000 --cases a,b --write-results
+    .venv/bin/python -m benchmarks.throughput --cases a,b,c --write-results    # N=20,000 journey events
+    .venv/bin/python -m benchmarks.throughput --cases c --worker-env LEADFLOW_BATCH_MAX=2000 --profile /tmp/c.svg
 
-Cases (all read the same N pre-produced JSON events from one topic on one broker started by this script):
+Input (the same N records for every case, pre-produced into one topic on one broker started by this script):
+by default the first N events of simulated lead journeys (``streams.simulator.journeys``: every event type,
+all in the past); ``--input synthetic`` gives the older page_view-only set over ``--leads`` leads.
+
+Cases:
 
   a  plain aiokafka: consume + orjson parse + dict update (the floor: no framework at all)
   b  naive Faust: one agent parses each event and writes one table entry (memory:// store, changelog on the
      broker), with the embedded broker's one-record-per-batch producer settings. The baseline for ratios.
-  c  the leadflow worker: plug it into :func:`run_leadflow_case` (raises NotImplementedError for now).
+  c  the leadflow worker itself (``streams.worker_process.WorkerProcess``: decode, decide, transitions,
+     changelog-backed table), fresh group and topics; ``--worker-env`` passes extra LEADFLOW_* settings and
+     ``--profile`` records it with py-spy while it works.
 
 events/s is measured from the first event processed to the last, so broker start, group join and table
-recovery are excluded (start-up time is printed separately). Producing uses one record per batch too, so the
-topic's end offsets are exact (GUIDE section 4).
+recovery are excluded (start-up time is printed separately); see each case for how it finds those two
+instants. Producing uses one record per batch too, so the topic's end offsets are exact (GUIDE section 4).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -42,8 +49,11 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
+from streams.simulator import journeys
+from streams.simulator import records as journey_records
 from streams.topics import EMBEDDED_FAUST_SETTINGS, embedded_producer_settings, ensure_topics
+from streams.worker_process import WorkerProcess, wait_until_committed
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 BASELINE = "b"
@@ -60,6 +70,8 @@ class BenchContext:
     events: int
     workdir: Path
     faust_loglevel: str = "warn"
+    worker_env: dict[str, str] = field(default_factory=dict)  # extra LEADFLOW_* for case c
+    profile: Path | None = None  # case c: py-spy record the worker into this file
 
 
 @dataclass
@@ -78,8 +90,8 @@ class CaseResult:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-def make_events(n: int, leads: int, *, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    """N activity events in the leadflow envelope, keyed by lead_id, spread round-robin-ish over the leads."""
+def make_synthetic_events(n: int, leads: int, *, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    """N page_view activity events in the leadflow envelope, keyed by lead_id, spread round-robin-ish over the leads."""
     base = dt.datetime(2026, 11, 24, 10, 0, 0, tzinfo=dt.UTC)
     out: list[tuple[bytes, bytes]] = []
     for i in range(n):
@@ -95,6 +107,46 @@ def make_events(n: int, leads: int, *, seed: int = 7) -> list[tuple[bytes, bytes
         }
         out.append((lead_id.encode(), orjson.dumps(event)))
     return out
+
+
+JOURNEY_SEED = 7
+MIN_AGE = dt.timedelta(days=60)
+
+
+def make_journey_events(n: int, *, seed: int = JOURNEY_SEED) -> tuple[list[tuple[bytes, bytes]], int]:
+    """The first N events of simulated lead journeys (streams.simulator), in occurred_at order; returns
+    (records, leads).
+
+    Leads are taken whole in index order (a lead's journey does not depend on how many leads are simulated);
+    only the last lead's journey is cut short to make exactly N. Every event lies in the past: the journeys
+    start at least 60 days ago, earlier if the longest journey needs it, so none is refused as future_event.
+    """
+    leads = max(1, n // 6)
+    while True:
+        probe = journeys(seed, leads, dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        if len(probe) >= n:
+            break
+        leads = leads * 3 // 2 + 1
+    per_lead: dict[str, int] = {}
+    for event in probe:
+        per_lead[event["lead_id"]] = per_lead.get(event["lead_id"], 0) + 1
+    quota: dict[str, int] = {}
+    total = 0
+    for lead in sorted(per_lead):  # sim-lead-000000, ...: index order
+        quota[lead] = min(per_lead[lead], n - total)
+        total += quota[lead]
+        if total == n:
+            break
+    last = max(dt.datetime.fromisoformat(e["occurred_at"]) for e in probe if e["lead_id"] in quota)
+    span = last - dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    start = dt.datetime.now(dt.UTC) - max(MIN_AGE, span + dt.timedelta(days=1))
+    selected = []
+    for event in journeys(seed, leads, start):
+        left = quota.get(event["lead_id"], 0)
+        if left:
+            selected.append(event)
+            quota[event["lead_id"]] = left - 1
+    return journey_records(selected), len(quota)
 
 
 async def produce_events(
@@ -306,32 +358,170 @@ def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult
     )
 
 
-# -- case c: the leadflow worker (hook) -----------------------------------------------------------------
-def run_leadflow_case(bootstrap: str, events_topic: str, *, partitions: int, events: int, workdir: Path) -> float:
-    """HOOK for case (c): run the leadflow worker over ``events_topic`` and return events/s.
-
-    Contract: consume all ``events`` records already in ``events_topic`` (``partitions`` partitions) on the
-    broker at ``bootstrap``, with a fresh consumer group and EMBEDDED_FAUST_SETTINGS; measure from the first
-    event processed to the last (exclude start-up and group join), as ``run_faust_case`` does; use
-    ``workdir`` for data directories and logs.
-    """
-    raise NotImplementedError("case (c): plug the leadflow worker in here once streams/app.py exists")
+# -- case c: the leadflow worker -------------------------------------------------------------------------
+#: Faust's info-level line once table recovery is over and the agents get their partitions: the start of
+#: the timed window for (c) (group join and changelog recovery happen before it).
+READY_MARKERS = ("[^Worker]: Ready",)
+_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
-def _leadflow_case(ctx: BenchContext) -> CaseResult:
-    started = time.perf_counter()
-    eps = run_leadflow_case(
-        ctx.bootstrap, ctx.events_topic, partitions=ctx.partitions, events=ctx.events, workdir=ctx.workdir
+@dataclass(frozen=True)
+class TopicStats:
+    """Records of one topic: how many, how many with a value, value bytes, distinct keys, first/last CreateTime."""
+
+    records: int
+    with_value: int
+    value_bytes: int
+    keys: int
+    first_ts: float | None
+    last_ts: float | None
+
+
+async def topic_stats(bootstrap: str, topic: str, partitions: int) -> TopicStats:
+    """Read a topic from the start to its end offsets (exact: written one record per batch)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        records = with_value = value_bytes = 0
+        keys: set[bytes | None] = set()
+        stamps: list[int] = []
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    records += 1
+                    with_value += record.value is not None
+                    value_bytes += len(record.value or b"")
+                    keys.add(record.key)
+                    stamps.append(record.timestamp)
+        return TopicStats(
+            records,
+            with_value,
+            value_bytes,
+            len(keys),
+            min(stamps) / 1000 if stamps else None,
+            max(stamps) / 1000 if stamps else None,
+        )
+    finally:
+        await consumer.stop()
+
+
+def _log_ready_time(log_path: Path) -> float | None:
+    """Wall time (epoch s) of the worker log's last 'ready' line, or None; Faust logs local time, ms."""
+    ready: float | None = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = _LOG_TIME.match(line)
+        if match and any(marker in line for marker in READY_MARKERS):
+            ready = dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return ready
+
+
+def _wait_ready(worker: WorkerProcess, timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while (ready := _log_ready_time(worker.log_path)) is None:
+        if worker.exit_code() is not None:
+            raise RuntimeError(f"leadflow worker exited with {worker.exit_code()}:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"leadflow worker not ready after {timeout_s}s:\n{worker.log_tail()}")
+        time.sleep(0.05)
+    return ready
+
+
+def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy record of the worker: flame graph SVG; speedscope JSON for .json; collapsed stacks for .txt."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    fmt = {".json": "speedscope", ".txt": "raw"}.get(out.suffix, "flamegraph")
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pid), "--rate", "250", "--format", fmt, "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
-    result = CaseResult("c", "leadflow worker", ctx.events, ctx.events / eps)
-    result.notes.append(f"wall {time.perf_counter() - started:.1f}s incl. start-up")
-    return result
+
+
+def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult:
+    """(c) The real leadflow worker (``python -m streams.cli worker``, full decode/decide, durable table).
+
+    Fresh consumer group (LEADFLOW_APP_ID), output topics and changelog per run, all created before the worker
+    touches them. Timed window: from Faust's 'Ready' log line (after group join and table recovery; the
+    first fetch is inside the window, as in case a) to the CreateTime of the last record the worker wrote to
+    its transitions, dead-letter or changelog topic (every batch that changes a lead ends with a table write,
+    so the last record marks the end of the last batch). Afterwards it checks committed offsets == produced
+    and that the changelog holds lead records.
+    """
+    app_id = f"bench-lf-{uuid.uuid4().hex[:6]}"
+    case_dir = ctx.workdir / app_id
+    case_dir.mkdir(parents=True)
+    transitions, deadletter = f"{app_id}.transitions", f"{app_id}.deadletter"
+    changelog = f"{app_id}-leads-changelog"
+    outputs = (transitions, deadletter, changelog)
+    asyncio.run(ensure_topics(ctx.bootstrap, dict.fromkeys(outputs, ctx.partitions), compacted={changelog}))
+    produced = asyncio.run(end_offsets(ctx.bootstrap, ctx.events_topic, ctx.partitions))
+    env = {
+        "LEADFLOW_BROKER": f"kafka://{ctx.bootstrap}",
+        "LEADFLOW_EMBEDDED": "1",
+        "LEADFLOW_APP_ID": app_id,
+        "LEADFLOW_PARTITIONS": str(ctx.partitions),
+        "LEADFLOW_TOPIC_EVENTS": ctx.events_topic,
+        "LEADFLOW_TOPIC_TRANSITIONS": transitions,
+        "LEADFLOW_TOPIC_DEADLETTER": deadletter,
+        "LEADFLOW_WEB_PORT": str(free_port()),
+        "LEADFLOW_DATA_DIR": str(case_dir / "data"),
+        **ctx.worker_env,
+    }
+    worker = WorkerProcess(env, case_dir / "worker.log", loglevel="info")
+    launched = time.time()
+    worker.start()
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        ready = _wait_ready(worker, timeout_s=120.0)
+        if ctx.profile is not None and worker.pid is not None:
+            profiler = _start_py_spy(worker.pid, ctx.profile)
+        asyncio.run(
+            wait_until_committed(ctx.bootstrap, app_id, ctx.events_topic, produced, timeout_s=timeout_s, worker=worker)
+        )
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
+    finally:
+        if profiler is not None and profiler.poll() is None:
+            profiler.kill()
+        worker.stop()
+    stats = {name: asyncio.run(topic_stats(ctx.bootstrap, name, ctx.partitions)) for name in outputs}
+    committed = asyncio.run(committed_offsets(ctx.bootstrap, app_id, ctx.events_topic, ctx.partitions))
+    if committed != produced:
+        raise RuntimeError(f"committed {committed} != produced {produced}")
+    if stats[changelog].with_value == 0:
+        raise RuntimeError(f"no lead records in {changelog}")
+    last = max(s.last_ts for s in stats.values() if s.last_ts is not None)
+    first_out = min(s.first_ts for s in stats.values() if s.first_ts is not None)
+    avg_value = stats[changelog].value_bytes / max(stats[changelog].with_value, 1)
+    label = "leadflow worker (decode, decide, table)"
+    if ctx.worker_env:
+        label += " " + " ".join(f"{k}={v}" for k, v in sorted(ctx.worker_env.items()))
+    return CaseResult(
+        "c",
+        label,
+        sum(committed.values()),
+        last - ready,
+        startup_s=ready - launched,
+        notes=[
+            f"committed offsets sum {sum(committed.values())} (== produced)",
+            f"changelog {stats[changelog].records} records ({stats[changelog].with_value} lead records, "
+            f"{stats[changelog].keys} leads, {avg_value:,.0f} B avg)",
+            f"{stats[transitions].records} transitions, {stats[deadletter].records} dead letters",
+            f"first output {first_out - ready:.3f}s after Ready",
+        ],
+    )
 
 
 CASES: dict[str, Callable[[BenchContext], CaseResult]] = {
     "a": run_plain_case,
     "b": run_faust_case,
-    "c": _leadflow_case,
+    "c": run_leadflow_case,
 }
 
 
@@ -374,16 +564,25 @@ def format_table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def append_results(table: str, args: argparse.Namespace, produce_s: float) -> None:
+def describe_input(args: argparse.Namespace, leads: int) -> str:
+    if args.input == "journeys":
+        return (
+            f"simulated lead journeys (streams.simulator.journeys seed {JOURNEY_SEED}, all event types, "
+            f"occurred_at >= 60 days ago), {leads:,} leads"
+        )
+    return f"synthetic page_view activity events, {leads:,} leads"
+
+
+def append_results(table: str, args: argparse.Namespace, produce_s: float, leads: int) -> None:
     """Append a dated section with the machine description to benchmarks/RESULTS.md."""
     info = machine_info()
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = "" if RESULTS_MD.exists() else "# Benchmark results\n\nAppended by `benchmarks/*.py --write-results`.\n"
     section = (
-        f"\n## {now}: throughput, {args.events:,} events over {args.leads:,} leads, "
-        f"{args.partitions} partitions, embedded broker\n\n"
+        f"\n## {now}: throughput, {args.events:,} events, {args.partitions} partitions, embedded broker\n\n"
         f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}; "
         f"faust-streaming {info['faust-streaming']}, aiokafka {info['aiokafka']}, tansu {info['tansu']}.\n"
+        f"Input: {describe_input(args, leads)}; same records for every case.\n"
         f"Input pre-produced {'with default batching' if args.batched_input else 'one record per batch'}"
         f" at {args.events / produce_s:,.0f} events/s.\n\n"
         f"{table}\n"
@@ -394,9 +593,15 @@ def append_results(table: str, args: argparse.Namespace, produce_s: float) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="a,b", help="comma-separated subset of a,b,c (default a,b)")
+    parser.add_argument("--cases", default="a,b,c", help="comma-separated subset of a,b,c (default all)")
     parser.add_argument("--events", type=int, default=20_000, help="N events to pre-produce")
-    parser.add_argument("--leads", type=int, default=2_000, help="distinct lead_ids (record keys)")
+    parser.add_argument(
+        "--input",
+        choices=("journeys", "synthetic"),
+        default="journeys",
+        help="journeys: realistic simulated lead journeys (default); synthetic: page_view events only",
+    )
+    parser.add_argument("--leads", type=int, default=2_000, help="distinct lead_ids (--input synthetic only)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of the events topic")
     parser.add_argument("--topic", default="leads.events", help="events topic name")
     parser.add_argument("--workdir", type=Path, default=None, help="logs and data (default: a temp dir)")
@@ -406,6 +611,14 @@ def main(argv: list[str] | None = None) -> int:
         help="pre-produce with default batching (as on real Kafka) instead of one record per batch",
     )
     parser.add_argument("--faust-loglevel", default="warn", help="crit|error|warn|info|debug (worker.log)")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the case (c) worker, e.g. LEADFLOW_BATCH_MAX=2000 (repeatable)",
+    )
+    parser.add_argument("--profile", type=Path, help="case c: py-spy record the worker into this SVG/JSON file")
     parser.add_argument("--write-results", action="store_true", help="append a section to RESULTS.md")
     parser.add_argument("--faust-worker", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -422,20 +635,32 @@ def main(argv: list[str] | None = None) -> int:
 
     with EmbeddedBroker(workdir / "broker") as broker:
         asyncio.run(ensure_topics(broker.bootstrap, {args.topic: args.partitions}))
-        events = make_events(args.events, args.leads)
+        if args.input == "journeys":
+            events, leads = make_journey_events(args.events)
+        else:
+            events, leads = make_synthetic_events(args.events, args.leads), args.leads
         produce_s = asyncio.run(produce_events(broker.bootstrap, args.topic, events, batched=args.batched_input))
         ends = asyncio.run(end_offsets(broker.bootstrap, args.topic, args.partitions))
         if not args.batched_input and sum(ends.values()) != args.events:
             raise RuntimeError(f"end offsets {ends} do not add up to {args.events}")
         print(
-            f"broker {broker.bootstrap}; produced {args.events:,} events over {args.leads:,} leads into "
+            f"broker {broker.bootstrap}; produced {args.events:,} events ({describe_input(args, leads)}) into "
             f"{args.topic} ({args.partitions} partitions, "
             f"{'default batching' if args.batched_input else 'one record per batch'}) "
             f"at {args.events / produce_s:,.0f} ev/s; end offsets sum {sum(ends.values()):,}; "
             f"workdir {workdir}",
             flush=True,
         )
-        ctx = BenchContext(broker.bootstrap, args.topic, args.partitions, args.events, workdir, args.faust_loglevel)
+        ctx = BenchContext(
+            broker.bootstrap,
+            args.topic,
+            args.partitions,
+            args.events,
+            workdir,
+            args.faust_loglevel,
+            worker_env=dict(item.split("=", 1) for item in args.worker_env),
+            profile=args.profile,
+        )
         results: list[CaseResult] = []
         for case in cases:
             print(f"case {case} ...", flush=True)
@@ -445,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(results)
     print(table)
     if args.write_results:
-        append_results(table, args, produce_s)
+        append_results(table, args, produce_s, leads)
         print(f"appended to {RESULTS_MD}")
     return 0
 

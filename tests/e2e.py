@@ -52,7 +52,7 @@ class Deployment:
         }
 
     def worker(self, name: str = "worker") -> WorkerProcess:
-        return WorkerProcess(self.env(), self.workdir / f"{name}.log")
+        return WorkerProcess(self.env(), self.workdir / f"{name}.log", loglevel="info")
 
     async def produce(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
         producer = AIOKafkaProducer(
