@@ -82,6 +82,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
         state, outputs, erased = step.state, step.outputs, step.erased
+        before_last: tuple[LeadState | None] | None = (record.state,)
         outcome: Outcome = "refused" if step.refused else ("late" if is_late else "applied")
     else:
         # Out of order: insert in event-time order and apply the window again from the state before it.
@@ -96,6 +97,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         ]
         outputs = tuple(o for s in steps for o in s.outputs if o.id not in already_emitted)
         erased = any(s.erased for s in steps)
+        before_last = None  # not kept by the fold; a settle here re-applies the prefix instead
         mine = steps[[p.event.event_id for p in pending].index(event.event_id)]
         outcome = "refused" if mine.refused else ("late" if is_late else "reordered")
 
@@ -104,7 +106,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         return Decision(None, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
-    settled = settle(base, pending, watermark - lateness, policy)
+    settled = settle(base, pending, watermark - lateness, policy, before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
     new_record = LeadRecord(
         lead_id=record.lead_id,
@@ -125,12 +127,19 @@ class Settled:
     ids: tuple[str, ...]
 
 
-def settle(base: LeadState | None, pending: list[PendingEvent], cutoff: datetime, policy: Policy) -> Settled:
+def settle(
+    base: LeadState | None,
+    pending: list[PendingEvent],
+    cutoff: datetime,
+    policy: Policy,
+    before_last: tuple[LeadState | None] | None = None,
+) -> Settled:
     """Move events older than the cutoff out of the window: their ids go to `seen`, their effect into `base`.
 
-    When every pending event is outside the window, the new base is simply the current state (nothing to
-    re-apply). A partial settle re-applies the settled prefix to the base, so it is done only when the window
-    grows past MAX_PENDING.
+    The common case costs nothing: a lead's new event comes minutes or days after the previous ones, so every
+    pending event but the new one is outside the window and the new base is the state before the new event
+    (`before_last`, known on the in-order path). Any other partial settle re-applies the settled prefix to the
+    base, so it is done only when the window grows past MAX_PENDING.
     """
     old = 0
     while old < len(pending) and pending[old].event.occurred_at < cutoff:
@@ -140,6 +149,8 @@ def settle(base: LeadState | None, pending: list[PendingEvent], cutoff: datetime
     ids = tuple(p.event.event_id for p in pending[:old])
     if old == len(pending):
         return Settled(None, [], ids)
+    if old == len(pending) - 1 and before_last is not None:
+        return Settled(before_last[0], pending[-1:], ids)
     if len(pending) <= MAX_PENDING:
         return Settled(base, pending, ())
     new_base, _ = fold(base, [p.event for p in pending[:old]], policy)

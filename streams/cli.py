@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["LEADFLOW_POLICY"] = str(args.policy)
     if args.web_port:
         os.environ["LEADFLOW_WEB_PORT"] = str(args.web_port)
+    # `kill -USR1 <pid>` writes every thread's stack to the log: how to see where a stuck worker is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from faust.cli.faust import cli  # imported late: the app module reads the environment set above
 
     cli.main(args=["-A", "streams.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")

@@ -61,6 +61,11 @@ class WorkerProcess:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
+    def dump_stacks(self) -> None:
+        """Ask the worker to write its threads' stacks to its log (SIGUSR1, see `leadflow worker`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -101,6 +106,9 @@ async def wait_until_committed(
         if worker is not None and worker.exit_code() is not None:
             raise RuntimeError(f"worker exited with {worker.exit_code()}:\n{worker.log_tail()}")
         if time.monotonic() > deadline:
-            tail = worker.log_tail() if worker else ""
+            if worker is not None:
+                worker.dump_stacks()
+                await asyncio.sleep(0.5)  # let the worker write its stacks before the log is read
+            tail = worker.log_tail(120) if worker else ""
             raise TimeoutError(f"group {group_id} committed {committed}, expected {targets}\n{tail}")
         await asyncio.sleep(0.2)
