@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     topic_deadletter: str = "leads.deadletter"
     batch_max: int = Field(default=500, ge=1, description="events handled per batch (state written once per lead)")
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
+    producer_buffer_messages: int = Field(
+        default=20_000, ge=100, description="records Faust may buffer before the consumer waits for them to be sent"
+    )
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="larger records are dead-lettered")
     max_request_bytes: int = Field(
         default=16_777_216, description="producer max request size: dead letters carry the original bytes"
