@@ -11,6 +11,7 @@ import statistics
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from schemas.outputs import DeadLetter, EventRefused, LeadErasedNotice, LeadMergedNotice, StageChanged, Transition
@@ -25,7 +26,8 @@ def percentile(sorted_values: list[float], share: float) -> float:
 
 @dataclass
 class FunnelTally:
-    stages: tuple[str, ...]
+    stages: tuple[str, ...]  # every stage, for counts
+    funnel: tuple[str, ...] = ()  # the main funnel in order, for conversion and durations (default: stages)
     current: dict[str, str] = field(default_factory=dict)  # lead -> stage
     first_entry: dict[str, dict[str, datetime]] = field(default_factory=dict)  # lead -> stage -> first entry
     rejections: Counter[str] = field(default_factory=Counter)
@@ -73,10 +75,14 @@ class FunnelTally:
             counts.update(entries.keys())
         return {stage: counts.get(stage, 0) for stage in self.stages}
 
+    def steps(self) -> list[tuple[str, str]]:
+        funnel = self.funnel or self.stages
+        return list(pairwise(funnel))
+
     def conversion(self) -> dict[str, float]:
         """Share of the leads that reached a stage and later reached the next stage of the funnel."""
         result = {}
-        for source, target in zip(self.stages, self.stages[1:], strict=False):
+        for source, target in self.steps():
             base = [e for e in self.first_entry.values() if source in e]
             if base:
                 later = sum(1 for e in base if target in e and e[target] >= e[source])
@@ -85,7 +91,7 @@ class FunnelTally:
 
     def durations_s(self) -> dict[str, dict[str, float]]:
         result = {}
-        for source, target in zip(self.stages, self.stages[1:], strict=False):
+        for source, target in self.steps():
             spans = sorted(
                 (e[target] - e[source]).total_seconds()
                 for e in self.first_entry.values()

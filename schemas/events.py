@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 # Identifiers: printable, no whitespace, bounded so a hostile producer cannot bloat state.
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 ShortText = Annotated[str, Field(max_length=500)]
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic would read a number as Unix seconds; the contract is an RFC 3339 string with an offset.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z, not a number")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
 
 
 class Frozen(BaseModel):
@@ -78,7 +88,7 @@ class ContactAttemptedData(Frozen):
 
 
 class MeetingScheduledData(Frozen):
-    starts_at: AwareDatetime | None = None
+    starts_at: Timestamp | None = None
     kind: Code | None = None
 
 
@@ -117,7 +127,7 @@ class EmptyData(Frozen):
 class _Envelope(Frozen):
     event_id: Identifier
     lead_id: Identifier
-    occurred_at: AwareDatetime = Field(description="RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z")
+    occurred_at: Timestamp = Field(description="RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z")
     source: Annotated[str, Field(min_length=1, max_length=100)]
     actor: Actor | None = None
 

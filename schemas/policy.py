@@ -22,7 +22,7 @@ Points = Annotated[int, Field(ge=-1000, le=1000)]
 BantField = Literal["budget", "authority", "need", "timeline"]
 
 # Stages the engine gives a meaning to; a policy may rename nothing here but may add stages around them.
-CORE_STAGES = ("lead", "mql", "sal", "sql", "opportunity", "customer", "nurturing", "disqualified")
+CORE_STAGES = ("subscriber", "lead", "mql", "sal", "sql", "opportunity", "customer", "nurturing", "disqualified")
 
 
 class PolicyModel(BaseModel):

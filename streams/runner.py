@@ -30,7 +30,7 @@ from streams.broker import EmbeddedBroker
 from streams.producer import kafka_sender
 from streams.settings import Settings
 from streams.simulator import LiveSimulator
-from streams.topics import ensure_topics
+from streams.topics import create_leadflow_topics
 from streams.worker_process import WorkerProcess
 
 DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
@@ -50,15 +50,6 @@ class RunOptions:
     policy: Path | None
     report_json: Path | None
     live: bool
-
-
-def all_topics(settings: Settings) -> dict[str, int]:
-    return {
-        settings.topic_events: settings.partitions,
-        settings.topic_transitions: settings.partitions,
-        settings.topic_deadletter: settings.partitions,
-        settings.changelog_topic: settings.partitions,
-    }
 
 
 class OutputReader:
@@ -147,9 +138,9 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    tally = FunnelTally(stages=policy.all_stages)
+    tally = FunnelTally(stages=policy.all_stages, funnel=policy.lifecycle.stages)
     try:
-        await ensure_topics(settings.bootstrap, all_topics(settings), compacted={settings.changelog_topic})
+        await create_leadflow_topics(settings)
         worker = WorkerProcess(env, options.workdir / "worker.log").start()
         console.print(
             f"broker {settings.bootstrap} ({'embedded' if broker else 'external'}) · worker pid {worker.pid}, "

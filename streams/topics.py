@@ -20,10 +20,13 @@ from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.settings import Settings
+
 __all__ = [
     "EMBEDDED_FAUST_SETTINGS",
     "EMBEDDED_PRODUCER_SETTINGS",
     "TopicMismatchError",
+    "create_leadflow_topics",
     "embedded_producer_settings",
     "ensure_topics",
 ]
@@ -67,6 +70,7 @@ async def ensure_topics(
     topics: Mapping[str, int],
     *,
     compacted: AbstractSet[str] = frozenset(),
+    configs: Mapping[str, Mapping[str, str]] | None = None,
     replication_factor: int = 1,
     timeout_s: float = 10.0,
 ) -> None:
@@ -74,7 +78,8 @@ async def ensure_topics(
 
     ``compacted`` names topics created with ``cleanup.policy=compact`` (changelog-like topics). An existing
     topic with another partition count raises :class:`TopicMismatchError`, because keyed routing and table
-    co-partitioning depend on it. Returns once metadata shows every topic with all partitions led.
+    co-partitioning depend on it. ``configs`` adds topic configs by topic name. Returns once metadata shows
+    every topic with all partitions led.
     """
     unknown = set(compacted) - set(topics)
     if unknown:
@@ -89,7 +94,11 @@ async def ensure_topics(
                 name,
                 partitions,
                 replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name in compacted else None,
+                topic_configs={
+                    **({"cleanup.policy": "compact"} if name in compacted else {}),
+                    **(configs or {}).get(name, {}),
+                }
+                or None,
             )
             for name, partitions in topics.items()
         ]
@@ -130,3 +139,20 @@ async def _wait_partitions(admin: AIOKafkaAdminClient, topics: Mapping[str, int]
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics not ready: {pending}")
         await asyncio.sleep(0.05)
+
+
+async def create_leadflow_topics(settings: Settings) -> None:
+    """Every topic a leadflow deployment uses, before any client touches them (tansu would auto-create them
+    with 4 partitions). Dead letters carry the original record, so their topic takes records as large as
+    the producer may send."""
+    await ensure_topics(
+        settings.bootstrap,
+        {
+            settings.topic_events: settings.partitions,
+            settings.topic_transitions: settings.partitions,
+            settings.topic_deadletter: settings.partitions,
+            settings.changelog_topic: settings.partitions,
+        },
+        compacted={settings.changelog_topic},
+        configs={settings.topic_deadletter: {"max.message.bytes": str(settings.max_request_bytes)}},
+    )

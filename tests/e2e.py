@@ -10,7 +10,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker, free_port
-from streams.topics import embedded_producer_settings, ensure_topics
+from streams.settings import Settings
+from streams.topics import create_leadflow_topics, embedded_producer_settings
 from streams.worker_process import WorkerProcess, wait_until_committed
 
 PARTITIONS = 4
@@ -35,8 +36,16 @@ class Deployment:
         self.produced: dict[int, int] = {}  # partition -> next offset
 
     async def create_topics(self) -> None:
-        topics = {name: PARTITIONS for name in (self.events, self.transitions, self.deadletter, self.changelog)}
-        await ensure_topics(self.broker.bootstrap, topics, compacted={self.changelog})
+        await create_leadflow_topics(
+            Settings(
+                broker=self.broker.url,
+                app_id=self.app_id,
+                partitions=PARTITIONS,
+                topic_events=self.events,
+                topic_transitions=self.transitions,
+                topic_deadletter=self.deadletter,
+            )
+        )
 
     def env(self) -> dict[str, str]:
         return {

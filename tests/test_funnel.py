@@ -198,3 +198,13 @@ def test_the_tally_of_core_outputs_agrees_with_the_leads() -> None:
     assert {s: n for s, n in tally.stage_counts().items() if n} == {"sal": 1, "lead": 1, "nurturing": 1}
     assert tally.rejections == {"student": 1}
     assert tally.conversion()["lead->mql"] == round(2 / 3, 4)
+
+
+def test_conversion_and_durations_follow_the_main_funnel_only() -> None:
+    tally = FunnelTally(stages=POLICY.all_stages, funnel=POLICY.lifecycle.stages)
+    for output in STREAM:
+        tally.add(output)
+    pairs = set(tally.conversion()) | set(tally.durations_s())
+    assert pairs <= {f"{a}->{b}" for a, b in zip(POLICY.lifecycle.stages, POLICY.lifecycle.stages[1:], strict=False)}
+    assert ("evangelist", "nurturing") not in tally.steps()
+    assert ("nurturing", "disqualified") not in tally.steps()

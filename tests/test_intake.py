@@ -156,6 +156,15 @@ def test_timestamp_without_offset_names_occurred_at_and_the_fix(stamp: str) -> N
     assert "2026-11-24T10:00:00Z" in problem
 
 
+@pytest.mark.parametrize("stamp", [1764000000, 1764000000.5])
+def test_a_number_is_not_a_timestamp(stamp: float) -> None:
+    letter = dead(orjson.dumps(envelope(occurred_at=stamp)))
+    assert letter.reason == "invalid_event"
+    assert letter.errors == (
+        "occurred_at: must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z, not a number",
+    )
+
+
 def test_five_megabytes_is_too_large() -> None:
     value = orjson.dumps(envelope(data={"action": "page_view", "campaign": "x" * (5 * 1024 * 1024)}))
     letter = dead(value)
