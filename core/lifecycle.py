@@ -237,6 +237,8 @@ def record_activity(state: LeadState, event: Activity, policy: Policy) -> Step:
         raised = move(scored, "mql", event, policy, "hand_raiser")
         if not raised.refused:
             return raised
+    if action in policy.lifecycle.advocacy_actions and scored.stage == "customer":
+        return move(scored, "evangelist", event, policy, "advocacy")
     if action in policy.mql.conversion_actions and scored.stage == "subscriber":
         converted = move(scored, "lead", event, policy, "converted")
         if not converted.refused:

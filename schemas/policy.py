@@ -33,6 +33,10 @@ class Lifecycle(PolicyModel):
     stages: tuple[Code, ...] = Field(description="the main funnel, in order")
     side_stages: tuple[Code, ...] = ("nurturing", "disqualified")
     transitions: dict[Code, tuple[Code, ...]] = Field(description="stage -> stages it may move to")
+    advocacy_actions: tuple[Code, ...] = Field(
+        default=("referral_given", "review_posted", "case_study"),
+        description="activities that make a customer an evangelist",
+    )
 
     @model_validator(mode="after")
     def _known_stages(self) -> Self:

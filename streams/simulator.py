@@ -56,6 +56,7 @@ ENGAGEMENT_POINTS: Final[dict[str, int]] = {
 }
 """Engagement actions with the points the default policy roughly gives them (the generator aims at these)."""
 HAND_RAISER_ACTIONS: Final = ("demo_request", "contact_sales")
+ADVOCACY_ACTIONS: Final = ("referral_given", "review_posted")
 REJECTION_REASONS: Final = (
     "not_icp",
     "no_budget",
@@ -127,6 +128,7 @@ class FunnelShape:
     """P(first connection on attempt 1..4); the rest never connect (6 attempts, then give up)."""
     qualify_given_connected: float = 0.59
     advance: tuple[float, float, float, float, float] = (0.75, 0.75, 0.70, 0.40, 0.50)
+    advocacy: float = 0.40  # customers who later give a referral or a review (customer -> evangelist)
     """P(a deal moves on) from qualified_call->demo_scheduled ... negotiation->contract_signed."""
 
 
@@ -532,6 +534,8 @@ class LeadJourney:
         yield self._sales(
             _lognormal(rng, 3 * HOUR, 1.0, 10 * MINUTE, 3 * DAY), "deal.won", {"amount": amount, "currency": "USD"}
         )
+        if rng.random() < shape.advocacy:
+            yield self._activity(_lognormal(rng, 20 * DAY, 0.6, DAY, 90 * DAY), rng.choice(ADVOCACY_ACTIONS))
 
 
 def _stage_data(stage: str, bant: tuple[str, ...], amount: float | None = None) -> dict[str, Any]:

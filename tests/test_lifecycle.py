@@ -515,3 +515,17 @@ def test_outputs_have_deterministic_ids() -> None:
     assert apply(state, event, POLICY).outputs == apply(state, event, POLICY).outputs
     bad = make_event("lead.rejected", LATER, reason="nope")
     assert apply(state, bad, POLICY).outputs[0].id == apply(state, bad, POLICY).outputs[0].id
+
+
+@pytest.mark.parametrize("action", ["referral_given", "review_posted", "case_study"])
+def test_advocacy_makes_a_customer_an_evangelist(action: str) -> None:
+    customer = lead_in("customer")
+    assert_moved(customer, send(customer, "activity", action=action), "evangelist", "advocacy")
+
+
+@pytest.mark.parametrize("stage", ["lead", "mql", "sal", "opportunity", "nurturing"])
+def test_advocacy_before_the_sale_moves_nothing(stage: str) -> None:
+    step = send(lead_in(stage), "activity", action="referral_given")
+    assert step.state is not None
+    assert step.state.stage == stage
+    assert stage_changes(step.outputs) == []
