@@ -118,7 +118,7 @@ def render(tally: FunnelTally, simulator: LiveSimulator, started: float, note: s
 
 async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/run/stop sequence
     options.workdir.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = Console() if options.live else Console(width=120)  # a log file gets the full table
     policy = load_policy(options.policy)  # fail before starting anything if the policy is bad
     broker = None if options.broker else EmbeddedBroker(options.workdir).start()
     url = options.broker or (broker.url if broker else "")
