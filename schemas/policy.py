@@ -7,13 +7,17 @@ invalid field by its path in the file (e.g. `scoring.engagement[2].points: must 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, time
 from functools import cached_property
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holiday_data
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import describe_errors
 
@@ -52,6 +56,76 @@ class Lifecycle(PolicyModel):
 
     def allows(self, source: str, target: str) -> bool:
         return target in self.transitions.get(source, ())
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _window_shorthand(value: object) -> object:
+    # "09:00-18:00" is how people write working hours; accept it beside {start, end}.
+    if isinstance(value, str) and "-" in value:
+        start, _, end = value.partition("-")
+        return {"start": start.strip(), "end": end.strip()}
+    return value
+
+
+class Window(PolicyModel):
+    """Working hours within one local day; end 00:00 means midnight at the end of the day."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.end != time(0) and self.end <= self.start:
+            raise ValueError(f"end {self.end:%H:%M} must be after start {self.start:%H:%M} (00:00 means midnight)")
+        return self
+
+    def minutes(self) -> tuple[int, int]:
+        end = 24 * 60 if self.end == time(0) else self.end.hour * 60 + self.end.minute
+        return self.start.hour * 60 + self.start.minute, end
+
+
+class NationalHolidays(PolicyModel):
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, e.g. BR")]
+    subdivision: str | None = Field(default=None, description="e.g. SP for São Paulo")
+
+    @model_validator(mode="after")
+    def _known(self) -> Self:
+        supported = holiday_data.list_supported_countries()
+        if self.country not in supported:
+            raise ValueError(f"country {self.country!r} has no holiday calendar in the holidays library")
+        if self.subdivision is not None and self.subdivision not in supported[self.country]:
+            raise ValueError(
+                f"subdivision {self.subdivision!r} is not one of {self.country}'s: {', '.join(supported[self.country])}"
+            )
+        return self
+
+
+class CalendarSpec(PolicyModel):
+    """A team's business calendar: time zone, working hours per weekday, holidays."""
+
+    timezone: str = Field(description="IANA time zone, e.g. America/Sao_Paulo")
+    hours: dict[Weekday, tuple[Annotated[Window, BeforeValidator(_window_shorthand)], ...]]
+    holidays: tuple[date, ...] = ()
+    national_holidays: NationalHolidays | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo)") from None
+        for day, windows in self.hours.items():
+            spans = sorted(w.minutes() for w in windows)
+            for (_, end), (start, _) in pairwise(spans):
+                if start < end:
+                    raise ValueError(f"hours.{day}: working windows overlap")
+        return self
+
+    def weekday_hours(self) -> dict[int, tuple[Window, ...]]:
+        return {WEEKDAYS.index(day): windows for day, windows in self.hours.items()}
 
 
 class FitRule(PolicyModel):
@@ -147,6 +221,7 @@ class Policy(PolicyModel):
     rejection_reasons: tuple[RejectionReason, ...]
     deals: Deals
     processing: Processing = Processing()
+    calendars: dict[Code, CalendarSpec] = Field(default_factory=dict, description="business calendars by team")
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
