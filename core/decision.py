@@ -23,13 +23,16 @@ from schemas.state import LeadRecord, LeadState, PendingEvent
 
 # Pending events beyond this many are settled into `base` early once they are outside the window.
 MAX_PENDING = 64
+# A burst inside the window (a bot on one lead) may not grow the record past this: the oldest events settle
+# early, and an even later event is then applied after them instead of in its exact place.
+HARD_MAX_PENDING = 256
 
 Outcome = Literal["applied", "reordered", "late", "refused", "duplicate"]
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    record: LeadRecord | None  # None: the lead is erased (write a tombstone)
+    record: LeadRecord
     outputs: tuple[Transition, ...]
     outcome: Outcome
     changed: bool  # False when nothing needs writing (duplicates)
@@ -41,6 +44,11 @@ def order_key(event: LeadEvent) -> tuple[datetime, str]:
 
 def is_duplicate(record: LeadRecord, event_id: str) -> bool:
     return event_id in record.seen or any(p.event.event_id == event_id for p in record.pending)
+
+
+def is_recreation(record: LeadRecord, event: LeadEvent) -> bool:
+    """A person who comes back after an erasure is a new lead: only a later lead.created starts over."""
+    return event.type == "lead.created" and record.erased_at is not None and event.occurred_at > record.erased_at
 
 
 def is_from_future(event: LeadEvent, now: datetime, policy: Policy) -> bool:
@@ -61,6 +69,16 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         record = LeadRecord(lead_id=event.lead_id, state=None)
     elif is_duplicate(record, event.event_id):
         return Decision(record, (), "duplicate", changed=False)
+    if record.erased_at is not None:
+        if not is_recreation(record, event):
+            step = refuse(
+                None,
+                event,
+                "lead_erased",
+                "this lead was erased; its events are not kept. A new lead.created after the erasure starts over",
+            )
+            return Decision(record, step.outputs, "refused", changed=False)
+        record = LeadRecord(lead_id=record.lead_id, state=None, seen=record.seen, version=record.version)
     if is_from_future(event, now, policy):
         # A producer clock far ahead would drag the watermark and make every later event "late".
         step = refuse(
@@ -102,8 +120,12 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         outcome = "refused" if mine.refused else ("late" if is_late else "reordered")
 
     if state is None and erased:
-        # Erased: drop everything we hold about the lead; the caller writes a tombstone.
-        return Decision(None, outputs, outcome, changed=True)
+        # Erased: keep no state and no event (they hold personal data), only the ids that dedupe redeliveries.
+        ids = (*record.seen, *(p.event.event_id for p in pending))[-policy.processing.dedupe_ids :]
+        marker = LeadRecord(
+            lead_id=record.lead_id, state=None, seen=ids, erased_at=event.occurred_at, version=record.version + 1
+        )
+        return Decision(marker, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     settled = settle(base, pending, watermark - lateness, policy, before_last)
@@ -144,6 +166,8 @@ def settle(
     old = 0
     while old < len(pending) and pending[old].event.occurred_at < cutoff:
         old += 1
+    if len(pending) - old > HARD_MAX_PENDING:
+        old = len(pending) - MAX_PENDING
     if old == 0:
         return Settled(base, pending, ())
     ids = tuple(p.event.event_id for p in pending[:old])

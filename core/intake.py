@@ -68,11 +68,13 @@ def decode(
         event = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
         return _explain(error, value, where)
-    if key is not None and key != event.lead_id.encode():
+    if key != event.lead_id.encode():
+        # Without the lead_id as key a lead's events scatter over partitions (and workers): its state would split.
+        got = "no key" if key is None else f"{key[:80]!r}"
         return dead_letter(
             "key_mismatch",
             [
-                f"(record key): {key[:80]!r} is not the lead_id {event.lead_id!r}; produce with key = lead_id "
+                f"(record key): {got} is not the lead_id {event.lead_id!r}; produce with key = lead_id "
                 "so every event of a lead lands on the same partition"
             ],
             where,

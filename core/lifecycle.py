@@ -44,6 +44,9 @@ from schemas.outputs import (
 from schemas.policy import Policy
 from schemas.state import LeadState, StageEntry
 
+# Stages in which a lead has a deal in the sales pipeline.
+DEAL_STAGES = ("sal", "sql", "opportunity")
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -175,6 +178,13 @@ def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
         case DealWon():
             return move(state, "customer", event, policy, "won", won_amount=event.data.amount)
         case DealLost():
+            if state.stage not in DEAL_STAGES:
+                return refuse(
+                    state,
+                    event,
+                    "illegal_transition",
+                    f"deal.lost applies to accepted leads ({', '.join(DEAL_STAGES)}); lead is {state.stage}",
+                )
             if event.data.reason not in policy.deals.lost_reasons:
                 return refuse(
                     state,
@@ -238,7 +248,9 @@ def record_activity(state: LeadState, event: Activity, policy: Policy) -> Step:
         if not raised.refused:
             return raised
     if action in policy.lifecycle.advocacy_actions and scored.stage == "customer":
-        return move(scored, "evangelist", event, policy, "advocacy")
+        advocated = move(scored, "evangelist", event, policy, "advocacy")
+        if not advocated.refused:
+            return advocated
     if action in policy.mql.conversion_actions and scored.stage == "subscriber":
         converted = move(scored, "lead", event, policy, "converted")
         if not converted.refused:
@@ -284,12 +296,12 @@ def advance_deal(state: LeadState, event: DealStageChanged, policy: Policy) -> S
             "unknown_pipeline_stage",
             f"data.stage {event.data.stage!r} is not a pipeline stage in the policy; use one of: {known}",
         )
-    if state.stage not in ("sal", "sql", "opportunity"):
+    if state.stage not in DEAL_STAGES:
         return refuse(
             state,
             event,
             "illegal_transition",
-            f"deal stages apply to accepted leads (sal, sql, opportunity); lead is {state.stage}",
+            f"deal stages apply to accepted leads ({', '.join(DEAL_STAGES)}); lead is {state.stage}",
         )
     given = event.data.bant
     confirmed = Bant(

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from schemas.base import PATTERN_HINTS
+
 _MESSAGES = {
     "int_type": "must be an integer",
     "int_parsing": "must be an integer",
@@ -45,12 +47,17 @@ def describe_errors(error: ValidationError, *, drop_leading: int = 0) -> list[st
     """One line per problem. `drop_leading` strips union tags pydantic puts in front of the path."""
     problems = []
     for e in error.errors():
-        message = _MESSAGES.get(e["type"]) or (
-            str(e["msg"])
-            .removeprefix("Value error, ")
-            .replace("Input should", "must")
-            .replace("String should", "must")
-            .replace("Tuple should", "must")
+        hint = PATTERN_HINTS.get(str(e.get("ctx", {}).get("pattern")))
+        message = (
+            hint
+            or _MESSAGES.get(e["type"])
+            or (
+                str(e["msg"])
+                .removeprefix("Value error, ")
+                .replace("Input should", "must")
+                .replace("String should", "must")
+                .replace("Tuple should", "must")
+            )
         )
         loc = tuple(e["loc"])[drop_leading:]
         relative = _RELATIVE_PATH.match(message) if e["type"] == "value_error" else None

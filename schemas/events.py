@@ -6,13 +6,13 @@ pydantic discriminated union, so a wrong type or a missing field is reported wit
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, TypeAdapter
 
-# Identifiers: printable, no whitespace, bounded so a hostile producer cannot bloat state.
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+from schemas.base import Code, Frozen, Identifier, Money
+
 ShortText = Annotated[str, Field(max_length=500)]
 
 
@@ -23,13 +23,17 @@ def _not_a_number(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class Frozen(BaseModel):
-    """Base for our own messages: immutable, unknown fields are an error, not silently dropped."""
+def _after_1970(value: datetime) -> datetime:
+    # Lead events from before the Unix epoch are data errors, and near datetime.min time arithmetic overflows.
+    if value < EARLIEST:
+        raise ValueError("must be after 1970-01-01T00:00:00Z")
+    return value
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_after_1970)]
 
 
 class Actor(Frozen):
@@ -104,11 +108,11 @@ class Bant(Frozen):
 class DealStageChangedData(Frozen):
     stage: Code = Field(description="a pipeline stage from the policy, e.g. proposal_sent")
     bant: Bant = Bant()
-    amount: Annotated[float, Field(ge=0)] | None = None
+    amount: Money | None = None
 
 
 class DealWonData(Frozen):
-    amount: Annotated[float, Field(ge=0)]
+    amount: Money
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 

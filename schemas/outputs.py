@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
+
+from schemas.base import Frozen
 
 RefusalReason = Literal[
     "unknown_lead",
@@ -22,11 +24,8 @@ RefusalReason = Literal[
     "invalid_lost_reason",
     "future_event",
     "self_merge",
+    "lead_erased",
 ]
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class StageChanged(Frozen):
@@ -80,7 +79,9 @@ Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMerg
 TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 
 
-DeadLetterReason = Literal["payload_too_large", "invalid_json", "invalid_event", "unknown_type", "key_mismatch"]
+DeadLetterReason = Literal[
+    "payload_too_large", "invalid_json", "invalid_event", "unknown_type", "key_mismatch", "internal_error"
+]
 
 
 class DeadLetter(Frozen):

@@ -19,9 +19,9 @@ import holidays as holiday_data
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.base import Code
 from schemas.errors import describe_errors
 
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 Points = Annotated[int, Field(ge=-1000, le=1000)]
 BantField = Literal["budget", "authority", "need", "timeline"]
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 
+from schemas.base import Frozen
 from schemas.events import Bant, LeadEvent, Profile
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class StageEntry(Frozen):
@@ -73,6 +70,10 @@ class LeadRecord(Frozen):
     pending: tuple[PendingEvent, ...] = ()
     seen: tuple[str, ...] = Field(default=(), description="ids of settled events, newest last, bounded")
     watermark: datetime | None = Field(default=None, description="newest occurred_at seen for this lead")
+    erased_at: datetime | None = Field(
+        default=None,
+        description="set when the lead was erased: the record then keeps no state, only ids for dedupe",
+    )
     version: int = 0
 
 

@@ -7,6 +7,7 @@ changelog, once: one changelog record per update is the dominant cost of a Faust
 
 from __future__ import annotations
 
+import logging
 import weakref
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -17,7 +18,7 @@ from faust.serializers import codecs
 from faust.streams import _current_event
 
 from core.decision import decide
-from core.intake import decode
+from core.intake import Origin, dead_letter, decode
 from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, DeadLetter
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord
@@ -36,6 +37,7 @@ class LeadRecordCodec(codecs.Codec):
 
 
 codecs.register("leadrecord", LeadRecordCodec())
+log = logging.getLogger(__name__)
 
 
 class QuietMonitor(Monitor):
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         producer_max_request_size=settings.max_request_bytes,
+        broker_commit_interval=settings.commit_interval_s,
         consumer_max_fetch_size=settings.max_request_bytes,
         key_serializer="raw",
         value_serializer="raw",
@@ -138,35 +141,45 @@ async def process(stream: faust.StreamT[bytes]) -> None:
         settings.batch_max, within=settings.batch_within_s
     ):
         now = datetime.now(UTC)
-        touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord | None]] = {}
+        touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord]] = {}
         for event in batch:
-            message = event.message
-            decoded = decode(
-                message.key,
-                message.value,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                received_at=now,
-                max_bytes=settings.max_event_bytes,
-            )
-            if isinstance(decoded, DeadLetter):
-                send_dead_letter(decoded, message.key)
-                continue
-            key = message.key or decoded.lead_id.encode()
-            record = touched[key][1] if key in touched else leads.get(key)
-            decision = decide(record, decoded, policy, now)
-            for output in decision.outputs:
-                transitions_topic.send_soon(key=key, value=TRANSITION_ADAPTER.dump_json(output))
-            if decision.changed:
-                touched[key] = (event, decision.record)
+            handle(event, now, touched)
         for key, (event, record) in touched.items():
             as_current(event)
-            if record is None:
-                if key in leads:
-                    del leads[key]  # erasure: a tombstone in the changelog
-            else:
-                leads[key] = record
+            leads[key] = record
+
+
+def handle(
+    event: faust.types.EventT[bytes],
+    now: datetime,
+    touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord]],
+) -> None:
+    """One record: decode, decide, send the outputs; the new lead record waits in `touched` for the batch end."""
+    message = event.message
+    decoded = decode(
+        message.key,
+        message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        received_at=now,
+        max_bytes=settings.max_event_bytes,
+    )
+    if isinstance(decoded, DeadLetter):
+        send_dead_letter(decoded, message.key)
+        return
+    key = decoded.lead_id.encode()
+    try:
+        decision = decide(touched[key][1] if key in touched else leads.get(key), decoded, policy, now)
+    except Exception as error:  # a defect in the core must cost one event (dead-lettered), not the worker
+        log.exception("decide failed for %s/%s@%s", message.topic, message.partition, message.offset)
+        origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
+        send_dead_letter(dead_letter("internal_error", [f"(worker): {type(error).__name__}: {error}"], origin), key)
+        return
+    for output in decision.outputs:
+        transitions_topic.send_soon(key=key, value=TRANSITION_ADAPTER.dump_json(output))
+    if decision.changed:
+        touched[key] = (event, decision.record)
 
 
 async def roomy_producer_buffer() -> None:

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from streams.topics import create_leadflow_topics, embedded_producer_settings
-from streams.worker_process import WorkerProcess, wait_until_committed
+from streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
 
 PARTITIONS = 4
 
@@ -47,8 +47,9 @@ class Deployment:
             )
         )
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         return {
+            **extra,
             "LEADFLOW_BROKER": self.broker.url,
             "LEADFLOW_EMBEDDED": "1",
             "LEADFLOW_APP_ID": self.app_id,
@@ -60,8 +61,16 @@ class Deployment:
             "LEADFLOW_DATA_DIR": str(self.workdir / "data"),
         }
 
-    def worker(self, name: str = "worker") -> WorkerProcess:
-        return WorkerProcess(self.env(), self.workdir / f"{name}.log", loglevel="info")
+    def worker(self, name: str = "worker", **extra_env: str) -> WorkerProcess:
+        return WorkerProcess(self.env(**extra_env), self.workdir / f"{name}.log", loglevel="info")
+
+    async def committed(self) -> dict[int, int]:
+        return await committed_offsets(self.broker.bootstrap, self.app_id, self.events, PARTITIONS)
+
+    async def wait_committed(self, worker: WorkerProcess, targets: dict[int, int], timeout_s: float = 90.0) -> None:
+        await wait_until_committed(
+            self.broker.bootstrap, self.app_id, self.events, targets, timeout_s=timeout_s, worker=worker
+        )
 
     async def produce(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
         producer = AIOKafkaProducer(
@@ -80,9 +89,7 @@ class Deployment:
 
     async def wait_processed(self, worker: WorkerProcess, timeout_s: float = 90.0) -> None:
         """Until the worker's group has committed everything produced so far."""
-        await wait_until_committed(
-            self.broker.bootstrap, self.app_id, self.events, dict(self.produced), timeout_s=timeout_s, worker=worker
-        )
+        await self.wait_committed(worker, dict(self.produced), timeout_s)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:

@@ -86,3 +86,34 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
     assert record.state is not None
     assert record.state.stage == "sal"
     assert record.version == 3  # the redelivered e2 changed nothing
+
+
+async def test_a_defect_in_the_core_costs_one_event_not_the_worker(
+    captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_decide = worker.decide
+
+    def fails_on_e2(record, event, policy, now):  # type: ignore[no-untyped-def]
+        if event.event_id == "x2":
+            raise RuntimeError("boom")
+        return real_decide(record, event, policy, now)
+
+    monkeypatch.setattr(worker, "decide", fails_on_e2)
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+    async with worker.process.test_context() as agent:
+        await agent.put(envelope("x1", "lead.created", 0).replace(b"agent-lead", b"agent-lead-2"), key=b"agent-lead-2")
+        await agent.put(envelope("x2", "lead.paused", 1).replace(b"agent-lead", b"agent-lead-2"), key=b"agent-lead-2")
+        await agent.put(
+            envelope("x3", "lead.qualified", 2).replace(b"agent-lead", b"agent-lead-2"), key=b"agent-lead-2"
+        )
+        await captured.wait_for(3)
+    [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in captured.dead_letters]
+    assert (letter.reason, letter.errors) == ("internal_error", ("(worker): RuntimeError: boom",))
+    stages = [
+        c.to_stage for c in map(TRANSITION_ADAPTER.validate_json, captured.transitions) if isinstance(c, StageChanged)
+    ]
+    assert stages == ["lead", "mql"]
+    record = worker.leads[b"agent-lead-2"]
+    assert record.state is not None
+    assert record.state.stage == "mql"

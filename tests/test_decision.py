@@ -14,7 +14,7 @@ from factories import DAY, LEAD, POLICY, T0, at, make_event, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.decision import MAX_PENDING, Decision, decide
+from core.decision import HARD_MAX_PENDING, MAX_PENDING, Decision, decide
 from core.lifecycle import apply
 from schemas.events import LeadEvent
 from schemas.outputs import EventRefused, LeadErasedNotice, StageChanged, Transition
@@ -117,14 +117,36 @@ def test_a_future_lead_created_is_refused_without_a_record() -> None:
     assert decision.record.state is None
 
 
-def test_erase_returns_no_record() -> None:
-    record, _ = deliver([make_event("lead.created", 0), make_event("activity", 60, action="demo_request")])
+def test_erase_keeps_only_a_marker() -> None:
+    record, _ = deliver([make_event("lead.created", 0, email="ana@example.com"), make_event("lead.paused", 60)])
     erase = make_event("lead.erased", 120)
     decision = decide(record, erase, POLICY, NOW)
-    assert (decision.record, decision.outcome, decision.changed) == (None, "applied", True)
+    assert (decision.outcome, decision.changed) == ("applied", True)
+    marker = decision.record
+    assert (marker.state, marker.base, marker.pending, marker.erased_at) == (None, None, (), erase.occurred_at)
+    assert "ana@example.com" not in marker.model_dump_json()
     (notice,) = decision.outputs
     assert isinstance(notice, LeadErasedNotice)
     assert notice.lead_id == LEAD
+
+
+def test_after_erasure_redeliveries_are_duplicates_and_late_events_are_refused_unkept() -> None:
+    created = make_event("lead.created", 0, email="ana@example.com")
+    record, _ = deliver([created, make_event("lead.erased", 120)])
+    assert decide(record, created, POLICY, NOW).outcome == "duplicate"
+    late = make_event("lead.updated", 100, email="ana.new@example.com")
+    decision = decide(record, late, POLICY, NOW)
+    assert (decision.outcome, decision.changed) == ("refused", False)
+    assert [o.reason for o in decision.outputs if isinstance(o, EventRefused)] == ["lead_erased"]
+    assert "ana.new@example.com" not in decision.record.model_dump_json()
+
+
+def test_a_new_lead_created_after_the_erasure_starts_over() -> None:
+    record, _ = deliver([make_event("lead.created", 0), make_event("lead.erased", 120)])
+    decision = decide(record, make_event("lead.created", 500), POLICY, NOW)
+    assert decision.outcome == "applied"
+    assert decision.record.state is not None
+    assert decision.record.erased_at is None
 
 
 def test_erase_delivered_before_an_earlier_event_still_erases() -> None:
@@ -133,8 +155,9 @@ def test_erase_delivered_before_an_earlier_event_still_erases() -> None:
     view = make_event("activity", 30, action="page_view")
     erase = make_event("lead.erased", 60)
     record, decisions = deliver([created, erase, view])
-    assert decisions[1].record is None
-    assert record is None or record.state is None, "the erased lead came back"
+    assert decisions[1].record.erased_at is not None
+    assert record is not None
+    assert record.state is None, "the erased lead came back"
 
 
 def test_version_counts_non_duplicate_events() -> None:
@@ -400,3 +423,15 @@ def test_an_order_beyond_the_bound_is_reported_late_and_not_lost(data: st.DataOb
     assert record is not None
     assert late.event_id in {p.event.event_id for p in record.pending} | set(record.seen)
     assert decide(record, late, POLICY, NOW).outcome == "duplicate"
+
+
+def test_a_burst_inside_the_window_does_not_grow_the_record_without_bound() -> None:
+    events = [make_event("lead.created", 0)] + [
+        make_event("activity", 1 + i * 0.1, action="page_view") for i in range(1000)
+    ]
+    record, decisions = deliver(events)
+    assert record is not None
+    assert len(record.pending) <= HARD_MAX_PENDING + 1
+    assert all(d.outcome == "applied" for d in decisions)
+    in_order = run(events)
+    assert record.state == in_order

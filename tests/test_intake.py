@@ -58,8 +58,11 @@ def test_a_valid_event_decodes() -> None:
     assert event.data.action == "page_view"
 
 
-def test_a_record_without_a_key_is_accepted() -> None:
-    assert isinstance(decode(None, orjson.dumps(envelope()), **WHERE), Activity)
+def test_a_record_without_a_key_is_dead_lettered() -> None:
+    letter = decode(None, orjson.dumps(envelope()), **WHERE)
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == "key_mismatch"
+    assert letter.errors[0].startswith("(record key): no key is not the lead_id")
 
 
 def test_defaults_fill_optional_data() -> None:
@@ -130,7 +133,12 @@ def test_missing_data_field_is_named_with_its_path() -> None:
         ({"actor": {"team": "finance", "user_id": "u"}}, ["actor.team: must be 'marketing', 'sales' or 'system'"]),
         ({"colour": "red"}, ["colour: is not a known field (check the spelling)"]),
         ({"data": {"action": "page_view", "extra": 1}}, ["data.extra: is not a known field (check the spelling)"]),
-        ({"lead_id": "has space"}, ["lead_id: must match pattern '^[^\\s]+$'"]),
+        ({"lead_id": "has space"}, ["lead_id: must be text without spaces, control or invisible characters"]),
+        ({"lead_id": "zero\u200bwidth"}, ["lead_id: must be text without spaces, control or invisible characters"]),
+        (
+            {"data": {"action": "Page View"}},
+            ["data.action: must be a lower-case code of letters, digits and _ starting with a letter, e.g. page_view"],
+        ),
         ({"lead_id": "x" * 201}, ["lead_id: must have at most 200 characters"]),
         ({"type": "deal.won", "data": {"amount": "lots"}}, ["data.amount: must be a number"]),
         ({"type": "deal.won", "data": {"amount": -1}}, ["data.amount: must be greater than or equal to 0"]),
@@ -163,6 +171,20 @@ def test_a_number_is_not_a_timestamp(stamp: float) -> None:
     assert letter.errors == (
         "occurred_at: must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z, not a number",
     )
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:05:00Z", "1969-12-31T23:59:59Z"])
+def test_timestamps_before_1970_are_refused(stamp: str) -> None:
+    letter = dead(orjson.dumps(envelope(occurred_at=stamp)))
+    assert letter.errors == ("occurred_at: must be after 1970-01-01T00:00:00Z",)
+
+
+@pytest.mark.parametrize("number", [b"Infinity", b"-Infinity", b"NaN", b"1e400"])
+def test_amounts_must_be_finite(number: bytes) -> None:
+    body = orjson.dumps(envelope(type="deal.won", data={"amount": 0})).replace(b'"amount":0', b'"amount":' + number)
+    letter = dead(body)
+    assert letter.reason in ("invalid_event", "invalid_json")
+    assert letter.errors[0].startswith(("data.amount:", "(record): not valid JSON"))
 
 
 def test_five_megabytes_is_too_large() -> None:

@@ -419,9 +419,17 @@ def test_lost_with_an_invalid_reason_lists_the_lost_reasons() -> None:
     assert refused.detail.endswith("use one of: price, competitor, no_decision, timing, product_fit")
 
 
+@pytest.mark.parametrize("stage", ["lead", "mql", "nurturing", "customer"])
+def test_lost_without_a_deal_is_refused(stage: str) -> None:
+    state = lead_in(stage)
+    assert_refused(
+        state, send(state, "deal.lost", reason="price"), "illegal_transition", "sal, sql, opportunity", stage
+    )
+
+
 def test_lost_from_customer_is_refused() -> None:
     state = lead_in("customer")
-    assert_refused(state, send(state, "deal.lost", reason="price"), "illegal_transition", "customer", "nurturing")
+    assert_refused(state, send(state, "deal.lost", reason="price"), "illegal_transition", "customer")
 
 
 # --- disqualify, merge, erase ------------------------------------------------------------------------------
@@ -528,4 +536,14 @@ def test_advocacy_before_the_sale_moves_nothing(stage: str) -> None:
     step = send(lead_in(stage), "activity", action="referral_given")
     assert step.state is not None
     assert step.state.stage == stage
+    assert stage_changes(step.outputs) == []
+
+
+def test_advocacy_refused_by_the_policy_still_scores_and_changes_no_stage() -> None:
+    policy = make_policy(lambda doc: doc["lifecycle"]["transitions"].update(customer=[]))
+    customer = lead_in("customer", policy)
+    step = apply(customer, make_event("activity", LATER, action="referral_given"), policy)
+    assert not step.refused
+    assert step.state is not None
+    assert step.state.stage == "customer"
     assert stage_changes(step.outputs) == []

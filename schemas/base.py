@@ -1,0 +1,27 @@
+"""What every schema module shares: the frozen, strict base model and the common field types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Printable and bounded: no whitespace, control, zero-width or bidi-override characters, so an id can be logged,
+# used as a Kafka key and compared without surprises; bounded so a hostile producer cannot bloat state.
+IDENTIFIER_PATTERN = r"^[^\s\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+$"
+CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=CODE_PATTERN)]
+
+# What a failed pattern means, in words (errors name the field and this instead of a regular expression).
+PATTERN_HINTS = {
+    IDENTIFIER_PATTERN: "must be text without spaces, control or invisible characters",
+    CODE_PATTERN: "must be a lower-case code of letters, digits and _ starting with a letter, e.g. page_view",
+}
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Frozen(BaseModel):
+    """Base for our own messages: immutable, unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
