@@ -53,7 +53,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.simulator import journeys
 from streams.simulator import records as journey_records
 from streams.topics import EMBEDDED_FAUST_SETTINGS, embedded_producer_settings, ensure_topics
-from streams.worker_process import WorkerProcess, wait_until_committed
+from streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 BASELINE = "b"
@@ -177,23 +177,6 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, 
     try:
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
         return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def committed_offsets(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int]:
-    """A group's committed offsets, read the way that works on tansu: a (non-joined) consumer's committed().
-
-    The aiokafka admin client's consumer-group calls fail to decode tansu's answers (GUIDE section 7).
-    """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        out: dict[int, int] = {}
-        for p in range(partitions):
-            offset = await consumer.committed(TopicPartition(topic, p))
-            out[p] = offset if offset is not None else 0
-        return out
     finally:
         await consumer.stop()
 

@@ -84,7 +84,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,
-        producer_max_request_size=settings.max_request_bytes,
+        producer_max_request_size=settings.produce_max_bytes,
         broker_commit_interval=settings.commit_interval_s,
         consumer_max_fetch_size=settings.max_request_bytes,
         key_serializer="raw",

@@ -24,7 +24,7 @@ def _broker_env(broker: str | None, embedded: bool | None = None) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    _broker_env(args.broker)
+    _broker_env(args.broker, True if args.embedded else None)
     if args.policy:
         os.environ["LEADFLOW_POLICY"] = str(args.policy)
     if args.web_port:
@@ -99,7 +99,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from streams.jsonschema import write_schemas
+    from streams.schema_files import write_schemas
 
     for path in write_schemas(Path(args.out)):
         print(path)
@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.app worker)")
-    add_broker(worker)
+    add_broker(worker, embedded_flag=True)
     worker.add_argument("--policy", type=Path, default=None)
     worker.add_argument("--web-port", type=int, default=None)
     worker.add_argument("-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])

@@ -43,5 +43,10 @@ class Settings(BaseSettings):
         return ",".join(url.split("://", 1)[-1] for url in self.broker.split(","))
 
     @property
+    def produce_max_bytes(self) -> int:
+        """Largest record we produce: a dead letter holds its original (up to max_request_bytes) in base64."""
+        return self.max_request_bytes * 4 // 3 + 65_536
+
+    @property
     def changelog_topic(self) -> str:
         return f"{self.app_id}-leads-changelog"

@@ -154,5 +154,5 @@ async def create_leadflow_topics(settings: Settings) -> None:
             settings.changelog_topic: settings.partitions,
         },
         compacted={settings.changelog_topic},
-        configs={settings.topic_deadletter: {"max.message.bytes": str(settings.max_request_bytes)}},
+        configs={settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes)}},
     )

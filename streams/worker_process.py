@@ -74,15 +74,17 @@ class WorkerProcess:
 
 
 async def committed_offsets(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets (-1 where none). A consumer with the group's id reads them: the admin
-    client's group calls cannot decode the embedded broker's answers (GUIDE section 7)."""
+    """The group's committed offsets (0 where none: nothing of that partition is done yet).
+
+    A consumer with the group's id reads them: the admin client's group calls cannot decode the embedded
+    broker's answers (GUIDE section 7)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         result = {}
         for partition in range(partitions):
             offset = await consumer.committed(TopicPartition(topic, partition))
-            result[partition] = -1 if offset is None else offset
+            result[partition] = 0 if offset is None else offset
         return result
     finally:
         await consumer.stop()
@@ -101,7 +103,7 @@ async def wait_until_committed(
     deadline = time.monotonic() + timeout_s
     while True:
         committed = await committed_offsets(bootstrap, group_id, topic, max(targets, default=-1) + 1)
-        if all(committed.get(p, -1) >= offset for p, offset in targets.items()):
+        if all(committed.get(p, 0) >= offset for p, offset in targets.items()):
             return time.monotonic()
         if worker is not None and worker.exit_code() is not None:
             raise RuntimeError(f"worker exited with {worker.exit_code()}:\n{worker.log_tail()}")
