@@ -17,7 +17,7 @@ from typing import Literal
 
 from core.lifecycle import Step, apply, refuse
 from schemas.events import LeadEvent
-from schemas.outputs import Transition
+from schemas.outputs import Output, SlaBreached, SlaWarning
 from schemas.policy import Policy
 from schemas.state import LeadRecord, LeadState, PendingEvent
 
@@ -26,6 +26,8 @@ MAX_PENDING = 64
 # A burst inside the window (a bot on one lead) may not grow the record past this: the oldest events settle
 # early, and an even later event is then applied after them instead of in its exact place.
 HARD_MAX_PENDING = 256
+# Time-driven SLA outputs remembered per lead (a few per clock; a lead has a handful of clocks at a time).
+MAX_EMITTED = 64
 
 Outcome = Literal["applied", "reordered", "late", "refused", "duplicate"]
 
@@ -33,7 +35,7 @@ Outcome = Literal["applied", "reordered", "late", "refused", "duplicate"]
 @dataclass(frozen=True, slots=True)
 class Decision:
     record: LeadRecord
-    outputs: tuple[Transition, ...]
+    outputs: tuple[Output, ...]
     outcome: Outcome
     changed: bool  # False when nothing needs writing (duplicates)
 
@@ -95,16 +97,18 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     pending = list(record.pending)
     key = order_key(event)
 
+    # Time-driven SLA outputs carry no cause in their id, so any event may bring one back: remember them all.
+    already_emitted = {oid for p in pending for oid in p.output_ids} | set(record.emitted)
     if not pending or key > order_key(pending[-1].event):
         step = apply(record.state, event, policy)
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
-        state, outputs, erased = step.state, step.outputs, step.erased
+        state, erased = step.state, step.erased
+        outputs = tuple(o for o in step.outputs if o.id not in already_emitted)
         before_last: tuple[LeadState | None] | None = (record.state,)
         outcome: Outcome = "refused" if step.refused else ("late" if is_late else "applied")
     else:
         # Out of order: insert in event-time order and apply the window again from the state before it.
-        already_emitted = {oid for p in pending for oid in p.output_ids}
         insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
         base = record.base
         state, steps = fold(base, [p.event for p in pending], policy)
@@ -128,6 +132,8 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         return Decision(marker, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
+    timed = tuple(o.id for o in outputs if isinstance(o, SlaWarning | SlaBreached))
+    emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
     new_record = LeadRecord(
@@ -137,6 +143,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         pending=tuple(settled.pending),
         seen=seen,
         watermark=watermark,
+        emitted=emitted,
         version=record.version + 1,
     )
     return Decision(new_record, outputs, outcome, changed=True)

@@ -14,7 +14,26 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from schemas.outputs import DeadLetter, EventRefused, LeadErasedNotice, LeadMergedNotice, StageChanged, Transition
+from schemas.outputs import (
+    DeadLetter,
+    EventRefused,
+    LeadErasedNotice,
+    LeadMergedNotice,
+    Output,
+    SlaBreached,
+    SlaCancelled,
+    SlaMet,
+    SlaOutput,
+    SlaStarted,
+    SlaWarning,
+    StageChanged,
+)
+
+
+def sla_counter(output: SlaOutput) -> str:
+    if isinstance(output, SlaMet):
+        return "late" if output.late else "met"
+    return output.type.removeprefix("sla.")
 
 
 def percentile(sorted_values: list[float], share: float) -> float:
@@ -36,8 +55,9 @@ class FunnelTally:
     transitions: int = 0
     recent: deque[float] = field(default_factory=deque)  # processing times (epoch s) of recent transitions
     seen_ids: set[str] = field(default_factory=set)
+    slas: dict[str, Counter[str]] = field(default_factory=dict)  # sla -> started, met, late, breached, ...
 
-    def add(self, output: Transition | DeadLetter, *, seen_at: float = 0.0) -> None:
+    def add(self, output: Output | DeadLetter, *, seen_at: float = 0.0) -> None:
         if output.id in self.seen_ids:
             return  # a redelivered output: the ids are deterministic
         self.seen_ids.add(output.id)
@@ -59,6 +79,8 @@ class FunnelTally:
                 self.current.pop(output.lead_id, None)
             case DeadLetter():
                 self.dead_letters[output.reason] += 1
+            case SlaStarted() | SlaWarning() | SlaMet() | SlaBreached() | SlaCancelled():
+                self.slas.setdefault(output.sla, Counter())[sla_counter(output)] += 1
 
     def per_minute(self, now: float) -> int:
         while self.recent and self.recent[0] < now - 60:
@@ -106,13 +128,29 @@ class FunnelTally:
                 }
         return result
 
+    def sla_report(self) -> dict[str, dict[str, float]]:
+        """Per SLA: clocks started, met (in time), breached, open, and compliance = met in time / decided."""
+        result = {}
+        for name, n in sorted(self.slas.items()):
+            decided = n["met"] + n["breached"]
+            result[name] = {
+                "started": n["started"],
+                "met": n["met"],
+                "breached": n["breached"],
+                "warnings": n["warning"],
+                "cancelled": n["cancelled"],
+                "open": n["started"] - n["met"] - n["late"] - n["cancelled"],
+                "compliance": round(n["met"] / decided, 4) if decided else 1.0,
+            }
+        return result
+
     def report(self) -> dict[str, Any]:
         return {
             "stage_counts": self.stage_counts(),
             "reached": self.reached(),
             "conversion": self.conversion(),
             "durations_s": self.durations_s(),
-            "sla": {},  # SLA clocks arrive with the SLA engine
+            "sla": self.sla_report(),
             "rejections": dict(self.rejections),
             "refusals": dict(self.refusals),
             "dead_letters": dict(self.dead_letters),

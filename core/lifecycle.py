@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.ids import output_id
 from core.scoring import add_action, fit_score
+from core.sla import follow
 from schemas.events import (
     Activity,
     Bant,
@@ -37,9 +38,9 @@ from schemas.outputs import (
     EventRefused,
     LeadErasedNotice,
     LeadMergedNotice,
+    Output,
     RefusalReason,
     StageChanged,
-    Transition,
 )
 from schemas.policy import Policy
 from schemas.state import LeadState, StageEntry
@@ -51,7 +52,7 @@ DEAL_STAGES = ("sal", "sql", "opportunity")
 @dataclass(frozen=True, slots=True)
 class Step:
     state: LeadState | None
-    outputs: tuple[Transition, ...] = ()
+    outputs: tuple[Output, ...] = ()
     refused: bool = False
     erased: bool = False
 
@@ -138,7 +139,22 @@ def then_qualify(step: Step, event: LeadEvent, policy: Policy) -> Step:
 
 
 def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
-    """Apply one event to one lead, in event-time order."""
+    """Apply one event to one lead, in event-time order: the lifecycle, then its SLA consequences.
+
+    A refused event changes nothing, its time included: SLA clocks only move with applied events.
+    """
+    step = apply_lifecycle(state, event, policy)
+    if step.refused or not policy.slas:
+        return step
+    changes = [o for o in step.outputs if isinstance(o, StageChanged)]
+    followed, sla_outputs = follow(state, step.state, event, changes, policy)
+    if not sla_outputs and followed is step.state:
+        return step
+    return Step(followed, (*step.outputs, *sla_outputs), erased=step.erased)
+
+
+def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
+    """What the event does to the lead's stage, scores and facts."""
     if isinstance(event, LeadCreated):
         if state is not None:
             return refuse(

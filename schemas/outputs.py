@@ -75,8 +75,52 @@ class LeadMergedNotice(Frozen):
     cause_event_id: str
 
 
+class _SlaOutput(Frozen):
+    id: str
+    lead_id: str
+    sla: str
+    owner_id: str | None
+    team: str | None
+    started_at: datetime
+    deadline: datetime
+    occurred_at: datetime = Field(description="when it happened (event time; the deadline for a breach)")
+
+
+class SlaStarted(_SlaOutput):
+    type: Literal["sla.started"] = "sla.started"
+    allowance_s: float
+    business: bool
+
+
+class SlaWarning(_SlaOutput):
+    type: Literal["sla.warning"] = "sla.warning"
+    fraction: float = Field(description="share of the allowance used, e.g. 0.9")
+
+
+class SlaMet(_SlaOutput):
+    type: Literal["sla.met"] = "sla.met"
+    used_s: float = Field(description="allowance used (business seconds for business-time SLAs), pauses excluded")
+    late: bool = Field(description="met after the deadline (the breach was emitted too)")
+
+
+class SlaBreached(_SlaOutput):
+    type: Literal["sla.breached"] = "sla.breached"
+
+
+class SlaCancelled(_SlaOutput):
+    type: Literal["sla.cancelled"] = "sla.cancelled"
+    reason: str = Field(description="why the clock stopped, e.g. left:mql or erased")
+
+
+SlaOutput = Annotated[SlaStarted | SlaWarning | SlaMet | SlaBreached | SlaCancelled, Field(discriminator="type")]
+SLA_ADAPTER: TypeAdapter[SlaOutput] = TypeAdapter(SlaOutput)
+SLA_TYPES = (SlaStarted, SlaWarning, SlaMet, SlaBreached, SlaCancelled)
+
 Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMergedNotice, Field(discriminator="type")]
 TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
+
+# Everything decide() may emit: lifecycle outputs go to leads.transitions, SLA outputs to leads.sla.
+Output = Transition | SlaOutput
 
 
 DeadLetterReason = Literal[

@@ -202,6 +202,62 @@ class Deals(PolicyModel):
     lost_to_stage: Code = "nurturing"
 
 
+class Allowance(PolicyModel):
+    """How long an SLA gives: business hours in a team calendar, or wall-clock minutes. Exactly one."""
+
+    business_hours: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    minutes: Annotated[float, Field(gt=0, le=1_000_000)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.business_hours is None) == (self.minutes is None):
+            raise ValueError("give exactly one of business_hours or minutes")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        return (self.business_hours or 0) * 3600 + (self.minutes or 0) * 60
+
+    @property
+    def is_business(self) -> bool:
+        return self.business_hours is not None
+
+
+class SlaOverride(PolicyModel):
+    when: Literal["hand_raiser"] = Field(description="hand_raiser: the lead became MQL by raising its hand")
+    allowance: Allowance
+
+
+class SlaSpec(PolicyModel):
+    """One response-time commitment: a clock that starts when a lead enters a stage."""
+
+    name: Code
+    starts_on_stage: Code
+    met_by: tuple[Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")], ...] = Field(
+        default=(), description="event types that meet the SLA, e.g. lead.accepted"
+    )
+    runs_in: tuple[Code, ...] = Field(
+        default=(), description="stages the clock keeps running in (default: the start stage only)"
+    )
+    met_on_leaving: bool = Field(
+        default=False, description="leaving those stages meets the SLA (a maximum dwell); otherwise it cancels it"
+    )
+    allowance: Allowance
+    calendar: Code | None = Field(default=None, description="team calendar for business_hours allowances")
+    overrides: tuple[SlaOverride, ...] = ()
+    warn_at: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.5, 0.9)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return self.runs_in or (self.starts_on_stage,)
+
+    def allowance_for(self, hand_raiser: bool) -> Allowance:
+        for override in self.overrides:
+            if override.when == "hand_raiser" and hand_raiser:
+                return override.allowance
+        return self.allowance
+
+
 class Processing(PolicyModel):
     lateness_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
     max_clock_skew_seconds: Annotated[float, Field(ge=0)] = Field(
@@ -222,6 +278,7 @@ class Policy(PolicyModel):
     deals: Deals
     processing: Processing = Processing()
     calendars: dict[Code, CalendarSpec] = Field(default_factory=dict, description="business calendars by team")
+    slas: tuple[SlaSpec, ...] = ()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -234,6 +291,18 @@ class Policy(PolicyModel):
         for s in self.mql.eligible_stages:
             if s not in known:
                 raise ValueError(f"mql.eligible_stages: unknown stage {s!r}")
+        for i, sla in enumerate(self.slas):
+            if sla.starts_on_stage not in known:
+                raise ValueError(f"slas[{i}].starts_on_stage: unknown stage {sla.starts_on_stage!r}")
+            business = [a for a in (sla.allowance, *(o.allowance for o in sla.overrides)) if a.is_business]
+            if business and sla.calendar not in self.calendars:
+                raise ValueError(
+                    f"slas[{i}].calendar: business_hours need a calendar; name one of: "
+                    f"{', '.join(self.calendars) or '(no calendars defined)'}"
+                )
+        names = [sla.name for sla in self.slas]
+        if len(set(names)) != len(names):
+            raise ValueError("slas: names must be unique")
         if not self.rejection_reasons:
             raise ValueError("rejection_reasons: give at least one reason code sales may use")
         return self

@@ -22,6 +22,19 @@ class StageEntry(Frozen):
     reason: str
 
 
+class Clock(Frozen):
+    """An open SLA clock. Warnings still to come are instants; the deadline moves when the lead is paused."""
+
+    sla: str
+    started_at: datetime
+    deadline: datetime
+    allowance_s: float
+    calendar: str | None = Field(description="team calendar when the allowance is in business time")
+    warnings: tuple[tuple[float, datetime], ...] = Field(default=(), description="(fraction, instant) to come")
+    paused_at: datetime | None = None
+    breached: bool = False
+
+
 class LeadState(Frozen):
     lead_id: str
     stage: str
@@ -48,6 +61,7 @@ class LeadState(Frozen):
     last_rejection: str | None = None
     merged_into: str | None = None
     history: tuple[StageEntry, ...] = ()
+    clocks: dict[str, Clock] = Field(default_factory=dict, description="open SLA clocks by SLA name")
 
     @property
     def engagement_score(self) -> int:
@@ -70,6 +84,11 @@ class LeadRecord(Frozen):
     pending: tuple[PendingEvent, ...] = ()
     seen: tuple[str, ...] = Field(default=(), description="ids of settled events, newest last, bounded")
     watermark: datetime | None = Field(default=None, description="newest occurred_at seen for this lead")
+    emitted: tuple[str, ...] = Field(
+        default=(),
+        description="ids of time-driven SLA outputs already emitted (warnings, breaches), newest last, bounded: "
+        "any later event may trigger them, so they are deduped here rather than by cause",
+    )
     erased_at: datetime | None = Field(
         default=None,
         description="set when the lead was erased: the record then keeps no state, only ids for dedupe",

@@ -19,7 +19,7 @@ from faust.streams import _current_event
 
 from core.decision import decide
 from core.intake import Origin, dead_letter, decode
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, DeadLetter
+from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_TYPES, DeadLetter
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord
 from streams.settings import Settings
@@ -104,6 +104,7 @@ events_topic = app.topic(
 )
 transitions_topic = app.topic(settings.topic_transitions, key_serializer="raw", value_serializer="raw")
 deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
+sla_topic = app.topic(settings.topic_sla, key_serializer="raw", value_serializer="raw")
 
 
 class LeadTable(faust.Table[bytes, LeadRecord]):
@@ -177,7 +178,8 @@ def handle(
         send_dead_letter(dead_letter("internal_error", [f"(worker): {type(error).__name__}: {error}"], origin), key)
         return
     for output in decision.outputs:
-        transitions_topic.send_soon(key=key, value=TRANSITION_ADAPTER.dump_json(output))
+        topic = sla_topic if isinstance(output, SLA_TYPES) else transitions_topic
+        topic.send_soon(key=key, value=output.model_dump_json().encode())
     if decision.changed:
         touched[key] = (event, decision.record)
 

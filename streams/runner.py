@@ -15,16 +15,17 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from core.funnel import FunnelTally
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER
+from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_ADAPTER, TRANSITION_ADAPTER
 from schemas.policy import load_policy
 from streams.broker import EmbeddedBroker
 from streams.producer import kafka_sender
@@ -60,11 +61,17 @@ class OutputReader:
         self.tally = tally
         self.last_output_at = time.monotonic()
         self.unreadable = 0
+        self.adapters: dict[str, TypeAdapter[Any]] = {
+            settings.topic_transitions: TRANSITION_ADAPTER,
+            settings.topic_deadletter: DEAD_LETTER_ADAPTER,
+            settings.topic_sla: SLA_ADAPTER,
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             self.settings.topic_transitions,
             self.settings.topic_deadletter,
+            self.settings.topic_sla,
             bootstrap_servers=self.settings.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -75,7 +82,7 @@ class OutputReader:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
                 now = time.time()
                 for tp, messages in batches.items():
-                    adapter = DEAD_LETTER_ADAPTER if tp.topic == self.settings.topic_deadletter else TRANSITION_ADAPTER
+                    adapter = self.adapters[tp.topic]
                     for message in messages:
                         try:
                             self.tally.add(adapter.validate_json(message.value or b""), seen_at=now)
@@ -111,8 +118,18 @@ def render(tally: FunnelTally, simulator: LiveSimulator, started: float, note: s
     for kind, counter in (("rejected", tally.rejections), ("refused", tally.refusals), ("dead", tally.dead_letters)):
         for reason, n in counter.most_common(5):
             reasons.add_row(kind, reason, str(n))
+    clocks = Table(title="SLA clocks", show_edge=False)
+    for column in ("sla", "open", "met", "warned", "breached", "compliance"):
+        clocks.add_column(column, justify="left" if column == "sla" else "right")
+    for name, figures in tally.sla_report().items():
+        clocks.add_row(
+            name,
+            *(f"{figures[k]:,.0f}" for k in ("open", "met", "warnings", "breached")),
+            f"{figures['compliance']:.0%}",
+        )
     grid = Table.grid(padding=(0, 4))
     grid.add_row(stages, flow, reasons)
+    grid.add_row(clocks)
     return Group(grid, note)
 
 

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     topic_events: str = "leads.events"
     topic_transitions: str = "leads.transitions"
     topic_deadletter: str = "leads.deadletter"
+    topic_sla: str = "leads.sla"
     batch_max: int = Field(default=5000, ge=1, description="events handled per batch (state written once per lead)")
     batch_within_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
     producer_buffer_messages: int = Field(

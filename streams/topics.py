@@ -151,6 +151,7 @@ async def create_leadflow_topics(settings: Settings) -> None:
             settings.topic_events: settings.partitions,
             settings.topic_transitions: settings.partitions,
             settings.topic_deadletter: settings.partitions,
+            settings.topic_sla: settings.partitions,
             settings.changelog_topic: settings.partitions,
         },
         compacted={settings.changelog_topic},

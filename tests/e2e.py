@@ -31,6 +31,7 @@ class Deployment:
         self.events = f"{self.prefix}events"
         self.transitions = f"{self.prefix}transitions"
         self.deadletter = f"{self.prefix}deadletter"
+        self.sla = f"{self.prefix}sla"
         self.changelog = f"{self.app_id}-leads-changelog"
         self.web_port = free_port()
         self.produced: dict[int, int] = {}  # partition -> next offset
@@ -44,6 +45,7 @@ class Deployment:
                 topic_events=self.events,
                 topic_transitions=self.transitions,
                 topic_deadletter=self.deadletter,
+                topic_sla=self.sla,
             )
         )
 
@@ -57,6 +59,7 @@ class Deployment:
             "LEADFLOW_TOPIC_EVENTS": self.events,
             "LEADFLOW_TOPIC_TRANSITIONS": self.transitions,
             "LEADFLOW_TOPIC_DEADLETTER": self.deadletter,
+            "LEADFLOW_TOPIC_SLA": self.sla,
             "LEADFLOW_WEB_PORT": str(self.web_port),
             "LEADFLOW_DATA_DIR": str(self.workdir / "data"),
         }

@@ -20,6 +20,7 @@ class Captured:
     def __init__(self) -> None:
         self.transitions: list[bytes] = []
         self.dead_letters: list[bytes] = []
+        self.sla: list[bytes] = []
         self.changed = asyncio.Event()
 
     def total(self) -> int:
@@ -58,6 +59,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
 
     monkeypatch.setattr(worker.transitions_topic, "send_soon", capture(sink.transitions))
     monkeypatch.setattr(worker.deadletter_topic, "send_soon", capture(sink.dead_letters))
+    monkeypatch.setattr(worker.sla_topic, "send_soon", capture(sink.sla))
     return sink
 
 

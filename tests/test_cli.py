@@ -98,3 +98,4 @@ def test_run_for_a_bounded_time_prints_a_summary_and_writes_the_report(tmp_path:
     assert figures["reached"]["sal"] > 0
     assert sum(figures["dead_letters"].values()) > 0  # --bad-ratio defaults to 1 %: the dead-letter path is live
     assert set(figures) >= {"stage_counts", "reached", "conversion", "durations_s", "sla", "rejections"}
+    assert figures["sla"]["mql_acceptance"]["started"] > 0

@@ -9,7 +9,7 @@ from factories import LEAD, POLICY, T0, at, lead_in, make_event, make_policy, re
 
 from core.lifecycle import Step, apply
 from schemas.events import EVENT_TYPES
-from schemas.outputs import EventRefused, LeadErasedNotice, LeadMergedNotice
+from schemas.outputs import EventRefused, LeadErasedNotice, LeadMergedNotice, SlaCancelled
 from schemas.state import LeadState
 
 LATER = 3600.0  # events under test happen an hour after the lead was walked to its stage
@@ -469,12 +469,16 @@ def test_merge_into_itself_is_refused() -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_erase(stage: str) -> None:
-    step = send(lead_in(stage), "lead.erased")
+    before = lead_in(stage)
+    step = send(before, "lead.erased")
     assert step.state is None
     assert step.erased
     assert not step.refused
-    (notice,) = step.outputs
+    notice, *cancellations = step.outputs
     assert isinstance(notice, LeadErasedNotice)
+    assert sorted(c.sla for c in cancellations if isinstance(c, SlaCancelled) and c.reason == "erased") == sorted(
+        before.clocks
+    )
     assert (notice.lead_id, notice.occurred_at) == (LEAD, at(LATER))
     assert_refused(None, send(None, "activity", LATER + 1, action="page_view"), "unknown_lead")
 

@@ -1,0 +1,194 @@
+"""SLA clocks through decide(): start, warn, breach once, meet, pause and resume, cancel, in business time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from factories import POLICY, make_event, make_policy
+
+from core.calendar import BusinessCalendar
+from core.decision import decide
+from schemas.events import LeadEvent
+from schemas.outputs import SlaBreached, SlaCancelled, SlaMet, SlaStarted, SlaWarning
+from schemas.policy import PolicyError
+from schemas.state import LeadRecord
+
+SP = ZoneInfo("America/Sao_Paulo")
+SALES = BusinessCalendar.from_spec(POLICY.calendars["inside_sales"])
+HIGH_FIT = {"seniority": "vp", "company_size": 200, "industry": "saas"}
+MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SP)  # a working Monday in São Paulo
+NOW = datetime(2027, 6, 1, tzinfo=SP)
+
+
+def local(hours: float) -> datetime:
+    return MONDAY_10 + timedelta(hours=hours)
+
+
+class Lead:
+    """One lead fed event by event; collects every output."""
+
+    def __init__(self, lead_id: str = "L1") -> None:
+        self.lead_id = lead_id
+        self.record: LeadRecord | None = None
+        self.outputs: list[Any] = []
+
+    def send(self, kind: str, hours: float, **data: Any) -> list[Any]:
+        event: LeadEvent = make_event(kind, local(hours), lead_id=self.lead_id, **data)
+        decision = decide(self.record, event, POLICY, NOW)
+        self.record = decision.record
+        self.outputs.extend(decision.outputs)
+        return list(decision.outputs)
+
+    def of(self, kind: type, sla: str) -> list[Any]:
+        return [o for o in self.outputs if isinstance(o, kind) and o.sla == sla]
+
+
+def score_mql(lead: Lead) -> None:
+    lead.send("lead.created", 0, **HIGH_FIT)
+    lead.send("activity", 0.1, action="pricing_view")
+    lead.send("activity", 0.2, action="form_submit")
+    lead.send("activity", 0.3, action="form_submit")  # fit 45, engagement 35: MQL at 10:18
+
+
+def test_mql_by_score_starts_acceptance_and_first_contact_in_business_time() -> None:
+    lead = Lead()
+    score_mql(lead)
+    started = {o.sla: o for o in lead.outputs if isinstance(o, SlaStarted)}
+    assert set(started) == {"mql_acceptance", "first_contact"}
+    mql_at = local(0.3)
+    assert started["mql_acceptance"].deadline == SALES.add(mql_at, 8 * 3600)
+    assert started["first_contact"].deadline == SALES.add(mql_at, 2 * 3600)
+    assert started["first_contact"].deadline.astimezone(SP) == datetime(2026, 11, 23, 13, 18, tzinfo=SP)  # lunch
+    assert started["first_contact"].business
+
+
+def test_a_hand_raiser_gets_fifteen_wall_clock_minutes_for_first_contact() -> None:
+    lead = Lead()
+    lead.send("lead.created", 0)
+    lead.send("activity", 9.5, action="demo_request")  # 19:30, after hours
+    (first,) = lead.of(SlaStarted, "first_contact")
+    assert first.deadline - first.started_at == timedelta(minutes=15)
+    assert not first.business
+
+
+def test_warnings_then_one_breach_then_a_late_meet() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+    lead.send("lead.assigned", 9, owner_id="rep-01", team="inside_sales")  # 19:00: past the 13:18 deadline
+    warnings = lead.of(SlaWarning, "first_contact")
+    assert [w.fraction for w in warnings] == [0.5, 0.9]
+    (breach,) = lead.of(SlaBreached, "first_contact")
+    assert breach.occurred_at == breach.deadline
+    lead.send("meeting.scheduled", 10)
+    assert len(lead.of(SlaBreached, "first_contact")) == 1, "a breach is emitted once per clock"
+    (met,) = [o for o in lead.send("contact.attempted", 24, channel="phone", outcome="connected")
+              if isinstance(o, SlaMet)]  # fmt: skip
+    assert met.late
+    assert met.used_s > 2 * 3600
+
+
+def test_acceptance_met_in_time_reports_business_seconds_used() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.accepted", 2.3)  # 12:18: two business hours minus nothing (lunch starts at 12:00)
+    (met,) = lead.of(SlaMet, "mql_acceptance")
+    assert not met.late
+    assert met.used_s == SALES.elapsed(local(0.3), local(2.3))
+    assert met.used_s == pytest.approx(1.7 * 3600)
+    assert lead.record is not None
+    assert lead.record.state is not None
+    assert set(lead.record.state.clocks) == {"first_contact"}
+
+
+def test_rejection_meets_acceptance_and_cancels_first_contact() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.rejected", 1, reason="no_budget")
+    assert len(lead.of(SlaMet, "mql_acceptance")) == 1
+    (cancel,) = lead.of(SlaCancelled, "first_contact")
+    assert cancel.reason == "left:mql"
+
+
+def test_a_pause_moves_the_deadline_by_the_paused_business_time() -> None:
+    lead = Lead()
+    score_mql(lead)
+    (started,) = lead.of(SlaStarted, "mql_acceptance")
+    lead.send("lead.paused", 1)  # 11:00, 42 business minutes used since the MQL at 10:18
+    lead.send("lead.resumed", 24)  # Tuesday 10:00
+    assert lead.record is not None
+    assert lead.record.state is not None
+    clock = lead.record.state.clocks["mql_acceptance"]
+    used_before_pause = SALES.elapsed(local(0.3), local(1))
+    assert used_before_pause == 42 * 60
+    assert clock.deadline == SALES.add(local(24), 8 * 3600 - used_before_pause)
+    assert clock.deadline > started.deadline
+    lead.send("lead.accepted", 25)  # Tuesday 11:00: one more business hour
+    (met,) = lead.of(SlaMet, "mql_acceptance")
+    assert met.used_s == pytest.approx(42 * 60 + 3600)
+    assert not lead.of(SlaBreached, "mql_acceptance")
+
+
+def test_sql_dwell_is_met_by_leaving_sql() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+    lead.send("deal.stage_changed", 1, stage="qualified_call", bant={"need": True})
+    lead.send("deal.stage_changed", 30, stage="framing_meeting", bant={"authority": True})
+    (met,) = lead.of(SlaMet, "sql_max_dwell")
+    assert met.used_s == pytest.approx(29 * 3600)
+    assert not met.late
+
+
+def test_erasure_cancels_every_open_clock() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.erased", 1)
+    assert {c.sla for c in lead.outputs if isinstance(c, SlaCancelled) and c.reason == "erased"} == {
+        "mql_acceptance",
+        "first_contact",
+    }
+
+
+def test_sla_output_ids_depend_on_the_clock_not_on_the_trigger() -> None:
+    one, two = Lead(), Lead()
+    for lead in (one, two):
+        score_mql(lead)
+    one.send("lead.assigned", 9, owner_id="rep-01")
+    two.send("meeting.scheduled", 9.5)
+    assert [b.id for b in one.of(SlaBreached, "first_contact")] == [b.id for b in two.of(SlaBreached, "first_contact")]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d["slas"][0].pop("calendar"), "slas[0].calendar: business_hours need a calendar"),
+        (lambda d: d["slas"][0].update(starts_on_stage="limbo"), "slas[0].starts_on_stage: unknown stage 'limbo'"),
+        (lambda d: d["slas"][0].update(allowance={"minutes": 5, "business_hours": 1}), "exactly one of"),
+        (lambda d: d["slas"].append(dict(d["slas"][0])), "slas: names must be unique"),
+    ],
+)
+def test_bad_sla_definitions_are_explained(change: Any, problem: str) -> None:
+    with pytest.raises(PolicyError) as error:
+        make_policy(change)
+    assert any(problem in line for line in error.value.problems), error.value.problems
+
+
+def test_the_funnel_report_counts_clocks_per_sla() -> None:
+    from core.funnel import FunnelTally
+
+    late, on_time = Lead("L1"), Lead("L2")
+    for lead in (late, on_time):
+        score_mql(lead)
+    on_time.send("contact.attempted", 0.5, channel="phone", outcome="no_answer")
+    late.send("lead.assigned", 9, owner_id="rep-01")
+    tally = FunnelTally(stages=POLICY.all_stages)
+    for output in [*late.outputs, *on_time.outputs]:
+        tally.add(output)
+    first = tally.report()["sla"]["first_contact"]
+    assert (first["started"], first["met"], first["breached"], first["open"]) == (2, 1, 1, 1)
+    assert first["compliance"] == 0.5
+    assert tally.report()["sla"]["mql_acceptance"]["open"] == 2
