@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from core.lifecycle import Step, apply, refuse
-from schemas.events import LeadEvent
+from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import Output, SlaBreached, SlaWarning
 from schemas.policy import Policy
 from schemas.state import LeadRecord, LeadState, PendingEvent
@@ -29,7 +29,7 @@ HARD_MAX_PENDING = 256
 # Time-driven SLA outputs remembered per lead (a few per clock; a lead has a handful of clocks at a time).
 MAX_EMITTED = 64
 
-Outcome = Literal["applied", "reordered", "late", "refused", "duplicate"]
+Outcome = Literal["applied", "reordered", "late", "refused", "duplicate", "ignored"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,9 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         record = LeadRecord(lead_id=event.lead_id, state=None)
     elif is_duplicate(record, event.event_id):
         return Decision(record, (), "duplicate", changed=False)
+    if isinstance(event, TimerDue) and (record.state is None or event.occurred_at > now):
+        # A timer for a lead that is gone, or one that claims a time not yet come: nothing to do.
+        return Decision(record, (), "ignored", changed=False)
     if record.erased_at is not None:
         if not is_recreation(record, event):
             step = refuse(

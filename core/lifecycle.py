@@ -33,6 +33,7 @@ from schemas.events import (
     LeadUpdated,
     MeetingScheduled,
     Profile,
+    TimerDue,
 )
 from schemas.outputs import (
     EventRefused,
@@ -155,6 +156,8 @@ def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
 
 def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
     """What the event does to the lead's stage, scores and facts."""
+    if isinstance(event, TimerDue):
+        return Step(state)  # time passes: core.sla.follow emits what has come due
     if isinstance(event, LeadCreated):
         if state is not None:
             return refuse(

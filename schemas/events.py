@@ -221,6 +221,13 @@ class LeadErased(_Envelope):
     data: EmptyData = EmptyData()
 
 
+class TimerDue(_Envelope):
+    """Internal: the worker's timer says an SLA instant of this lead has come (occurred_at = that instant)."""
+
+    type: Literal["timer.due"]
+    data: EmptyData = EmptyData()
+
+
 LeadEvent = Annotated[
     LeadCreated
     | LeadUpdated
@@ -238,7 +245,8 @@ LeadEvent = Annotated[
     | LeadPaused
     | LeadResumed
     | LeadMerged
-    | LeadErased,
+    | LeadErased
+    | TimerDue,
     Field(discriminator="type"),
 ]
 

@@ -94,7 +94,7 @@ def test_every_event_validates_and_has_an_offset(events: list[Event]) -> None:
         parsed = EVENT_ADAPTER.validate_python(event)
         assert parsed.occurred_at.utcoffset() is not None
         assert event["occurred_at"].endswith("Z")
-    assert {e["type"] for e in events} == set(EVENT_TYPES), "2,000 leads exercise every event type"
+    assert {e["type"] for e in events} == set(EVENT_TYPES) - {"timer.due"}, "2,000 leads exercise every producer type"
 
 
 def test_ids_are_deterministic_and_unique(events: list[Event], by_lead: dict[str, list[Event]]) -> None:

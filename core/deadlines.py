@@ -1,0 +1,64 @@
+"""The deadline index: which leads have an SLA instant (a warning or a deadline) due, without scanning them all.
+
+A heap of (instant, lead) with lazy deletion: `set` replaces a lead's next instant, `pop_due(now)` returns the
+leads whose instant has come, in order. Cost: O(log n) per update, O(k log n) to take k due leads, so a sweep
+costs what is due, not what is open. The index is rebuilt from the leads table after a rebalance; the table,
+not the index, is what is durable.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.state import LeadState
+
+
+def next_instant(state: LeadState | None) -> datetime | None:
+    """The earliest warning or deadline still to come on the lead's running clocks."""
+    if state is None:
+        return None
+    instants = [
+        instant
+        for clock in state.clocks.values()
+        if clock.paused_at is None
+        for instant in (*(w for _, w in clock.warnings), *(() if clock.breached else (clock.deadline,)))
+    ]
+    return min(instants, default=None)
+
+
+@dataclass
+class DeadlineIndex:
+    heap: list[tuple[float, str]] = field(default_factory=list)
+    due_at: dict[str, float] = field(default_factory=dict)  # lead -> its live entry (others in the heap are stale)
+
+    def __len__(self) -> int:
+        return len(self.due_at)
+
+    def set(self, lead_id: str, instant: datetime | None) -> None:
+        if instant is None:
+            self.due_at.pop(lead_id, None)
+            return
+        stamp = instant.timestamp()
+        if self.due_at.get(lead_id) == stamp:
+            return
+        self.due_at[lead_id] = stamp
+        heapq.heappush(self.heap, (stamp, lead_id))
+        if len(self.heap) > 2 * len(self.due_at) + 1024:
+            self._compact()
+
+    def pop_due(self, now: datetime, limit: int | None = None) -> list[tuple[str, float]]:
+        """Leads whose instant is at or before `now`, earliest first; they leave the index."""
+        cutoff = now.timestamp()
+        due: list[tuple[str, float]] = []
+        while self.heap and self.heap[0][0] <= cutoff and (limit is None or len(due) < limit):
+            stamp, lead_id = heapq.heappop(self.heap)
+            if self.due_at.get(lead_id) == stamp:
+                del self.due_at[lead_id]
+                due.append((lead_id, stamp))
+        return due
+
+    def _compact(self) -> None:
+        self.heap = [(stamp, lead) for lead, stamp in self.due_at.items()]
+        heapq.heapify(self.heap)
