@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+import orjson
 from faust.sensors import Monitor
 from faust.serializers import codecs
 from faust.streams import _current_event
 
+from core.deadlines import DeadlineIndex, next_instant
 from core.decision import decide
 from core.intake import Origin, dead_letter, decode
 from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_TYPES, DeadLetter
@@ -148,6 +150,7 @@ async def process(stream: faust.StreamT[bytes]) -> None:
         for key, (event, record) in touched.items():
             as_current(event)
             leads[key] = record
+            timers.index.set(record.lead_id, next_instant(record.state))
 
 
 def handle(
@@ -182,6 +185,71 @@ def handle(
         topic.send_soon(key=key, value=output.model_dump_json().encode())
     if decision.changed:
         touched[key] = (event, decision.record)
+
+
+class Timers:
+    """Durable SLA timers: the leads table holds the clocks; this in-memory index finds what is due.
+
+    The index is rebuilt from the table after every rebalance (the table is recovered from its changelog, so
+    deadlines that passed while no worker ran fire at once). Due instants go back through `leads.events` as
+    `timer.due` events keyed by lead, so the lead's own partition applies them inside stream processing; their
+    ids are deterministic, so a tick sent twice is a duplicate.
+    """
+
+    def __init__(self) -> None:
+        self.index = DeadlineIndex()
+        self.stale = True
+
+    def mark_stale(self) -> None:
+        self.stale = True
+
+    def rebuild(self) -> None:
+        self.index = DeadlineIndex()
+        for record in leads.values():
+            self.index.set(record.lead_id, next_instant(record.state))
+        self.stale = False
+
+    def sweep(self, now: datetime) -> int:
+        if app.rebalancing or app.in_recovery:
+            return 0
+        if self.stale:
+            self.rebuild()
+        due = self.index.pop_due(now, limit=settings.sweep_max)
+        for lead_id, stamp in due:
+            events_topic.send_soon(key=lead_id.encode(), value=timer_event(lead_id, stamp))
+        return len(due)
+
+
+def timer_event(lead_id: str, stamp: float) -> bytes:
+    instant = datetime.fromtimestamp(stamp, UTC)
+    return orjson.dumps(
+        {
+            "event_id": f"timer:{instant.isoformat()}",
+            "lead_id": lead_id,
+            "type": "timer.due",
+            "occurred_at": instant.isoformat(),
+            "source": "leadflow.timer",
+        }
+    )
+
+
+timers = Timers()
+
+
+async def on_assignment_change(*args: Any, **kwargs: Any) -> None:
+    timers.mark_stale()
+
+
+app.on_partitions_assigned.connect(on_assignment_change)
+app.on_partitions_revoked.connect(on_assignment_change)
+
+
+async def sweep_timers() -> None:
+    """On every worker (each owns its partitions' deadlines), not only on the leader."""
+    timers.sweep(datetime.now(UTC))
+
+
+app.timer(interval=settings.sweep_interval_s)(sweep_timers)
 
 
 async def roomy_producer_buffer() -> None:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     producer_buffer_messages: int = Field(
         default=20_000, ge=100, description="records Faust may buffer before the consumer waits for them to be sent"
     )
+    sweep_interval_s: float = Field(default=0.25, gt=0, description="how often the timer looks for due SLA instants")
+    sweep_max: int = Field(default=10_000, ge=1, description="most timer events one sweep sends")
     commit_interval_s: float = Field(default=2.8, gt=0, description="how often processed offsets are committed")
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="larger records are dead-lettered")
     max_request_bytes: int = Field(

@@ -192,3 +192,61 @@ def test_the_funnel_report_counts_clocks_per_sla() -> None:
     assert (first["started"], first["met"], first["breached"], first["open"]) == (2, 1, 1, 1)
     assert first["compliance"] == 0.5
     assert tally.report()["sla"]["mql_acceptance"]["open"] == 2
+
+
+# --- the deadline index and the timer event ------------------------------------------------------------------
+
+
+def test_the_index_gives_due_leads_in_order_and_forgets_replaced_instants() -> None:
+    from core.deadlines import DeadlineIndex
+
+    index = DeadlineIndex()
+    index.set("a", local(3))
+    index.set("b", local(1))
+    index.set("c", local(2))
+    index.set("a", local(0.5))  # moved earlier: the old entry is stale
+    index.set("c", None)  # no clock left
+    assert len(index) == 2
+    assert [lead for lead, _ in index.pop_due(local(1))] == ["a", "b"]
+    assert index.pop_due(local(10)) == []
+    for i in range(5000):
+        index.set("x", local(i))  # many replacements: the heap is compacted, not grown without bound
+    assert len(index.heap) < 2 * len(index) + 1100
+    assert [lead for lead, _ in index.pop_due(local(10_000), limit=1)] == ["x"]
+
+
+def test_next_instant_is_the_earliest_warning_or_deadline_of_running_clocks() -> None:
+    from core.deadlines import next_instant
+
+    lead = Lead()
+    score_mql(lead)
+    assert lead.record is not None
+    state = lead.record.state
+    assert state is not None
+    first = state.clocks["first_contact"]
+    assert next_instant(state) == first.warnings[0][1]
+    lead.send("lead.paused", 0.4)
+    assert lead.record.state is not None
+    assert next_instant(lead.record.state) is None, "paused clocks wait"
+
+
+def test_a_timer_event_fires_what_is_due_at_its_instant_once() -> None:
+    lead = Lead()
+    score_mql(lead)
+    assert lead.record is not None
+    assert lead.record.state is not None
+    deadline = lead.record.state.clocks["first_contact"].deadline
+    tick = make_event("timer.due", deadline, event_id=f"timer:{deadline.isoformat()}")
+    decision = decide(lead.record, tick, POLICY, NOW)
+    assert [type(o).__name__ for o in decision.outputs] == ["SlaWarning", "SlaWarning", "SlaBreached"]
+    again = decide(decision.record, tick, POLICY, NOW)
+    assert again.outcome == "duplicate"
+
+
+def test_a_timer_for_a_time_not_yet_come_or_an_unknown_lead_does_nothing() -> None:
+    lead = Lead()
+    score_mql(lead)
+    future = make_event("timer.due", NOW + timedelta(hours=1))
+    assert decide(lead.record, future, POLICY, NOW).outcome == "ignored"
+    unknown = decide(None, make_event("timer.due", local(1), lead_id="nobody"), POLICY, NOW)
+    assert (unknown.outcome, unknown.outputs, unknown.changed) == ("ignored", (), False)
