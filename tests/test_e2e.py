@@ -10,12 +10,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml
 from e2e import Deployment, read_topic
 
 from core.decision import decide
 from schemas.events import EVENT_ADAPTER
 from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, StageChanged
-from schemas.policy import load_policy
+from schemas.policy import Policy, load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
 from streams.broker import EmbeddedBroker
 from streams.simulator import journeys, records
@@ -138,13 +139,22 @@ async def test_scenario_gives_exact_transitions_and_dead_letters(deployment: Dep
         assert got_error.startswith(start), got_error
 
 
-def expected_records(sent: list[tuple[bytes, bytes]], now: datetime) -> dict[str, LeadRecord]:
+def expected_records(sent: list[tuple[bytes, bytes]], now: datetime, policy: Policy) -> dict[str, LeadRecord]:
     """What an uninterrupted run gives: the core applied to each lead's events in produced order."""
     result: dict[str, LeadRecord] = {}
     for _, value in sent:
         parsed = EVENT_ADAPTER.validate_json(value)
-        result[parsed.lead_id] = decide(result.get(parsed.lead_id), parsed, POLICY, now).record
+        result[parsed.lead_id] = decide(result.get(parsed.lead_id), parsed, policy, now).record
     return result
+
+
+def without_slas(tmp_path: Path) -> Path:
+    """The default policy without SLA clocks: their timers add events of their own, at times of their own."""
+    document = yaml.safe_load(Path("schemas/default_policy.yaml").read_text())
+    document.pop("slas")
+    path = tmp_path / "policy-without-slas.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
@@ -169,7 +179,8 @@ async def lead_views(port: int, lead_ids: list[str]) -> dict[str, dict[str, Any]
 async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deployment, interrupted: bool) -> None:
     sent = records(journeys(seed=11, n_leads=400, start=T0 - timedelta(days=60)), seed=11)
     first, second = sent[: len(sent) // 2], sent[len(sent) // 2 :]
-    tuning = {"LEADFLOW_BATCH_MAX": "20", "LEADFLOW_COMMIT_INTERVAL_S": "0.3"}
+    policy_path = without_slas(deployment.workdir)
+    tuning = {"LEADFLOW_BATCH_MAX": "20", "LEADFLOW_COMMIT_INTERVAL_S": "0.3", "LEADFLOW_POLICY": str(policy_path)}
     worker = deployment.worker("worker-1", **tuning).start()
     await deployment.produce(first)
     await deployment.wait_processed(worker)
@@ -181,7 +192,7 @@ async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deplo
         worker = deployment.worker("worker-2", **tuning).start()
     try:
         await deployment.wait_processed(worker)
-        expected = expected_records(sent, datetime.now(UTC))
+        expected = expected_records(sent, datetime.now(UTC), load_policy(policy_path))
         views = await lead_views(deployment.web_port, sorted(expected))
     finally:
         worker.stop()
