@@ -129,8 +129,7 @@ def render(tally: FunnelTally, simulator: LiveSimulator, started: float, note: s
         )
     grid = Table.grid(padding=(0, 4))
     grid.add_row(stages, flow, reasons)
-    grid.add_row(clocks)
-    return Group(grid, note)
+    return Group(grid, clocks, note)
 
 
 async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/run/stop sequence
