@@ -15,8 +15,9 @@ from datetime import datetime
 from schemas.state import LeadState
 
 
-def next_instant(state: LeadState | None) -> datetime | None:
-    """The earliest warning or deadline still to come on the lead's running clocks."""
+def next_instant(state: LeadState | None, after: float | None = None) -> datetime | None:
+    """The earliest warning or deadline still to come on the lead's running clocks (later than `after`, a
+    timestamp, when given)."""
     if state is None:
         return None
     instants = [
@@ -25,6 +26,8 @@ def next_instant(state: LeadState | None) -> datetime | None:
         if clock.paused_at is None
         for instant in (*(w for _, w in clock.warnings), *(() if clock.breached else (clock.deadline,)))
     ]
+    if after is not None:
+        instants = [instant for instant in instants if instant.timestamp() > after]
     return min(instants, default=None)
 
 

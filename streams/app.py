@@ -17,6 +17,7 @@ import orjson
 from faust.sensors import Monitor
 from faust.serializers import codecs
 from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from core.deadlines import DeadlineIndex, next_instant
 from core.decision import decide
@@ -25,7 +26,7 @@ from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_TYPES, DeadLetter
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord
 from streams.settings import Settings
-from streams.topics import EMBEDDED_FAUST_SETTINGS
+from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS
 
 
 class LeadRecordCodec(codecs.Codec):
@@ -74,8 +75,28 @@ class QuietMonitor(Monitor):
         pass
 
 
+def short_fetch_wait(max_wait_ms: int) -> None:
+    """Faust builds its consumer with fetch_max_wait_ms=1500 (not a setting). A broker that holds a fetch for
+    that long when no data is waiting, instead of answering as soon as a record arrives, adds up to 1.5 s to
+    every hop (measured on the embedded broker: SLA breaches 2.4 s late). Used for the embedded broker only.
+    """
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "leadflow_wait", None) == max_wait_ms:
+        return
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    create_worker_consumer.leadflow_wait = max_wait_ms  # type: ignore[attr-defined]
+    setattr(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer)  # noqa: B010 - a method
+
+
 def create_app(settings: Settings) -> faust.App:
     extra: dict[str, Any] = dict(EMBEDDED_FAUST_SETTINGS) if settings.embedded else {}
+    if settings.embedded:
+        short_fetch_wait(EMBEDDED_FETCH_WAIT_MS)
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -216,7 +237,12 @@ class Timers:
             self.rebuild()
         due = self.index.pop_due(now, limit=settings.sweep_max)
         for lead_id, stamp in due:
-            events_topic.send_soon(key=lead_id.encode(), value=timer_event(lead_id, stamp))
+            key = lead_id.encode()
+            events_topic.send_soon(key=key, value=timer_event(lead_id, stamp))
+            # Queue the lead's next instant now, not when the tick comes back: a deadline 0.5 s after a warning
+            # must not wait for the warning's round trip.
+            record = leads.get(key)
+            self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
         return len(due)
 
 

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     topic_deadletter: str = "leads.deadletter"
     topic_sla: str = "leads.sla"
     batch_max: int = Field(default=5000, ge=1, description="events handled per batch (state written once per lead)")
-    batch_within_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     producer_buffer_messages: int = Field(
         default=20_000, ge=100, description="records Faust may buffer before the consumer waits for them to be sent"
     )

@@ -56,6 +56,10 @@ EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
 }
 
 
+#: Longest a fetch waits on the embedded broker (Faust's own is 1500 ms; see streams.app.short_fetch_wait).
+EMBEDDED_FETCH_WAIT_MS: Final = 100
+
+
 def embedded_producer_settings() -> dict[str, Any]:
     """A fresh copy of :data:`EMBEDDED_PRODUCER_SETTINGS`, ready for ``AIOKafkaProducer(**...)``."""
     return dict(EMBEDDED_PRODUCER_SETTINGS)

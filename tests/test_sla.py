@@ -250,3 +250,18 @@ def test_a_timer_for_a_time_not_yet_come_or_an_unknown_lead_does_nothing() -> No
     assert decide(lead.record, future, POLICY, NOW).outcome == "ignored"
     unknown = decide(None, make_event("timer.due", local(1), lead_id="nobody"), POLICY, NOW)
     assert (unknown.outcome, unknown.outputs, unknown.changed) == ("ignored", (), False)
+
+
+def test_next_instant_after_a_given_instant_skips_what_the_sweep_already_sent() -> None:
+    from core.deadlines import next_instant
+
+    lead = Lead()
+    score_mql(lead)
+    assert lead.record is not None
+    state = lead.record.state
+    assert state is not None
+    first = state.clocks["first_contact"]
+    (_, half), (_, ninety) = first.warnings
+    assert next_instant(state, after=half.timestamp()) == ninety
+    last = max(c.deadline for c in state.clocks.values())
+    assert next_instant(state, after=last.timestamp()) is None
