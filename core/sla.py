@@ -141,6 +141,10 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
         return None, [cancelled(before, c, event.occurred_at, "erased") for c in before.clocks.values()]
     at = event.occurred_at
     state, outputs = due(after, at, policy)
+    if state.merged_into is not None and state.clocks:
+        # A merged lead is closed here; the surviving lead carries the commitments from now on.
+        outputs.extend(cancelled(state, c, at, f"merged:{state.merged_into}") for c in state.clocks.values())
+        return state.model_copy(update={"clocks": {}}), outputs
     clocks = dict(state.clocks)
     specs = {spec.name: spec for spec in policy.slas}
     for name, clock in list(clocks.items()):

@@ -457,8 +457,10 @@ def test_merge_then_every_event_is_refused_lead_merged() -> None:
     assert merged is not None
     assert merged.merged_into == "L2"
     assert merged.stage == "mql"
-    (notice,) = step.outputs
+    notice, *cancellations = step.outputs
     assert isinstance(notice, LeadMergedNotice)
+    assert {c.reason for c in cancellations if isinstance(c, SlaCancelled)} <= {"merged:L2"}
+    assert merged.clocks == {}
     assert notice.into_lead_id == "L2"
     for type_ in sorted(set(BUSINESS_TYPES) - {"lead.created", "lead.erased"}):
         assert_refused(merged, send(merged, type_, LATER + 1, **SAMPLE_DATA[type_]), "lead_merged", "L2")

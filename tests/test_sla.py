@@ -265,3 +265,16 @@ def test_next_instant_after_a_given_instant_skips_what_the_sweep_already_sent() 
     assert next_instant(state, after=half.timestamp()) == ninety
     last = max(c.deadline for c in state.clocks.values())
     assert next_instant(state, after=last.timestamp()) is None
+
+
+def test_a_merge_cancels_the_merged_leads_clocks() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.merged", 1, into_lead_id="L9")
+    assert {c.sla: c.reason for c in lead.outputs if isinstance(c, SlaCancelled)} == {
+        "mql_acceptance": "merged:L9",
+        "first_contact": "merged:L9",
+    }
+    assert lead.record is not None
+    assert lead.record.state is not None
+    assert lead.record.state.clocks == {}
