@@ -41,6 +41,7 @@ from schemas.outputs import (
     LeadMergedNotice,
     Output,
     RefusalReason,
+    SlaBreached,
     StageChanged,
 )
 from schemas.policy import Policy
@@ -151,7 +152,19 @@ def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
     followed, sla_outputs = follow(state, step.state, event, changes, policy)
     if not sla_outputs and followed is step.state:
         return step
-    return Step(followed, (*step.outputs, *sla_outputs), erased=step.erased)
+    outputs = (*step.outputs, *sla_outputs)
+    recycle = [o.sla for o in sla_outputs if isinstance(o, SlaBreached) and is_recycling(o.sla, policy)]
+    if recycle and followed is not None and is_allowed(policy, followed.stage, "nurturing"):
+        # A counted SLA missed (e.g. too few contact attempts): the lead goes back to marketing.
+        moved = move(followed, "nurturing", event, policy, f"sla:{recycle[0]}", owner_id=None)
+        changes = [o for o in moved.outputs if isinstance(o, StageChanged)]
+        followed, more = follow(followed, moved.state, event, changes, policy)
+        outputs = (*outputs, *moved.outputs, *more)
+    return Step(followed, outputs, erased=step.erased)
+
+
+def is_recycling(sla: str, policy: Policy) -> bool:
+    return any(spec.name == sla and spec.on_breach == "recycle" for spec in policy.slas)
 
 
 def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:

@@ -149,7 +149,14 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
     specs = {spec.name: spec for spec in policy.slas}
     for name, clock in list(clocks.items()):
         spec = specs.get(name)
-        if spec is not None and event.type in spec.met_by:
+        if spec is None:
+            continue
+        if spec.count_event == event.type and spec.at_least is not None:
+            counted = clocks[name] = clock.model_copy(update={"count": clock.count + 1})
+            if counted.count >= spec.at_least:
+                outputs.append(met(state, counted, at, policy))
+                del clocks[name]
+        elif event.type in spec.met_by:
             outputs.append(met(state, clock, at, policy))
             del clocks[name]
     if isinstance(event, LeadPaused):

@@ -243,9 +243,22 @@ class SlaSpec(PolicyModel):
         default=False, description="leaving those stages meets the SLA (a maximum dwell); otherwise it cancels it"
     )
     allowance: Allowance
+    count_event: Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")] | None = Field(
+        default=None, description="a counted SLA: this event type must happen at_least times within the allowance"
+    )
+    at_least: Annotated[int, Field(ge=1, le=1000)] | None = None
+    on_breach: Literal["none", "recycle"] = Field(
+        default="none", description="recycle: a breach sends the lead back to nurturing"
+    )
     calendar: Code | None = Field(default=None, description="team calendar for business_hours allowances")
     overrides: tuple[SlaOverride, ...] = ()
     warn_at: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.5, 0.9)
+
+    @model_validator(mode="after")
+    def _counted(self) -> Self:
+        if (self.count_event is None) != (self.at_least is None):
+            raise ValueError("a counted SLA needs both count_event and at_least")
+        return self
 
     @property
     def stages(self) -> tuple[str, ...]:

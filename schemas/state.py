@@ -33,6 +33,7 @@ class Clock(Frozen):
     warnings: tuple[tuple[float, datetime], ...] = Field(default=(), description="(fraction, instant) to come")
     paused_at: datetime | None = None
     breached: bool = False
+    count: int = Field(default=0, description="events counted so far, for a counted SLA")
 
 
 class LeadState(Frozen):

@@ -101,7 +101,7 @@ def test_acceptance_met_in_time_reports_business_seconds_used() -> None:
     assert met.used_s == pytest.approx(1.7 * 3600)
     assert lead.record is not None
     assert lead.record.state is not None
-    assert set(lead.record.state.clocks) == {"first_contact"}
+    assert set(lead.record.state.clocks) == {"first_contact", "contact_attempts"}
 
 
 def test_rejection_meets_acceptance_and_cancels_first_contact() -> None:
@@ -278,3 +278,44 @@ def test_a_merge_cancels_the_merged_leads_clocks() -> None:
     assert lead.record is not None
     assert lead.record.state is not None
     assert lead.record.state.clocks == {}
+
+
+def accepted(lead: Lead) -> None:
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+
+
+def test_six_attempts_meet_the_counted_sla() -> None:
+    lead = Lead()
+    accepted(lead)
+    for i in range(5):
+        lead.send("contact.attempted", 1 + i, channel="phone", outcome="no_answer")
+    assert not lead.of(SlaMet, "contact_attempts")
+    lead.send("contact.attempted", 30, channel="email", outcome="no_answer")
+    (met,) = lead.of(SlaMet, "contact_attempts")
+    assert not met.late
+
+
+def test_too_few_attempts_recycle_the_lead_to_nurturing_when_the_time_is_up() -> None:
+    lead = Lead()
+    accepted(lead)
+    lead.send("contact.attempted", 1, channel="phone", outcome="no_answer")
+    assert lead.record is not None
+    assert lead.record.state is not None
+    deadline = lead.record.state.clocks["contact_attempts"].deadline
+    tick = make_event("timer.due", deadline, event_id=f"timer:{deadline.isoformat()}")
+    decision = decide(lead.record, tick, POLICY, NOW)
+    kinds = [o.type for o in decision.outputs]
+    assert "sla.breached" in kinds
+    assert decision.record.state is not None
+    assert decision.record.state.stage == "nurturing"
+    assert decision.record.state.owner_id is None
+    (move,) = [o for o in decision.outputs if o.type == "stage.changed"]
+    assert (move.from_stage, move.to_stage, move.reason) == ("sal", "nurturing", "sla:contact_attempts")
+    assert decision.record.state.clocks == {}, "leaving sal closes the other clocks too"
+
+
+def test_a_counted_sla_needs_both_its_fields() -> None:
+    with pytest.raises(PolicyError) as error:
+        make_policy(lambda d: d["slas"][-1].pop("at_least"))
+    assert any("count_event and at_least" in line for line in error.value.problems)
