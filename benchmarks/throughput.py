@@ -50,6 +50,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker, free_port
+from streams.settings import Settings
 from streams.simulator import journeys
 from streams.simulator import records as journey_records
 from streams.topics import EMBEDDED_FAUST_SETTINGS, embedded_producer_settings, ensure_topics
@@ -443,19 +444,19 @@ def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseRes
     outputs = (transitions, deadletter, sla, changelog)
     asyncio.run(ensure_topics(ctx.bootstrap, dict.fromkeys(outputs, ctx.partitions), compacted={changelog}))
     produced = asyncio.run(end_offsets(ctx.bootstrap, ctx.events_topic, ctx.partitions))
-    env = {
-        "LEADFLOW_BROKER": f"kafka://{ctx.bootstrap}",
-        "LEADFLOW_EMBEDDED": "1",
-        "LEADFLOW_APP_ID": app_id,
-        "LEADFLOW_PARTITIONS": str(ctx.partitions),
-        "LEADFLOW_TOPIC_EVENTS": ctx.events_topic,
-        "LEADFLOW_TOPIC_TRANSITIONS": transitions,
-        "LEADFLOW_TOPIC_DEADLETTER": deadletter,
-        "LEADFLOW_TOPIC_SLA": sla,
-        "LEADFLOW_WEB_PORT": str(free_port()),
-        "LEADFLOW_DATA_DIR": str(case_dir / "data"),
-        **ctx.worker_env,
-    }
+    settings = Settings(
+        broker=f"kafka://{ctx.bootstrap}",
+        embedded=True,
+        app_id=app_id,
+        partitions=ctx.partitions,
+        topic_events=ctx.events_topic,
+        topic_transitions=transitions,
+        topic_deadletter=deadletter,
+        topic_sla=sla,
+        web_port=free_port(),
+        data_dir=case_dir / "data",
+    )
+    env = {**settings.as_env(), **ctx.worker_env}
     worker = WorkerProcess(env, case_dir / "worker.log", loglevel="info")
     launched = time.time()
     worker.start()

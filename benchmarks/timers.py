@@ -82,28 +82,19 @@ async def breach_latency(leads: int, allowance_s: float, workdir: Path) -> list[
         prefix = f"bench-{uuid.uuid4().hex[:6]}."
         settings = Settings(
             broker=broker.url,
+            embedded=True,
             app_id=f"lf-bench-{uuid.uuid4().hex[:6]}",
             partitions=PARTITIONS,
             topic_events=f"{prefix}events",
             topic_transitions=f"{prefix}transitions",
             topic_deadletter=f"{prefix}deadletter",
             topic_sla=f"{prefix}sla",
+            web_port=free_port(),
+            data_dir=workdir / "data",
+            policy=fast_policy(workdir / "policy.yaml", allowance_s),
         )
         await create_leadflow_topics(settings)
-        env = {
-            "LEADFLOW_BROKER": broker.url,
-            "LEADFLOW_EMBEDDED": "1",
-            "LEADFLOW_APP_ID": settings.app_id,
-            "LEADFLOW_PARTITIONS": str(PARTITIONS),
-            "LEADFLOW_TOPIC_EVENTS": settings.topic_events,
-            "LEADFLOW_TOPIC_TRANSITIONS": settings.topic_transitions,
-            "LEADFLOW_TOPIC_DEADLETTER": settings.topic_deadletter,
-            "LEADFLOW_TOPIC_SLA": settings.topic_sla,
-            "LEADFLOW_WEB_PORT": str(free_port()),
-            "LEADFLOW_DATA_DIR": str(workdir / "data"),
-            "LEADFLOW_POLICY": str(fast_policy(workdir / "policy.yaml", allowance_s)),
-        }
-        worker = WorkerProcess(env, workdir / "worker.log").start()
+        worker = WorkerProcess(settings.as_env(), workdir / "worker.log").start()
         try:
             producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, **embedded_producer_settings())
             await producer.start()

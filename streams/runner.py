@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -138,17 +137,14 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
     policy = load_policy(options.policy)  # fail before starting anything if the policy is bad
     broker = None if options.broker else EmbeddedBroker(options.workdir).start()
     url = options.broker or (broker.url if broker else "")
-    env = dict(
-        os.environ,
-        LEADFLOW_BROKER=url if "://" in url else f"kafka://{url}",
-        LEADFLOW_EMBEDDED="1" if broker else "0",
-        LEADFLOW_PARTITIONS=str(options.partitions),
-        LEADFLOW_WEB_PORT=str(options.web_port),
-        LEADFLOW_DATA_DIR=str(options.workdir / "worker-data"),
+    settings = Settings(
+        broker=url if "://" in url else f"kafka://{url}",
+        embedded=broker is not None,
+        partitions=options.partitions,
+        web_port=options.web_port,
+        data_dir=options.workdir / "worker-data",
+        policy=options.policy,
     )
-    if options.policy:
-        env["LEADFLOW_POLICY"] = str(options.policy)
-    settings = Settings(broker=env["LEADFLOW_BROKER"], embedded=broker is not None, partitions=options.partitions)
     worker = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -157,7 +153,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
     tally = FunnelTally(stages=policy.all_stages, funnel=policy.lifecycle.stages)
     try:
         await create_leadflow_topics(settings)
-        worker = WorkerProcess(env, options.workdir / "worker.log").start()
+        worker = WorkerProcess(settings.as_env(), options.workdir / "worker.log").start()
         console.print(
             f"broker {settings.bootstrap} ({'embedded' if broker else 'external'}) · worker pid {worker.pid}, "
             f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz"

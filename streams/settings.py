@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         default=16_777_216, description="producer max request size: dead letters carry the original bytes"
     )
 
+    def as_env(self) -> dict[str, str]:
+        """The settings given explicitly, as the LEADFLOW_* environment of a worker process."""
+        return {
+            f"LEADFLOW_{name.upper()}": str(value)
+            for name, value in self.model_dump(include=self.model_fields_set).items()
+            if value is not None
+        }
+
     @property
     def bootstrap(self) -> str:
         """host:port list for aiokafka clients."""

@@ -36,36 +36,26 @@ class Deployment:
         self.web_port = free_port()
         self.produced: dict[int, int] = {}  # partition -> next offset
 
-    async def create_topics(self) -> None:
-        await create_leadflow_topics(
-            Settings(
-                broker=self.broker.url,
-                app_id=self.app_id,
-                partitions=PARTITIONS,
-                topic_events=self.events,
-                topic_transitions=self.transitions,
-                topic_deadletter=self.deadletter,
-                topic_sla=self.sla,
-            )
+    def settings(self) -> Settings:
+        return Settings(
+            broker=self.broker.url,
+            embedded=True,
+            app_id=self.app_id,
+            partitions=PARTITIONS,
+            topic_events=self.events,
+            topic_transitions=self.transitions,
+            topic_deadletter=self.deadletter,
+            topic_sla=self.sla,
+            web_port=self.web_port,
+            data_dir=self.workdir / "data",
         )
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **extra,
-            "LEADFLOW_BROKER": self.broker.url,
-            "LEADFLOW_EMBEDDED": "1",
-            "LEADFLOW_APP_ID": self.app_id,
-            "LEADFLOW_PARTITIONS": str(PARTITIONS),
-            "LEADFLOW_TOPIC_EVENTS": self.events,
-            "LEADFLOW_TOPIC_TRANSITIONS": self.transitions,
-            "LEADFLOW_TOPIC_DEADLETTER": self.deadletter,
-            "LEADFLOW_TOPIC_SLA": self.sla,
-            "LEADFLOW_WEB_PORT": str(self.web_port),
-            "LEADFLOW_DATA_DIR": str(self.workdir / "data"),
-        }
+    async def create_topics(self) -> None:
+        await create_leadflow_topics(self.settings())
 
     def worker(self, name: str = "worker", **extra_env: str) -> WorkerProcess:
-        return WorkerProcess(self.env(**extra_env), self.workdir / f"{name}.log", loglevel="info")
+        env = {**extra_env, **self.settings().as_env()}
+        return WorkerProcess(env, self.workdir / f"{name}.log", loglevel="info")
 
     async def committed(self) -> dict[int, int]:
         return await committed_offsets(self.broker.bootstrap, self.app_id, self.events, PARTITIONS)
