@@ -81,6 +81,7 @@ class _SlaOutput(Frozen):
     sla: str
     owner_id: str | None
     team: str | None
+    pool: str | None = Field(default=None, description="the routing pool the lead's owner came from")
     started_at: datetime
     deadline: datetime
     occurred_at: datetime = Field(description="when it happened (event time; the deadline for a breach)")
@@ -112,15 +113,94 @@ class SlaCancelled(_SlaOutput):
     reason: str = Field(description="why the clock stopped, e.g. left:mql or erased")
 
 
-SlaOutput = Annotated[SlaStarted | SlaWarning | SlaMet | SlaBreached | SlaCancelled, Field(discriminator="type")]
+class SlaEscalated(_SlaOutput):
+    """A breach the policy escalates: the lead goes to the next owner of its pool and/or a manager is told."""
+
+    type: Literal["sla.escalated"] = "sla.escalated"
+    actions: tuple[Literal["reassign", "notify"], ...]
+    manager_id: str | None = Field(description="who to notify (the pool's manager), when the policy says notify")
+
+
+SlaOutput = Annotated[
+    SlaStarted | SlaWarning | SlaMet | SlaBreached | SlaCancelled | SlaEscalated, Field(discriminator="type")
+]
 SLA_ADAPTER: TypeAdapter[SlaOutput] = TypeAdapter(SlaOutput)
-SLA_TYPES = (SlaStarted, SlaWarning, SlaMet, SlaBreached, SlaCancelled)
+SLA_TYPES = (SlaStarted, SlaWarning, SlaMet, SlaBreached, SlaCancelled, SlaEscalated)
+
+
+class HandOffSla(Frozen):
+    sla: str
+    started_at: datetime
+    deadline: datetime
+    allowance_s: float
+    business: bool
+
+
+class ScoreSummary(Frozen):
+    fit: int
+    engagement: int
+    hand_raiser: bool = Field(description="the lead became MQL by raising its hand (demo request, contact sales)")
+    top_actions: tuple[tuple[str, float], ...] = Field(description="engagement points held per action, top first")
+    mql_reason: str = Field(description="why the lead became MQL: score, hand_raiser, external")
+
+
+class HandOff(Frozen):
+    """Passing the baton: who owns the lead now, what they must do by when, and why the lead is worth it.
+
+    One per owner change; what a CRM task, a chat notification or an e-mail needs. On `leads.handoffs`.
+    """
+
+    type: Literal["lead.handoff"] = "lead.handoff"
+    id: str
+    lead_id: str
+    owner_id: str
+    team: str | None
+    pool: str | None = Field(description="routing pool; None when an external lead.assigned chose the owner")
+    reason: Literal["routed", "fallback", "assigned", "escalated"] = Field(
+        description="routed: round robin in the lead's pool; fallback: its pool had nobody free; "
+        "assigned: an external lead.assigned; escalated: reassigned after an SLA breach"
+    )
+    previous_owner_id: str | None = None
+    stage: str
+    occurred_at: datetime
+    slas: tuple[HandOffSla, ...] = Field(description="the SLA clocks open now, with their deadlines")
+    score: ScoreSummary
+    profile: dict[str, str | int] = Field(description="company, job title, country, segment... (what is known)")
+
+
+class RouteRequest(Frozen):
+    """Internal (topic leads.routing): the lead needs an owner from `pool` (round robin, skipping `exclude`)."""
+
+    type: Literal["route.request"] = "route.request"
+    id: str
+    lead_id: str
+    pool: str
+    exclude: tuple[str, ...] = ()
+    escalated_sla: str | None = None
+    occurred_at: datetime
+
+
+class RouteRelease(Frozen):
+    """Internal (topic leads.routing): the owner no longer holds this lead as an open MQL (frees capacity)."""
+
+    type: Literal["route.release"] = "route.release"
+    id: str
+    lead_id: str
+    pool: str
+    owner_id: str
+    occurred_at: datetime
+
+
+RoutingMessage = Annotated[RouteRequest | RouteRelease, Field(discriminator="type")]
+ROUTING_ADAPTER: TypeAdapter[RoutingMessage] = TypeAdapter(RoutingMessage)
+ROUTING_TYPES = (RouteRequest, RouteRelease)
 
 Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMergedNotice, Field(discriminator="type")]
 TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 
-# Everything decide() may emit: lifecycle outputs go to leads.transitions, SLA outputs to leads.sla.
-Output = Transition | SlaOutput
+# Everything decide() may emit: lifecycle outputs go to leads.transitions, SLA outputs to leads.sla, hand-offs
+# to leads.handoffs, routing messages to leads.routing (keyed by pool).
+Output = Transition | SlaOutput | HandOff | RouteRequest | RouteRelease
 
 
 DeadLetterReason = Literal[
