@@ -8,6 +8,7 @@ changelog, once: one changelog record per update is the dominant cost of a Faust
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -25,6 +26,7 @@ from core.intake import Origin, dead_letter, decode
 from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_TYPES, DeadLetter
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord
+from streams.metrics import CONTENT_TYPE, LagCollector, LeadCollector, Metrics, Partitioner, faust_consumer_lag
 from streams.settings import Settings
 from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS
 
@@ -121,6 +123,7 @@ def create_app(settings: Settings) -> faust.App:
 settings = Settings()
 policy = load_policy(settings.policy)
 app = create_app(settings)
+metrics = Metrics(policy)
 
 events_topic = app.topic(
     settings.topic_events, partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
@@ -146,6 +149,7 @@ app.tables.add(leads)
 
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
+    metrics.observe_dead_letter(letter)
     deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter))
 
 
@@ -201,6 +205,7 @@ def handle(
         origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
         send_dead_letter(dead_letter("internal_error", [f"(worker): {type(error).__name__}: {error}"], origin), key)
         return
+    metrics.observe(decoded, decision, now)
     for output in decision.outputs:
         topic = sla_topic if isinstance(output, SLA_TYPES) else transitions_topic
         topic.send_soon(key=key, value=output.model_dump_json().encode())
@@ -272,7 +277,10 @@ app.on_partitions_revoked.connect(on_assignment_change)
 
 async def sweep_timers() -> None:
     """On every worker (each owns its partitions' deadlines), not only on the leader."""
-    timers.sweep(datetime.now(UTC))
+    started = time.perf_counter()
+    sent = timers.sweep(datetime.now(UTC))
+    if not (app.rebalancing or app.in_recovery):
+        metrics.observe_sweep(sent, time.perf_counter() - started, time.time(), len(timers.index))
 
 
 app.timer(interval=settings.sweep_interval_s)(sweep_timers)
@@ -285,6 +293,26 @@ async def roomy_producer_buffer() -> None:
 
 
 app.task(roomy_producer_buffer)
+
+
+partition_of = Partitioner(settings.partitions)
+
+
+def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
+    """The table's items and this worker's active partitions of the events topic (not standby replicas)."""
+    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
+    items = list(leads.items())
+    partition_of.prune(len(items))
+    return items, actives
+
+
+metrics.registry.register(LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)))
+metrics.registry.register(LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)))
+
+
+@app.page("/metrics")
+async def metrics_view(web: Any, request: Any) -> Any:
+    return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
 @app.page("/healthz")

@@ -1,0 +1,374 @@
+"""Prometheus metrics of a worker, served on its web server as `/metrics`.
+
+The only user of prometheus_client (the core never imports it). Counters and histograms are fed from what the
+shell already has in hand: the decoded event and its `Decision` (`observe`), dead letters (`observe_dead_letter`)
+and timer sweeps (`observe_sweep`). Gauges about the leads (per stage, open and overdue SLA clocks) and the
+consumer lag are computed at scrape time by collectors (`LeadCollector`, `LagCollector`) from the table and the
+consumer, for this worker's active partitions only, so they are right after a rebalance and add up across
+workers.
+
+The mapping from outputs to samples (`output_samples`) and the lead census (`census`) are pure functions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge as PromGauge
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from core.decision import Decision
+from schemas.events import LeadEvent
+from schemas.outputs import (
+    DeadLetter,
+    EventRefused,
+    HandOff,
+    Output,
+    SlaBreached,
+    SlaCancelled,
+    SlaEscalated,
+    SlaMet,
+    SlaStarted,
+    SlaWarning,
+    StageChanged,
+)
+from schemas.policy import Policy
+from schemas.state import LeadRecord, LeadState
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST  # of the /metrics page (aiohttp wants it as a header: it has a charset)
+SOURCE_LIMIT = 50  # distinct `source` label values kept; later ones are counted as "other"
+OTHER = "other"
+NONE = "none"
+
+EVENT_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
+SWEEP_BUCKETS = (50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+# (counter name without _total, label values) -> one increment
+Sample = tuple[str, tuple[str, ...]]
+
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "leadflow_events": (
+        "Decoded events by type, producer source and outcome of the decision",
+        ("type", "source", "outcome"),
+    ),
+    "leadflow_dead_letters": ("Input records dead-lettered, by reason", ("reason",)),
+    "leadflow_stage_transitions": ("Lifecycle stage changes (from_stage none on creation)", ("from_stage", "to_stage")),
+    "leadflow_refusals": ("Valid events the policy refused, by reason", ("reason",)),
+    "leadflow_rejections": ("MQLs sales rejected, by reason code", ("reason",)),
+    "leadflow_sla_started": ("SLA clocks started", ("sla",)),
+    "leadflow_sla_met": ("SLA clocks met (late: met after the deadline)", ("sla", "late")),
+    "leadflow_sla_breaches": ("SLA deadlines passed", ("sla", "team", "pool")),
+    "leadflow_sla_warnings": ("SLA warnings (share of the allowance used)", ("sla", "fraction")),
+    "leadflow_sla_cancelled": ("SLA clocks cancelled (the lead left the clock's stages)", ("sla",)),
+    "leadflow_sla_escalations": ("SLA breach escalations, one per action", ("sla", "action")),
+    "leadflow_handoffs": ("Hand-offs to an owner, by pool and reason", ("pool", "reason")),
+}
+
+
+def known_groups(policy: Policy) -> frozenset[str]:
+    """Team and pool names a label may carry: calendar names and routing pools and their teams."""
+    names = set(policy.calendars)
+    routing = getattr(policy, "routing", None)
+    for pool in getattr(routing, "pools", ()) or ():
+        for attribute in ("name", "team"):
+            value = getattr(pool, attribute, None)
+            if isinstance(value, str):
+                names.add(value)
+    return frozenset(names)
+
+
+def group_label(value: str | None, known: frozenset[str]) -> str:
+    if value is None:
+        return NONE
+    return value if value in known else OTHER
+
+
+def fraction_label(fraction: float) -> str:
+    return f"{fraction:g}"
+
+
+def output_samples(output: Output, known: frozenset[str]) -> list[Sample]:
+    """The counter increments one output stands for (pure)."""
+    match output:
+        case StageChanged():
+            samples: list[Sample] = [("leadflow_stage_transitions", (output.from_stage or NONE, output.to_stage))]
+            if output.reason.startswith("rejected:"):
+                samples.append(("leadflow_rejections", (output.reason.split(":", 1)[1],)))
+            return samples
+        case EventRefused():
+            return [("leadflow_refusals", (output.reason,))]
+        case SlaStarted():
+            return [("leadflow_sla_started", (output.sla,))]
+        case SlaMet():
+            return [("leadflow_sla_met", (output.sla, "true" if output.late else "false"))]
+        case SlaBreached():
+            team, pool = group_label(output.team, known), group_label(output.pool, known)
+            return [("leadflow_sla_breaches", (output.sla, team, pool))]
+        case SlaWarning():
+            return [("leadflow_sla_warnings", (output.sla, fraction_label(output.fraction)))]
+        case SlaCancelled():
+            return [("leadflow_sla_cancelled", (output.sla,))]
+        case SlaEscalated():
+            return [("leadflow_sla_escalations", (output.sla, action)) for action in output.actions]
+        case HandOff():
+            return [("leadflow_handoffs", (group_label(output.pool, known), output.reason))]
+    return []
+
+
+def response_buckets(policy: Policy) -> tuple[float, ...]:
+    """A bucket at every SLA allowance (overrides included) and its warning shares, a few around them."""
+    bounds: set[float] = set()
+    for sla in policy.slas:
+        for allowance in (sla.allowance, *(o.allowance for o in sla.overrides)):
+            seconds = allowance.seconds
+            bounds.update(seconds * share for share in (*sla.warn_at, 0.1, 0.25, 1.0, 1.5, 2.0))
+    if not bounds:
+        bounds = {60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0}
+    return tuple(sorted(round(b, 6) for b in bounds if b > 0))
+
+
+class BoundedLabel:
+    """Keeps the first `limit` distinct values of a label; any later one becomes "other"."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return OTHER
+
+
+@dataclass
+class Census:
+    """Leads per stage and SLA clocks open/overdue by SLA, over some leads."""
+
+    stages: Counter[str] = field(default_factory=Counter)
+    open: Counter[str] = field(default_factory=Counter)
+    overdue: Counter[str] = field(default_factory=Counter)
+
+
+def census(states: Iterable[LeadState], now: datetime) -> Census:
+    """Count leads per stage and open clocks; a clock is overdue when its deadline has passed and it is not paused
+    (a paused clock's deadline moves on resume)."""
+    result = Census()
+    stages, opened, overdue = result.stages, result.open, result.overdue
+    for state in states:
+        stages[state.stage] += 1
+        for name, clock in state.clocks.items():
+            opened[name] += 1
+            if clock.paused_at is None and clock.deadline <= now:
+                overdue[name] += 1
+    return result
+
+
+class Partitioner:
+    """Partition of a key as the producers chose it (Kafka's default partitioner: murmur2 of the key bytes);
+    remembered per key, as murmur2 in Python costs about 2 µs."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.cache: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        partition = self.cache.get(key)
+        if partition is None:
+            partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            self.cache[key] = partition
+        return partition
+
+    def prune(self, live: int) -> None:
+        """Forget keys when the cache outgrows the table (keys removed from it)."""
+        if len(self.cache) > 2 * live + 1024:
+            self.cache.clear()
+
+
+def active_states(
+    items: Iterable[tuple[bytes, LeadRecord]], active: set[int], partition_of: Callable[[bytes], int]
+) -> Iterator[LeadState]:
+    for key, record in items:
+        if record.state is not None and partition_of(key) in active:
+            yield record.state
+
+
+class LeadCollector(Collector):
+    """`leadflow_leads{stage}`, `leadflow_sla_open{sla}`, `leadflow_sla_overdue{sla}` at scrape time.
+
+    `read` returns the table items (lead_id bytes, record) and the active partitions of this worker; only
+    leads of those partitions count (the memory store also holds standby replicas' leads).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        read: Callable[[], tuple[Iterable[tuple[bytes, LeadRecord]], set[int]]],
+        partition_of: Callable[[bytes], int],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.stage_names = policy.all_stages
+        self.sla_names = tuple(sla.name for sla in policy.slas)
+        self.read = read
+        self.partition_of = partition_of
+        self.clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(Census())
+
+    def collect(self) -> Iterable[Metric]:
+        items, active = self.read()
+        return self._families(census(active_states(items, active, self.partition_of), self.clock()))
+
+    def _families(self, counts: Census) -> list[Metric]:
+        leads = GaugeMetricFamily(
+            "leadflow_leads", "Leads per lifecycle stage (this worker's partitions)", labels=["stage"]
+        )
+        for stage in dict.fromkeys((*self.stage_names, *counts.stages)):
+            leads.add_metric([stage], counts.stages[stage])
+        open_ = GaugeMetricFamily("leadflow_sla_open", "Open SLA clocks (this worker's partitions)", labels=["sla"])
+        overdue = GaugeMetricFamily(
+            "leadflow_sla_overdue", "Open SLA clocks past their deadline (this worker's partitions)", labels=["sla"]
+        )
+        for sla in dict.fromkeys((*self.sla_names, *counts.open)):
+            open_.add_metric([sla], counts.open[sla])
+            overdue.add_metric([sla], counts.overdue[sla])
+        return [leads, open_, overdue]
+
+
+class LagCollector(Collector):
+    """`leadflow_consumer_lag{topic, partition}`: end offset minus position, per assigned partition."""
+
+    def __init__(self, read: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self.read())]
+
+    @staticmethod
+    def _family(lags: Mapping[tuple[str, int], int]) -> Metric:
+        family = GaugeMetricFamily(
+            "leadflow_consumer_lag",
+            "Records of the events topic not yet processed: end offset minus the consumer's position",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), lag in sorted(lags.items()):
+            family.add_metric([topic, str(partition)], max(lag, 0))
+        return family
+
+
+def faust_consumer_lag(app: Any, topic: str) -> dict[tuple[str, int], int]:
+    """Lag per assigned partition of `topic`, from Faust's consumer: the high watermark of the last fetch minus
+    the position (the offset after the last record handed to the stream; the committed offset before that)."""
+    consumer = getattr(app, "_consumer", None)  # not created before the worker starts
+    if consumer is None:
+        return {}
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # the consumer thread is not started yet, or is restarting during a rebalance
+        return {}
+    lags: dict[tuple[str, int], int] = {}
+    for tp in assigned:
+        if tp.topic != topic:
+            continue
+        try:
+            end = consumer.highwater(tp)
+        except Exception:
+            continue
+        if end is None:
+            continue
+        read = consumer._read_offset.get(tp)
+        position = read + 1 if read is not None else consumer._committed_offset.get(tp) or 0
+        lags[(tp.topic, tp.partition)] = end - position
+    return lags
+
+
+class Metrics:
+    """Every metric of one worker, in its own registry (with the process and platform collectors)."""
+
+    def __init__(self, policy: Policy, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.known = known_groups(policy)
+        self.source = BoundedLabel(SOURCE_LIMIT)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.counters = {
+            name: PromCounter(name, doc, labels, registry=self.registry) for name, (doc, labels) in COUNTERS.items()
+        }
+        self.timer_events = PromCounter(
+            "leadflow_timer_events", "timer.due events the sweep sent", registry=self.registry
+        )
+        self.last_sweep = PromGauge(
+            "leadflow_timer_last_sweep_timestamp_seconds",
+            "Unix time of the last completed timer sweep",
+            registry=self.registry,
+        )
+        self.deadlines = PromGauge(
+            "leadflow_timer_deadlines",
+            "Entries in the deadline index (leads with a next SLA instant)",
+            registry=self.registry,
+        )
+        self.response = Histogram(
+            "leadflow_sla_response_seconds",
+            "Allowance used when an SLA was met (business seconds for business-time SLAs)",
+            ["sla"],
+            buckets=response_buckets(policy),
+            registry=self.registry,
+        )
+        self.event_lag = Histogram(
+            "leadflow_event_lag_seconds",
+            "Processing time minus the event's occurred_at",
+            buckets=EVENT_LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.sweep_duration = Histogram(
+            "leadflow_timer_sweep_duration_seconds",
+            "Duration of one timer sweep",
+            buckets=SWEEP_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, event: LeadEvent, decision: Decision, now: datetime) -> None:
+        """One decoded event and what deciding it gave."""
+        self.counters["leadflow_events"].labels(event.type, self.source(event.source), decision.outcome).inc()
+        self.event_lag.observe(max((now - event.occurred_at).total_seconds(), 0.0))
+        self.observe_outputs(decision.outputs)
+
+    def observe_outputs(self, outputs: Iterable[Output]) -> None:
+        for output in outputs:
+            for name, labels in output_samples(output, self.known):
+                self.counters[name].labels(*labels).inc()
+            if isinstance(output, SlaMet):
+                self.response.labels(output.sla).observe(output.used_s)
+
+    def observe_dead_letter(self, letter: DeadLetter) -> None:
+        self.counters["leadflow_dead_letters"].labels(letter.reason).inc()
+
+    def observe_sweep(self, sent: int, duration_s: float, finished_at: float, deadlines: int) -> None:
+        self.timer_events.inc(sent)
+        self.sweep_duration.observe(duration_s)
+        self.last_sweep.set(finished_at)
+        self.deadlines.set(deadlines)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,386 @@
+"""Metrics: the mapping from events, decisions and outputs to samples, on a fresh registry each test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from e2e import PARTITIONS, Deployment
+from factories import POLICY, make_event
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from core.decision import Decision, decide
+from schemas.outputs import (
+    DeadLetter,
+    HandOff,
+    ScoreSummary,
+    SlaBreached,
+    SlaCancelled,
+    SlaEscalated,
+    SlaMet,
+    SlaStarted,
+    SlaWarning,
+    StageChanged,
+)
+from schemas.state import Clock, LeadRecord, LeadState
+from streams.broker import EmbeddedBroker
+from streams.metrics import (
+    SOURCE_LIMIT,
+    BoundedLabel,
+    LagCollector,
+    LeadCollector,
+    Metrics,
+    Partitioner,
+    census,
+    known_groups,
+    output_samples,
+    response_buckets,
+)
+
+T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(POLICY, CollectorRegistry())
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def sla_fields(sla: str = "first_contact", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "o1",
+        "lead_id": "L1",
+        "sla": sla,
+        "owner_id": "rep-01",
+        "team": None,
+        "started_at": T,
+        "deadline": T + timedelta(hours=2),
+        "occurred_at": T,
+        **extra,
+    }
+
+
+def stage_changed(from_stage: str | None, to_stage: str, reason: str) -> StageChanged:
+    return StageChanged(
+        id="s1",
+        lead_id="L1",
+        from_stage=from_stage,
+        to_stage=to_stage,
+        occurred_at=T,
+        cause_event_id="e1",
+        cause_type="lead.rejected",
+        reason=reason,
+        fit=0,
+        engagement=0,
+    )
+
+
+def handoff(pool: str | None, reason: str) -> HandOff:
+    return HandOff.model_validate(
+        {
+            "id": "h1",
+            "lead_id": "L1",
+            "owner_id": "rep-01",
+            "team": "inside_sales",
+            "pool": pool,
+            "reason": reason,
+            "stage": "mql",
+            "occurred_at": T,
+            "slas": (),
+            "score": ScoreSummary(fit=40, engagement=30, hand_raiser=False, top_actions=(), mql_reason="score"),
+            "profile": {},
+        }
+    )
+
+
+def test_stage_changes_count_transitions_and_rejections_by_code() -> None:
+    known = known_groups(POLICY)
+    assert output_samples(stage_changed(None, "lead", "created"), known) == [
+        ("leadflow_stage_transitions", ("none", "lead"))
+    ]
+    assert output_samples(stage_changed("mql", "nurturing", "rejected:no_budget"), known) == [
+        ("leadflow_stage_transitions", ("mql", "nurturing")),
+        ("leadflow_rejections", ("no_budget",)),
+    ]
+
+
+def test_sla_outputs_map_to_their_counters_with_bounded_team_and_pool() -> None:
+    known = frozenset({"inside_sales", "enterprise"})
+    assert output_samples(SlaStarted(**sla_fields(), allowance_s=7200, business=True), known) == [
+        ("leadflow_sla_started", ("first_contact",))
+    ]
+    assert output_samples(SlaMet(**sla_fields(), used_s=10, late=True), known) == [
+        ("leadflow_sla_met", ("first_contact", "true"))
+    ]
+    assert output_samples(SlaWarning(**sla_fields(), fraction=0.5), known) == [
+        ("leadflow_sla_warnings", ("first_contact", "0.5"))
+    ]
+    assert output_samples(SlaCancelled(**sla_fields(), reason="left:mql"), known) == [
+        ("leadflow_sla_cancelled", ("first_contact",))
+    ]
+    breach = SlaBreached(**{**sla_fields(), "team": "inside_sales", "pool": "enterprise"})
+    assert output_samples(breach, known) == [("leadflow_sla_breaches", ("first_contact", "inside_sales", "enterprise"))]
+    stray = SlaBreached(**{**sla_fields(), "team": "a-team-from-a-producer", "pool": None})
+    assert output_samples(stray, known) == [("leadflow_sla_breaches", ("first_contact", "other", "none"))]
+    escalated = SlaEscalated(**sla_fields(), actions=("reassign", "notify"), manager_id="mgr")
+    assert output_samples(escalated, known) == [
+        ("leadflow_sla_escalations", ("first_contact", "reassign")),
+        ("leadflow_sla_escalations", ("first_contact", "notify")),
+    ]
+    assert output_samples(handoff(None, "assigned"), known) == [("leadflow_handoffs", ("none", "assigned"))]
+    assert output_samples(handoff("enterprise", "routed"), known) == [("leadflow_handoffs", ("enterprise", "routed"))]
+
+
+def test_team_and_pool_names_come_from_calendars_and_routing_pools() -> None:
+    assert "inside_sales" in known_groups(POLICY)
+    without_routing = POLICY.model_copy(update={"routing": None})
+    assert known_groups(without_routing) == frozenset(POLICY.calendars)
+    routing = getattr(POLICY, "routing", None)
+    for pool in getattr(routing, "pools", ()):
+        assert {pool.name, pool.team} <= known_groups(POLICY)
+
+
+def test_refusals_and_events_count_by_outcome(metrics: Metrics) -> None:
+    created = make_event("lead.created", T, lead_id="M1")
+    first = decide(None, created, POLICY, T)
+    metrics.observe(created, first, T + timedelta(seconds=3))
+    metrics.observe(created, decide(first.record, created, POLICY, T), T)  # redelivered
+    accepted = make_event("lead.accepted", T, lead_id="M2")
+    refused = decide(None, accepted, POLICY, T)
+    assert refused.outcome == "refused"
+    metrics.observe(accepted, refused, T)
+    assert value(metrics, "leadflow_events_total", type="lead.created", source="test", outcome="applied") == 1
+    assert value(metrics, "leadflow_events_total", type="lead.created", source="test", outcome="duplicate") == 1
+    assert value(metrics, "leadflow_events_total", type="lead.accepted", source="test", outcome="refused") == 1
+    assert value(metrics, "leadflow_refusals_total", reason="unknown_lead") == 1
+    (created_as,) = [o.to_stage for o in first.outputs if isinstance(o, StageChanged)]
+    assert value(metrics, "leadflow_stage_transitions_total", from_stage="none", to_stage=created_as) == 1
+    assert value(metrics, "leadflow_event_lag_seconds_count") == 3
+    assert value(metrics, "leadflow_event_lag_seconds_sum") == 3.0
+    assert value(metrics, "leadflow_event_lag_seconds_bucket", le="2.5") == 2
+
+
+def test_an_sla_met_counts_and_observes_the_allowance_used(metrics: Metrics) -> None:
+    met = SlaMet(**sla_fields("mql_acceptance"), used_s=3600.0, late=False)
+    decision = Decision(LeadRecord(lead_id="L1", state=None), (met,), "applied", changed=True)
+    metrics.observe(make_event("lead.accepted", T), decision, T)
+    assert value(metrics, "leadflow_sla_met_total", sla="mql_acceptance", late="false") == 1
+    assert value(metrics, "leadflow_sla_response_seconds_count", sla="mql_acceptance") == 1
+    assert value(metrics, "leadflow_sla_response_seconds_sum", sla="mql_acceptance") == 3600.0
+    assert value(metrics, "leadflow_sla_response_seconds_bucket", sla="mql_acceptance", le="14400.0") == 1
+    assert value(metrics, "leadflow_sla_response_seconds_bucket", sla="mql_acceptance", le="900.0") == 0
+
+
+def test_response_buckets_hold_every_allowance_and_warning_share() -> None:
+    buckets = response_buckets(POLICY)
+    assert list(buckets) == sorted(set(buckets))
+    for sla in POLICY.slas:
+        for allowance in (sla.allowance, *(o.allowance for o in sla.overrides)):
+            assert allowance.seconds in buckets
+            for share in sla.warn_at:
+                assert round(allowance.seconds * share, 6) in buckets
+    assert {900.0, 7200.0, 28800.0, 14400.0, 25920.0, 604800.0} <= set(buckets)
+
+
+def test_producer_sources_are_bounded() -> None:
+    label = BoundedLabel(SOURCE_LIMIT)
+    assert [label(f"s{i}") for i in range(SOURCE_LIMIT)] == [f"s{i}" for i in range(SOURCE_LIMIT)]
+    assert label("one-too-many") == "other"
+    assert label("s7") == "s7"
+
+
+def test_dead_letters_and_sweeps(metrics: Metrics) -> None:
+    letter = DeadLetter(
+        id="d1",
+        reason="invalid_json",
+        errors=("(record): not JSON",),
+        topic="leads.events",
+        partition=0,
+        offset=3,
+        key_b64=None,
+        original_b64="",
+        original_size=0,
+        received_at=T,
+    )
+    metrics.observe_dead_letter(letter)
+    metrics.observe_dead_letter(letter)
+    metrics.observe_sweep(3, 0.0002, 1_800_000_000.0, 41)
+    metrics.observe_sweep(0, 0.0001, 1_800_000_001.0, 40)
+    assert value(metrics, "leadflow_dead_letters_total", reason="invalid_json") == 2
+    assert value(metrics, "leadflow_timer_events_total") == 3
+    assert value(metrics, "leadflow_timer_last_sweep_timestamp_seconds") == 1_800_000_001.0
+    assert value(metrics, "leadflow_timer_deadlines") == 40
+    assert value(metrics, "leadflow_timer_sweep_duration_seconds_count") == 2
+    assert value(metrics, "leadflow_timer_sweep_duration_seconds_bucket", le="0.0001") == 1
+
+
+def lead(lead_id: str, stage: str, clocks: dict[str, Clock] | None = None) -> LeadRecord:
+    state = LeadState(
+        lead_id=lead_id,
+        stage=stage,
+        created_at=T,
+        updated_at=T,
+        stage_entered_at=T,
+        engagement_as_of=T,
+        clocks=clocks or {},
+    )
+    return LeadRecord(lead_id=lead_id, state=state)
+
+
+def clock(sla: str, deadline_h: float, *, paused: bool = False) -> Clock:
+    return Clock(
+        sla=sla,
+        started_at=T,
+        deadline=T + timedelta(hours=deadline_h),
+        allowance_s=3600,
+        calendar=None,
+        paused_at=T if paused else None,
+    )
+
+
+def test_census_counts_stages_open_and_overdue_clocks() -> None:
+    states = [
+        lead("a", "mql", {"mql_acceptance": clock("mql_acceptance", 1), "first_contact": clock("first_contact", 3)}),
+        lead("b", "mql", {"mql_acceptance": clock("mql_acceptance", 1, paused=True)}),
+        lead("c", "lead"),
+    ]
+    counts = census([r.state for r in states if r.state], T + timedelta(hours=2))
+    assert counts.stages == {"mql": 2, "lead": 1}
+    assert counts.open == {"mql_acceptance": 2, "first_contact": 1}
+    assert counts.overdue == {"mql_acceptance": 1}
+
+
+def test_lead_gauges_count_only_active_partitions_and_list_every_stage() -> None:
+    partition_of = Partitioner(4)
+    records = [
+        lead(f"L{i}", "mql" if i % 2 else "sql", {"mql_acceptance": clock("mql_acceptance", -1)}) for i in range(40)
+    ]
+    records.append(LeadRecord(lead_id="gone", state=None))  # an erased lead's marker
+    items = [(r.lead_id.encode(), r) for r in records]
+    active = {0, 2}
+    mine = [r for r in records if r.state and partition_of(r.lead_id.encode()) in active]
+    assert 0 < len(mine) < 40
+    registry = CollectorRegistry()
+    registry.register(LeadCollector(POLICY, lambda: (items, active), partition_of, lambda: T))
+    for stage in POLICY.all_stages:
+        expected = sum(1 for r in mine if r.state and r.state.stage == stage)
+        assert registry.get_sample_value("leadflow_leads", {"stage": stage}) == expected
+    assert registry.get_sample_value("leadflow_sla_open", {"sla": "mql_acceptance"}) == len(mine)
+    assert registry.get_sample_value("leadflow_sla_overdue", {"sla": "mql_acceptance"}) == len(mine)
+    assert registry.get_sample_value("leadflow_sla_open", {"sla": "first_contact"}) == 0
+
+
+def test_partitions_match_the_kafka_default_partitioner() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partition_of = Partitioner(4)
+    for key in (b"L1", b"sim-000123", "çà".encode()):
+        assert partition_of(key) == DefaultPartitioner()(key, [0, 1, 2, 3], [0, 1, 2, 3])
+
+
+def test_consumer_lag_per_partition() -> None:
+    registry = CollectorRegistry()
+    registry.register(LagCollector(lambda: {("leads.events", 1): 5, ("leads.events", 0): 0}))
+    assert registry.get_sample_value("leadflow_consumer_lag", {"topic": "leads.events", "partition": "1"}) == 5
+    assert registry.get_sample_value("leadflow_consumer_lag", {"topic": "leads.events", "partition": "0"}) == 0
+
+
+def test_the_exposition_parses_and_holds_process_metrics(metrics: Metrics) -> None:
+    metrics.observe_outputs([stage_changed("mql", "sal", "accepted")])
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
+    assert "process_cpu_seconds" in families or "process_virtual_memory_bytes" in families
+    assert "python_info" in families
+    (sample,) = [s for s in families["leadflow_stage_transitions"].samples if s.name.endswith("_total")]
+    assert sample.labels == {"from_stage": "mql", "to_stage": "sal"}
+    assert sample.value == 1
+
+
+async def scrape(port: int) -> dict[str, list[Sample]]:
+    """The worker's /metrics, parsed: samples by name (counters as name_total, histograms as _bucket...)."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    samples: dict[str, list[Sample]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def sample_value(samples: dict[str, list[Sample]], name: str, **labels: str) -> float | None:
+    found = [s.value for s in samples.get(name, []) if s.labels == labels]
+    return found[0] if found else None
+
+
+@pytest.mark.broker
+async def test_a_worker_serves_its_metrics(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> None:
+    deployment = Deployment(broker, unique_topic_prefix, tmp_path)
+    await deployment.create_topics()
+    start = datetime.now(UTC) - timedelta(minutes=5)
+
+    def event(event_id: str, lead_id: str, kind: str, seconds: float, **data: Any) -> tuple[bytes, bytes]:
+        when = (start + timedelta(seconds=seconds)).isoformat()
+        body = {"event_id": event_id, "lead_id": lead_id, "type": kind, "occurred_at": when, "source": "e2e"}
+        return lead_id.encode(), orjson.dumps({**body, "data": data})
+
+    good_fit = {"seniority": "vp", "company_size": 200, "industry": "saas"}
+    sent = [
+        event("a1", "lead-a", "lead.created", 0, **good_fit),
+        event("a2", "lead-a", "activity", 1, action="pricing_view"),
+        event("a3", "lead-a", "activity", 2, action="form_submit"),
+        event("a4", "lead-a", "activity", 3, action="form_submit"),  # MQL: acceptance and first contact start
+        event("a4", "lead-a", "activity", 3, action="form_submit"),  # redelivered
+        event("b1", "lead-b", "lead.created", 0),
+        event("c1", "lead-c", "lead.accepted", 0),  # unknown lead: refused
+        (b"lead-d", b"{not json"),
+    ]
+    worker = deployment.worker().start()
+    try:
+        await deployment.produce(sent)
+        await deployment.wait_processed(worker)
+        deadline = time.monotonic() + 30
+        while True:  # gauges and lag are read at scrape time; the lag needs a fetch after the last record
+            samples = await scrape(deployment.web_port)
+            lags = samples.get("leadflow_consumer_lag", [])
+            if len(lags) == PARTITIONS and all(s.value == 0 for s in lags) and samples.get("leadflow_timer_deadlines"):
+                break
+            assert time.monotonic() < deadline, f"lags {lags}\n{worker.log_tail()}"
+            await asyncio.sleep(0.2)
+    finally:
+        worker.stop()
+
+    def events(kind: str, outcome: str) -> float | None:
+        return sample_value(samples, "leadflow_events_total", type=kind, source="e2e", outcome=outcome)
+
+    assert events("lead.created", "applied") == 2
+    assert events("activity", "applied") == 3
+    assert events("activity", "duplicate") == 1
+    assert events("lead.accepted", "refused") == 1
+    assert sample_value(samples, "leadflow_refusals_total", reason="unknown_lead") == 1
+    assert sample_value(samples, "leadflow_dead_letters_total", reason="invalid_json") == 1
+    assert sample_value(samples, "leadflow_stage_transitions_total", from_stage="lead", to_stage="mql") == 1
+    assert sample_value(samples, "leadflow_sla_started_total", sla="mql_acceptance") == 1
+    assert sample_value(samples, "leadflow_sla_started_total", sla="first_contact") == 1
+    leads = {s.labels["stage"]: s.value for s in samples["leadflow_leads"]}
+    assert set(POLICY.all_stages) <= set(leads)
+    assert leads["mql"] == 1
+    assert sum(leads.values()) == 2
+    assert sample_value(samples, "leadflow_sla_open", sla="mql_acceptance") == 1
+    assert sample_value(samples, "leadflow_sla_overdue", sla="mql_acceptance") == 0
+    assert sample_value(samples, "leadflow_timer_deadlines") == 1
+    assert (sample_value(samples, "leadflow_timer_last_sweep_timestamp_seconds") or 0) > start.timestamp()
+    assert sample_value(samples, "leadflow_event_lag_seconds_count") == 7
+    assert {s.labels["partition"] for s in samples["leadflow_consumer_lag"]} == {str(p) for p in range(PARTITIONS)}
+    assert samples.get("process_cpu_seconds_total")
