@@ -17,7 +17,7 @@ from typing import Literal
 
 from core.lifecycle import Step, apply, refuse
 from schemas.events import LeadEvent, TimerDue
-from schemas.outputs import Output, SlaBreached, SlaWarning
+from schemas.outputs import SLA_TYPES, Output, RouteRequest
 from schemas.policy import Policy
 from schemas.state import LeadRecord, LeadState, PendingEvent
 
@@ -38,6 +38,12 @@ class Decision:
     outputs: tuple[Output, ...]
     outcome: Outcome
     changed: bool  # False when nothing needs writing (duplicates)
+
+
+def is_remembered(output: Output) -> bool:
+    """Outputs whose id names the SLA clock, not the event that caused them (a deadline, or whichever event
+    first saw the clock start, stop or breach): after their cause settled, a later event may bring them back."""
+    return isinstance(output, SLA_TYPES) or (isinstance(output, RouteRequest) and output.escalated_sla is not None)
 
 
 def order_key(event: LeadEvent) -> tuple[datetime, str]:
@@ -100,7 +106,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     pending = list(record.pending)
     key = order_key(event)
 
-    # Time-driven SLA outputs carry no cause in their id, so any event may bring one back: remember them all.
+    # SLA outputs carry no cause in their id, so any event may bring one back: remember them all.
     already_emitted = {oid for p in pending for oid in p.output_ids} | set(record.emitted)
     if not pending or key > order_key(pending[-1].event):
         step = apply(record.state, event, policy)
@@ -135,7 +141,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         return Decision(marker, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
-    timed = tuple(o.id for o in outputs if isinstance(o, SlaWarning | SlaBreached))
+    timed = tuple(o.id for o in outputs if is_remembered(o))
     emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen

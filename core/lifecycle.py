@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.handoff import assign
+from core.handoff import follow as follow_routing
 from core.ids import output_id
 from core.scoring import add_action, fit_score
 from core.sla import follow
@@ -141,25 +143,26 @@ def then_qualify(step: Step, event: LeadEvent, policy: Policy) -> Step:
 
 
 def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
-    """Apply one event to one lead, in event-time order: the lifecycle, then its SLA consequences.
+    """Apply one event to one lead, in event-time order: the lifecycle, then its SLA and routing consequences.
 
     A refused event changes nothing, its time included: SLA clocks only move with applied events.
     """
     step = apply_lifecycle(state, event, policy)
-    if step.refused or not policy.slas:
+    if step.refused:
         return step
     changes = [o for o in step.outputs if isinstance(o, StageChanged)]
     followed, sla_outputs = follow(state, step.state, event, changes, policy)
-    if not sla_outputs and followed is step.state:
-        return step
     outputs = (*step.outputs, *sla_outputs)
     recycle = [o.sla for o in sla_outputs if isinstance(o, SlaBreached) and is_recycling(o.sla, policy)]
     if recycle and followed is not None and is_allowed(policy, followed.stage, "nurturing"):
         # A counted SLA missed (e.g. too few contact attempts): the lead goes back to marketing.
-        moved = move(followed, "nurturing", event, policy, f"sla:{recycle[0]}", owner_id=None)
+        moved = move(followed, "nurturing", event, policy, f"sla:{recycle[0]}", owner_id=None, pool=None)
         changes = [o for o in moved.outputs if isinstance(o, StageChanged)]
         followed, more = follow(followed, moved.state, event, changes, policy)
         outputs = (*outputs, *moved.outputs, *more)
+    outputs = (*outputs, *follow_routing(state, followed, event, outputs, policy))
+    if followed is step.state and outputs == step.outputs:
+        return step
     return Step(followed, outputs, erased=step.erased)
 
 
@@ -189,7 +192,8 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
         case LeadQualified():
             return move(state, "mql", event, policy, "external")
         case LeadAssigned():
-            return touch(state, event, owner_id=event.data.owner_id, team=event.data.team or state.team)
+            assigned, outputs = assign(state, event, policy)
+            return Step(assigned, outputs)
         case LeadAccepted():
             if state.stage != "mql":
                 return refuse(state, event, "illegal_transition", f"only an mql can be accepted; lead is {state.stage}")
@@ -311,6 +315,7 @@ def reject(state: LeadState, event: LeadRejected, policy: Policy) -> Step:
         rejections=state.rejections + 1,
         last_rejection=code,
         owner_id=None,
+        pool=None,
     )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas.events import Profile
-from schemas.policy import FitRule, Policy
+from schemas.policy import Match, Policy
 
 SECONDS_PER_DAY = 86_400.0
 
 
-def is_fit_match(rule: FitRule, profile: Profile) -> bool:
+def is_match(rule: Match, profile: Profile) -> bool:
     value = getattr(profile, rule.attribute)
     if value is None:
         return False
@@ -29,7 +29,7 @@ def is_fit_match(rule: FitRule, profile: Profile) -> bool:
 
 def fit_score(profile: Profile, policy: Policy) -> int:
     """Sum of the points of every matching fit rule, never below zero."""
-    return max(0, sum(rule.points for rule in policy.scoring.fit if is_fit_match(rule, profile)))
+    return max(0, sum(rule.points for rule in policy.scoring.fit if is_match(rule, profile)))
 
 
 def decay_factor(elapsed_s: float, half_life_days: float) -> float:

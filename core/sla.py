@@ -40,6 +40,7 @@ def common(state: LeadState, clock: Clock, at: datetime) -> dict[str, object]:
         "sla": clock.sla,
         "owner_id": state.owner_id,
         "team": state.team,
+        "pool": state.pool,
         "started_at": clock.started_at,
         "deadline": clock.deadline,
         "occurred_at": at,
@@ -48,20 +49,43 @@ def common(state: LeadState, clock: Clock, at: datetime) -> dict[str, object]:
 
 def start(state: LeadState, spec: SlaSpec, at: datetime, hand_raiser: bool, policy: Policy) -> tuple[Clock, SlaOutput]:
     allowance = spec.allowance_for(hand_raiser)
-    calendar_name = spec.calendar if allowance.is_business else None
+    calendar = spec.calendar if allowance.is_business else None
+    return open_clock(
+        state, spec.name, at, allowance_s=allowance.seconds, calendar_name=calendar, warn_at=spec.warn_at, policy=policy
+    )
+
+
+def restart(state: LeadState, old: Clock, at: datetime, policy: Policy) -> tuple[Clock, SlaOutput]:
+    """The same commitment from `at` on, with the full allowance (an escalation gave the lead a new owner)."""
+    warn_at = next((spec.warn_at for spec in policy.slas if spec.name == old.sla), ())
+    return open_clock(
+        state, old.sla, at, allowance_s=old.allowance_s, calendar_name=old.calendar, warn_at=warn_at, policy=policy
+    )
+
+
+def open_clock(
+    state: LeadState,
+    sla: str,
+    at: datetime,
+    *,
+    allowance_s: float,
+    calendar_name: str | None,
+    warn_at: tuple[float, ...],
+    policy: Policy,
+) -> tuple[Clock, SlaOutput]:
     calendar = BusinessCalendar.from_spec(policy.calendars[calendar_name]) if calendar_name else None
     clock = Clock(
-        sla=spec.name,
+        sla=sla,
         started_at=at,
-        deadline=later(at, allowance.seconds, calendar),
-        allowance_s=allowance.seconds,
+        deadline=later(at, allowance_s, calendar),
+        allowance_s=allowance_s,
         calendar=calendar_name,
-        warnings=tuple((f, later(at, allowance.seconds * f, calendar)) for f in sorted(spec.warn_at)),
+        warnings=tuple((f, later(at, allowance_s * f, calendar)) for f in sorted(warn_at)),
     )
     started = SlaStarted(
         id=clock_id(state, clock, "started"),
         **common(state, clock, at),
-        allowance_s=allowance.seconds,
+        allowance_s=allowance_s,
         business=calendar is not None,
     )
     return clock, started

@@ -79,6 +79,11 @@ class QualifiedData(Frozen):
 class AssignedData(Frozen):
     owner_id: Identifier
     team: Code | None = None
+    pool: Code | None = Field(default=None, description="set by leadflow's router: the pool the owner is from")
+    reason: Literal["routed", "fallback", "escalated"] | None = Field(
+        default=None, description="set by leadflow's router: how the owner was chosen"
+    )
+    escalated_sla: Code | None = Field(default=None, description="set by leadflow's router on an escalation")
 
 
 class RejectedData(Frozen):

@@ -144,6 +144,9 @@ class ScoreSummary(Frozen):
     mql_reason: str = Field(description="why the lead became MQL: score, hand_raiser, external")
 
 
+HandOffReason = Literal["routed", "fallback", "assigned", "escalated"]
+
+
 class HandOff(Frozen):
     """Passing the baton: who owns the lead now, what they must do by when, and why the lead is worth it.
 
@@ -156,7 +159,7 @@ class HandOff(Frozen):
     owner_id: str
     team: str | None
     pool: str | None = Field(description="routing pool; None when an external lead.assigned chose the owner")
-    reason: Literal["routed", "fallback", "assigned", "escalated"] = Field(
+    reason: HandOffReason = Field(
         description="routed: round robin in the lead's pool; fallback: its pool had nobody free; "
         "assigned: an external lead.assigned; escalated: reassigned after an SLA breach"
     )

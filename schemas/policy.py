@@ -128,11 +128,12 @@ class CalendarSpec(PolicyModel):
         return {WEEKDAYS.index(day): windows for day, windows in self.hours.items()}
 
 
-class FitRule(PolicyModel):
-    """Points for a profile attribute. Exactly one matcher: equals/in (codes), contains (text), min/max."""
+class Match(PolicyModel):
+    """A condition on a profile attribute. Exactly one matcher: equals/in (codes), contains (text), min/max."""
 
-    attribute: Literal["job_title", "seniority", "company_size", "industry", "country", "persona", "segment"]
-    points: Points
+    attribute: Literal[
+        "job_title", "seniority", "company_size", "industry", "country", "persona", "segment", "territory"
+    ]
     equals: str | None = None
     in_: tuple[str, ...] | None = Field(default=None, alias="in")
     contains: tuple[str, ...] | None = Field(default=None, description="case-insensitive substrings")
@@ -152,6 +153,12 @@ class FitRule(PolicyModel):
         if sum(kinds) != 1:
             raise ValueError("give exactly one matcher: equals, in, contains, or min/max")
         return self
+
+
+class FitRule(Match):
+    """Points for a profile attribute that matches."""
+
+    points: Points
 
 
 class EngagementRule(PolicyModel):
@@ -250,6 +257,11 @@ class SlaSpec(PolicyModel):
     on_breach: Literal["none", "recycle"] = Field(
         default="none", description="recycle: a breach sends the lead back to nurturing"
     )
+    escalate: tuple[Literal["reassign", "notify"], ...] = Field(
+        default=(),
+        description="on breach: reassign to the next owner of the lead's pool (the clock restarts; the breach "
+        "stays counted) and/or notify the pool's manager",
+    )
     calendar: Code | None = Field(default=None, description="team calendar for business_hours allowances")
     overrides: tuple[SlaOverride, ...] = ()
     warn_at: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.5, 0.9)
@@ -269,6 +281,67 @@ class SlaSpec(PolicyModel):
             if override.when == "hand_raiser" and hand_raiser:
                 return override.allowance
         return self.allowance
+
+
+class Away(PolicyModel):
+    """An owner's absence (vacation, leave), whole days in the pool team's time zone, both ends included."""
+
+    from_: date = Field(alias="from")
+    to: date
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.to < self.from_:
+            raise ValueError("to must not be before from")
+        return self
+
+
+class Owner(PolicyModel):
+    id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
+    capacity: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="most open MQLs the owner holds at once; no limit when unset"
+    )
+    away: tuple[Away, ...] = ()
+
+
+class Pool(PolicyModel):
+    """Owners who take leads in turn (round robin). A lead goes to the first pool whose conditions all hold."""
+
+    name: Code
+    team: Code = Field(description="the owners' team: its calendar (if any) times their SLAs and away days")
+    manager: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="who is notified when an SLA of this pool escalates"
+    )
+    when: tuple[Match, ...] = Field(default=(), description="territory/segment/persona conditions (all must hold)")
+    owners: tuple[Owner, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_owners(self) -> Self:
+        ids = [o.id for o in self.owners]
+        if len(set(ids)) != len(ids):
+            raise ValueError("owners: ids must be unique within a pool")
+        return self
+
+
+class Routing(PolicyModel):
+    pools: tuple[Pool, ...] = Field(min_length=1, description="in order: the first matching pool takes the lead")
+    fallback_pool: Code = Field(description="takes leads no pool matches, and leads whose pool has nobody free")
+    timezone: str = Field(default="UTC", description="time zone for away days of teams without a calendar")
+
+    @model_validator(mode="after")
+    def _fallback_known(self) -> Self:
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError("pools: names must be unique")
+        if self.fallback_pool not in names:
+            raise ValueError(f"fallback_pool: {self.fallback_pool!r} is not a pool; name one of: {', '.join(names)}")
+        return self
+
+    @cached_property
+    def by_name(self) -> dict[str, Pool]:
+        return {p.name: p for p in self.pools}
 
 
 class Processing(PolicyModel):
@@ -292,6 +365,7 @@ class Policy(PolicyModel):
     processing: Processing = Processing()
     calendars: dict[Code, CalendarSpec] = Field(default_factory=dict, description="business calendars by team")
     slas: tuple[SlaSpec, ...] = ()
+    routing: Routing | None = Field(default=None, description="who gets each MQL; no routing when unset")
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
@@ -313,6 +387,8 @@ class Policy(PolicyModel):
                     f"slas[{i}].calendar: business_hours need a calendar; name one of: "
                     f"{', '.join(self.calendars) or '(no calendars defined)'}"
                 )
+            if "reassign" in sla.escalate and self.routing is None:
+                raise ValueError(f"slas[{i}].escalate: reassign needs a routing section with pools")
         names = [sla.name for sla in self.slas]
         if len(set(names)) != len(names):
             raise ValueError("slas: names must be unique")

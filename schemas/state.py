@@ -50,6 +50,7 @@ class LeadState(Frozen):
     engagement_as_of: datetime
     owner_id: str | None = None
     team: str | None = None
+    pool: str | None = Field(default=None, description="routing pool the owner came from (None: external)")
     paused: bool = False
     contact_attempts: int = 0
     last_contact_at: datetime | None = None
@@ -87,8 +88,8 @@ class LeadRecord(Frozen):
     watermark: datetime | None = Field(default=None, description="newest occurred_at seen for this lead")
     emitted: tuple[str, ...] = Field(
         default=(),
-        description="ids of time-driven SLA outputs already emitted (warnings, breaches), newest last, bounded: "
-        "any later event may trigger them, so they are deduped here rather than by cause",
+        description="ids of SLA outputs already emitted, newest last, bounded: their ids name the clock, not "
+        "the event that caused them, so any later event may bring them back; they are deduped here",
     )
     erased_at: datetime | None = Field(
         default=None,
@@ -98,3 +99,21 @@ class LeadRecord(Frozen):
 
 
 RECORD_ADAPTER: TypeAdapter[LeadRecord] = TypeAdapter(LeadRecord)
+
+
+class PoolState(Frozen):
+    cursor: int = Field(default=0, description="index of the owner whose turn is next")
+    open: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="owner -> lead ids of the open MQLs they hold (their load)"
+    )
+
+
+class RoutingState(Frozen):
+    """Every pool's turn and load, in one record: routing is one decision per MQL, far from a hot path, and
+    the fallback pool must be readable while routing any pool (so one partition holds it all)."""
+
+    pools: dict[str, PoolState] = Field(default_factory=dict)
+    answered: tuple[str, ...] = Field(default=(), description="ids of recent route requests, newest last, bounded")
+
+
+ROUTING_STATE_ADAPTER: TypeAdapter[RoutingState] = TypeAdapter(RoutingState)

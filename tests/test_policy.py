@@ -157,7 +157,7 @@ BROKEN: list[tuple[str, Change, list[str]]] = [
         _set("scoring.fit.0.attribute", "shoe_size"),
         [
             "scoring.fit[0].attribute: must be 'job_title', 'seniority', 'company_size', 'industry', 'country', "
-            "'persona' or 'segment'"
+            "'persona', 'segment' or 'territory'"
         ],
     ),
     (

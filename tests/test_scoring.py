@@ -10,7 +10,7 @@ from factories import DAY, POLICY, T0, at, make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.scoring import add_action, decay_factor, decayed, engagement_at, fit_score, is_fit_match
+from core.scoring import add_action, decay_factor, decayed, engagement_at, fit_score, is_match
 from schemas.events import Profile
 from schemas.policy import FitRule, Policy
 
@@ -51,7 +51,7 @@ def fit_policy(*rules: dict[str, Any]) -> Policy:
 )
 def test_fit_matcher(rule: dict[str, Any], profile: dict[str, Any], matches: bool) -> None:
     fit_rule = FitRule.model_validate({**rule, "points": 7})
-    assert is_fit_match(fit_rule, Profile(**profile)) is matches
+    assert is_match(fit_rule, Profile(**profile)) is matches
     assert fit_score(Profile(**profile), fit_policy({**rule, "points": 7})) == (7 if matches else 0)
 
 
