@@ -306,13 +306,15 @@ def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
     return items, actives
 
 
-metrics.registry.register(LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)))
-metrics.registry.register(LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)))
+metrics.watch(
+    LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)),
+    LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)),
+)
 
 
 @app.page("/metrics")
 async def metrics_view(web: Any, request: Any) -> Any:
-    return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+    return web.bytes(await metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 @app.page("/healthz")

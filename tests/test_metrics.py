@@ -261,7 +261,7 @@ def test_census_counts_stages_open_and_overdue_clocks() -> None:
     assert counts.overdue == {"mql_acceptance": 1}
 
 
-def test_lead_gauges_count_only_active_partitions_and_list_every_stage() -> None:
+async def test_lead_gauges_count_only_active_partitions_and_list_every_stage() -> None:
     partition_of = Partitioner(4)
     records = [
         lead(f"L{i}", "mql" if i % 2 else "sql", {"mql_acceptance": clock("mql_acceptance", -1)}) for i in range(40)
@@ -272,7 +272,11 @@ def test_lead_gauges_count_only_active_partitions_and_list_every_stage() -> None
     mine = [r for r in records if r.state and partition_of(r.lead_id.encode()) in active]
     assert 0 < len(mine) < 40
     registry = CollectorRegistry()
-    registry.register(LeadCollector(POLICY, lambda: (items, active), partition_of, lambda: T))
+    collector = LeadCollector(POLICY, lambda: (items, active), partition_of, lambda: T)
+    registry.register(collector)
+    assert {registry.get_sample_value("leadflow_leads", {"stage": stage}) for stage in POLICY.all_stages} == {0}
+    collector.CHUNK = 7  # several chunks
+    await collector.refresh()
     for stage in POLICY.all_stages:
         expected = sum(1 for r in mine if r.state and r.state.stage == stage)
         assert registry.get_sample_value("leadflow_leads", {"stage": stage}) == expected
