@@ -156,7 +156,8 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         worker = WorkerProcess(settings.as_env(), options.workdir / "worker.log").start()
         console.print(
             f"broker {settings.bootstrap} ({'embedded' if broker else 'external'}) · worker pid {worker.pid}, "
-            f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz"
+            f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz · "
+            f"metrics http://127.0.0.1:{options.web_port}/metrics"
         )
         simulator = LiveSimulator(
             leads_per_s=options.leads_per_s,
