@@ -156,9 +156,7 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
     ]
     still_theirs = state.owner_id == breach.owner_id and state.pool == breach.pool
     if "reassign" in spec.escalate and pool is not None and still_theirs:
-        held = holds(state)
-        if held is not None:
-            outputs.append(release(state.lead_id, held, breach.id, breach.occurred_at))
+        # The old owner keeps the lead (and its capacity) until the new one takes it.
         outputs.append(
             RouteRequest(
                 id=output_id(breach.id, "reassign"),

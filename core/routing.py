@@ -10,7 +10,7 @@ its least loaded owner who is not away does (a lead must never wait for an owner
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,8 @@ from schemas.outputs import RouteRelease, RouteRequest
 from schemas.policy import Owner, Policy, Pool, Routing
 from schemas.state import PoolState, RoutingState
 
+# The answer is dated just after the request, so in event-time order it comes after the event that asked.
+ANSWER_DELAY = timedelta(milliseconds=1)
 # Route request ids remembered, so a redelivered request is answered again, never routed twice.
 MAX_ANSWERED = 2000
 
@@ -57,11 +59,11 @@ def team_timezone(pool: Pool, policy: Policy) -> str:
     return calendar.timezone if calendar else policy.routing.timezone
 
 
-def holder(pools: dict[str, PoolState], lead_id: str) -> tuple[str, str] | None:
-    """(pool, owner) holding the lead as an open MQL, if any."""
+def holder(pools: dict[str, PoolState], lead_id: str, exclude: tuple[str, ...] = ()) -> tuple[str, str] | None:
+    """(pool, owner) holding the lead as an open MQL, if any (owners in `exclude` do not count)."""
     for name, pool in pools.items():
         for owner, leads in pool.open.items():
-            if lead_id in leads:
+            if lead_id in leads and owner not in exclude:
                 return name, owner
     return None
 
@@ -109,12 +111,12 @@ def route(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[R
     routing = policy.routing
     if routing is None:
         return state, None
-    held = holder(state.pools, request.lead_id)
-    if request.id in state.answered or (held is not None and held[1] not in request.exclude):
-        if held is None:
-            return state, None  # answered before, and released since: the lead has moved on
+    held = holder(state.pools, request.lead_id, request.exclude)
+    if held is not None:  # routed already (a redelivered request): the same answer again
         pool = routing.by_name.get(held[0]) or routing.by_name[routing.fallback_pool]
         return state, assignment(request, pool, held[1], "escalated" if request.escalated_sla else "routed")
+    if request.id in state.answered:
+        return state, None  # answered before, and released since: the lead has moved on
     state = remember(state, request.id)
     pool = routing.by_name.get(request.pool) or routing.by_name[routing.fallback_pool]
     reason: Literal["routed", "fallback", "escalated"] = "escalated" if request.escalated_sla else "routed"
@@ -134,6 +136,29 @@ def assignment(
     request: RouteRequest, pool: Pool, owner_id: str, reason: Literal["routed", "fallback", "escalated"]
 ) -> Assignment:
     return Assignment(request.lead_id, owner_id, pool.name, pool.team, reason, request)
+
+
+def assigned_event(assignment: Assignment, source: str) -> dict[str, object]:
+    """The router's answer as a `lead.assigned` envelope for the lead's own partition. Its id follows from the
+    request's, so an answer sent twice is a duplicate for the lead."""
+    request = assignment.request
+    data: dict[str, object] = {
+        "owner_id": assignment.owner_id,
+        "team": assignment.team,
+        "pool": assignment.pool,
+        "reason": assignment.reason,
+    }
+    if request.escalated_sla is not None:
+        data["escalated_sla"] = request.escalated_sla
+    return {
+        "event_id": f"route:{request.id}",
+        "lead_id": assignment.lead_id,
+        "type": "lead.assigned",
+        "occurred_at": (request.occurred_at + ANSWER_DELAY).isoformat(),
+        "source": source,
+        "actor": {"team": "system", "user_id": "router"},
+        "data": data,
+    }
 
 
 def release(state: RoutingState, message: RouteRelease) -> RoutingState:

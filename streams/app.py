@@ -11,7 +11,7 @@ import logging
 import time
 import weakref
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import faust
 import orjson
@@ -19,30 +19,48 @@ from faust.sensors import Monitor
 from faust.serializers import codecs
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from pydantic import TypeAdapter, ValidationError
 
 from core.deadlines import DeadlineIndex, next_instant
 from core.decision import decide
+from core.handoff import ROUTER_SOURCE
 from core.intake import Origin, dead_letter, decode
-from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_TYPES, DeadLetter
+from core.routing import assigned_event, release, route
+from schemas.outputs import (
+    DEAD_LETTER_ADAPTER,
+    ROUTING_ADAPTER,
+    ROUTING_TYPES,
+    SLA_TYPES,
+    DeadLetter,
+    HandOff,
+    Output,
+    RouteRequest,
+)
 from schemas.policy import load_policy
-from schemas.state import RECORD_ADAPTER, LeadRecord
+from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
 from streams.metrics import CONTENT_TYPE, LagCollector, LeadCollector, Metrics, Partitioner, faust_consumer_lag
 from streams.settings import Settings
 from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS
 
 
-class LeadRecordCodec(codecs.Codec):
+class ModelCodec(codecs.Codec):
     """Table values as compact JSON (pydantic's Rust serializer), not Faust Records: cheaper both ways."""
 
+    def __init__(self, adapter: TypeAdapter[Any]) -> None:
+        super().__init__()
+        self.adapter = adapter
+
     def _dumps(self, obj: Any) -> bytes:
-        return RECORD_ADAPTER.dump_json(obj, exclude_defaults=True)
+        return self.adapter.dump_json(obj, exclude_defaults=True)
 
     def _loads(self, s: bytes) -> Any:
-        return RECORD_ADAPTER.validate_json(s)
+        return self.adapter.validate_json(s)
 
 
-codecs.register("leadrecord", LeadRecordCodec())
+codecs.register("leadrecord", ModelCodec(RECORD_ADAPTER))
+codecs.register("routingstate", ModelCodec(ROUTING_STATE_ADAPTER))
 log = logging.getLogger(__name__)
+Value = TypeVar("Value")
 
 
 class QuietMonitor(Monitor):
@@ -131,21 +149,41 @@ events_topic = app.topic(
 transitions_topic = app.topic(settings.topic_transitions, key_serializer="raw", value_serializer="raw")
 deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
 sla_topic = app.topic(settings.topic_sla, key_serializer="raw", value_serializer="raw")
+handoffs_topic = app.topic(settings.topic_handoffs, key_serializer="raw", value_serializer="raw")
+# One partition: routing is one decision per MQL, and every pool (the fallback pool too) must be at hand.
+routing_topic = app.topic(settings.topic_routing, partitions=1, key_serializer="raw", value_serializer="raw")
 
 
-class LeadTable(faust.Table[bytes, LeadRecord]):
-    """Keys are raw lead_id bytes; values are LeadRecords in the 'leadrecord' codec.
+class ModelTable(faust.Table[bytes, Value]):
+    """Keys are raw bytes; values are pydantic models in the codec `value_codec` names.
 
     Faust derives a table's codecs from Faust Record types; ours are pydantic models, so name the codec here,
     where the store, the changelog topic and recovery all read it.
     """
 
+    value_codec: ClassVar[str]
+
     def _serializer_from_type(self, typ: Any) -> str:
-        return "raw" if typ is bytes else "leadrecord"
+        return "raw" if typ is bytes else self.value_codec
+
+
+class LeadTable(ModelTable[LeadRecord]):
+    """lead_id -> LeadRecord."""
+
+    value_codec = "leadrecord"
+
+
+class RoutingTable(ModelTable[RoutingState]):
+    """One key (ROUTING_KEY): every pool's turn and load."""
+
+    value_codec = "routingstate"
 
 
 leads = LeadTable(app, name="leads", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
 app.tables.add(leads)
+routing = RoutingTable(app, name="routing", partitions=1, key_type=bytes, beacon=app.tables.beacon)
+app.tables.add(routing)
+ROUTING_KEY = b"pools"
 
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
@@ -207,10 +245,56 @@ def handle(
         return
     metrics.observe(decoded, decision, now)
     for output in decision.outputs:
-        topic = sla_topic if isinstance(output, SLA_TYPES) else transitions_topic
-        topic.send_soon(key=key, value=output.model_dump_json().encode())
+        send_output(output, key)
     if decision.changed:
         touched[key] = (event, decision.record)
+
+
+def send_output(output: Output, key: bytes) -> None:
+    """Each kind of output to its topic, keyed by lead (routing messages: by pool, on the router's partition)."""
+    value = output.model_dump_json().encode()
+    if isinstance(output, SLA_TYPES):
+        sla_topic.send_soon(key=key, value=value)
+    elif isinstance(output, HandOff):
+        handoffs_topic.send_soon(key=key, value=value)
+    elif isinstance(output, ROUTING_TYPES):
+        routing_topic.send_soon(key=output.pool.encode(), value=value)
+    else:
+        transitions_topic.send_soon(key=key, value=value)
+
+
+@app.agent(routing_topic)
+async def route_leads(stream: faust.StreamT[bytes]) -> None:
+    """The router: picks each MQL's owner (core.routing) and answers on the lead's partition of leads.events."""
+    async for batch in cast(faust.Stream[bytes], stream).take_events(
+        settings.batch_max, within=settings.batch_within_s
+    ):
+        state = routing.get(ROUTING_KEY) or RoutingState()
+        for event in batch:
+            state = handle_routing(event, state)
+        as_current(batch[-1])
+        routing[ROUTING_KEY] = state
+
+
+def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> RoutingState:
+    message = event.message
+    try:
+        routed = ROUTING_ADAPTER.validate_json(message.value or b"")
+    except ValidationError as error:
+        now = datetime.now(UTC)
+        origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
+        send_dead_letter(dead_letter("invalid_event", [str(error)], origin), message.key)
+        return state
+    if not isinstance(routed, RouteRequest):
+        return release(state, routed)
+    state, assignment = route(state, routed, policy)
+    if assignment is None:
+        log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
+                    routed.pool)  # fmt: skip
+        return state
+    answer = assigned_event(assignment, ROUTER_SOURCE)
+    events_topic.send_soon(key=assignment.lead_id.encode(), value=orjson.dumps(answer))
+    return state
 
 
 class Timers:

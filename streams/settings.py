@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     topic_transitions: str = "leads.transitions"
     topic_deadletter: str = "leads.deadletter"
     topic_sla: str = "leads.sla"
+    topic_handoffs: str = "leads.handoffs"
+    topic_routing: str = Field(default="leads.routing", description="internal: route requests and releases")
     batch_max: int = Field(default=5000, ge=1, description="events handled per batch (state written once per lead)")
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     producer_buffer_messages: int = Field(
@@ -61,3 +63,7 @@ class Settings(BaseSettings):
     @property
     def changelog_topic(self) -> str:
         return f"{self.app_id}-leads-changelog"
+
+    @property
+    def routing_changelog_topic(self) -> str:
+        return f"{self.app_id}-routing-changelog"

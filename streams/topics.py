@@ -156,8 +156,11 @@ async def create_leadflow_topics(settings: Settings) -> None:
             settings.topic_transitions: settings.partitions,
             settings.topic_deadletter: settings.partitions,
             settings.topic_sla: settings.partitions,
+            settings.topic_handoffs: settings.partitions,
+            settings.topic_routing: 1,
             settings.changelog_topic: settings.partitions,
+            settings.routing_changelog_topic: 1,
         },
-        compacted={settings.changelog_topic},
+        compacted={settings.changelog_topic, settings.routing_changelog_topic},
         configs={settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes)}},
     )

@@ -32,6 +32,8 @@ class Deployment:
         self.transitions = f"{self.prefix}transitions"
         self.deadletter = f"{self.prefix}deadletter"
         self.sla = f"{self.prefix}sla"
+        self.handoffs = f"{self.prefix}handoffs"
+        self.routing = f"{self.prefix}routing"
         self.changelog = f"{self.app_id}-leads-changelog"
         self.web_port = free_port()
         self.produced: dict[int, int] = {}  # partition -> next offset
@@ -46,6 +48,8 @@ class Deployment:
             topic_transitions=self.transitions,
             topic_deadletter=self.deadletter,
             topic_sla=self.sla,
+            topic_handoffs=self.handoffs,
+            topic_routing=self.routing,
             web_port=self.web_port,
             data_dir=self.workdir / "data",
         )

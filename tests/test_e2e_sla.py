@@ -21,12 +21,15 @@ pytestmark = pytest.mark.broker
 POLL_S = 0.2
 
 
-def fast_policy(tmp_path: Path, hand_raiser_minutes: float) -> Path:
-    """The default policy with a short hand-raiser first-contact allowance, so a deadline passes in a test."""
+def fast_policy(tmp_path: Path, hand_raiser_minutes: float, acceptance_minutes: float | None = None) -> Path:
+    """The default policy with a short hand-raiser first-contact allowance (and optionally a short wall-clock
+    MQL acceptance), so a deadline passes in a test."""
     document = yaml.safe_load(Path("schemas/default_policy.yaml").read_text())
     for sla in document["slas"]:
         if sla["name"] == "first_contact":
             sla["overrides"] = [{"when": "hand_raiser", "allowance": {"minutes": hand_raiser_minutes}}]
+        if sla["name"] == "mql_acceptance" and acceptance_minutes is not None:
+            sla["allowance"] = {"minutes": acceptance_minutes}
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -116,3 +119,28 @@ async def test_deadlines_pending_at_a_stop_fire_once_after_the_restart(deploymen
     assert sorted(b.lead_id for b in breaches) == sorted(leads), "one breach per clock, none lost"
     assert len({b.id for b in breaches}) == len(leads)
     assert all(b.occurred_at == b.deadline for b in breaches)
+
+
+async def test_a_killed_worker_loses_no_breach_and_emits_each_once_per_id(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """SIGKILL (no clean shutdown, no final commit) while deadlines are pending: after the restart every
+    breach is emitted, each with one id per clock (a redelivered record may repeat an id, never add one)."""
+    policy = fast_policy(tmp_path, hand_raiser_minutes=1)
+    started_at = datetime.now(UTC) - timedelta(seconds=45)  # deadlines in ~15 s
+    leads = {f"kill-{i}" for i in range(6)}
+    worker = deployment.worker("worker-1", LEADFLOW_POLICY=str(policy)).start()
+    try:
+        await deployment.produce([r for lead in sorted(leads) for r in hand_raiser(lead, started_at)])
+        await deployment.wait_processed(worker)
+        assert not [o for o in await sla_outputs(deployment) if isinstance(o, SlaBreached)], "killed too late"
+    finally:
+        worker.kill()
+    restarted = deployment.worker("worker-2", LEADFLOW_POLICY=str(policy)).start()
+    try:
+        await wait_for_breaches(deployment, leads, restarted, timeout_s=90)
+    finally:
+        restarted.stop()
+    breaches = [o for o in await sla_outputs(deployment) if isinstance(o, SlaBreached) and o.sla == "first_contact"]
+    ids_per_lead = {lead: {b.id for b in breaches if b.lead_id == lead} for lead in leads}
+    assert all(len(ids) == 1 for ids in ids_per_lead.values()), ids_per_lead
