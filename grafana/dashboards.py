@@ -1,0 +1,767 @@
+"""Generates the Grafana dashboards of leadflow as JSON files in grafana/dashboards/.
+
+Plain dicts, no dependency: `python grafana/dashboards.py` rewrites the files, `--check` exits 1 when the
+committed files differ from what this module generates (tests/test_dashboards.py checks the same).
+
+Conventions: every panel queries the provisioned Prometheus datasource (uid DATASOURCE_UID, see
+grafana/provisioning/datasources/prometheus.yml); time series use `$__rate_interval`, "last hour" figures use
+the recording rules of grafana/prometheus/rules/leadflow.rules.yml; template variables appear only inside
+label matchers (`{sla=~"$sla"}`), so every query is valid PromQL once they are substituted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+OUT_DIR = HERE / "dashboards"
+POLICY = HERE.parent / "schemas" / "default_policy.yaml"
+
+DATASOURCE_UID = "leadflow-prometheus"
+DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": DATASOURCE_UID}
+JOB = "leadflow"
+GRID_WIDTH = 24
+SCHEMA_VERSION = 39
+
+Json = dict[str, Any]
+
+
+def funnel_stages() -> list[str]:
+    """The main funnel of the shipped policy, in order (the bar of leads per stage follows it)."""
+    policy = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
+    return [str(stage) for stage in policy["lifecycle"]["stages"]]
+
+
+def side_stages() -> list[str]:
+    policy = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
+    return [str(stage) for stage in policy["lifecycle"]["side_stages"]]
+
+
+# --- panels ---------------------------------------------------------------------------------------------------
+
+
+def target(expr: str, legend: str = "", *, instant: bool = False) -> Json:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "instant": instant, "range": not instant}
+
+
+def _field_config(unit: str, *, thresholds: list[tuple[float | None, str]] | None = None, **custom: Any) -> Json:
+    steps = [{"color": color, "value": value} for value, color in (thresholds or [(None, "green")])]
+    defaults: Json = {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}}
+    if thresholds:
+        defaults["color"] = {"mode": "thresholds"}
+    if custom:
+        defaults["custom"] = custom
+    return {"defaults": defaults, "overrides": []}
+
+
+def timeseries(title: str, description: str, targets: list[Json], unit: str = "short", *, stack: bool = False) -> Json:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": _field_config(
+            unit,
+            drawStyle="line",
+            lineWidth=1,
+            fillOpacity=25 if stack else 10,
+            showPoints="never",
+            spanNulls=True,
+            stacking={"mode": "normal" if stack else "none", "group": "A"},
+        ),
+        "options": {
+            "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+def bars(
+    title: str,
+    description: str,
+    targets: list[Json],
+    unit: str = "short",
+    *,
+    thresholds: list[tuple[float | None, str]] | None = None,
+) -> Json:
+    """Horizontal bar gauge of the current value of each series (instant queries)."""
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": _field_config(unit, thresholds=thresholds or [(None, "blue")]),
+        "options": {
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "showUnfilled": True,
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+    }
+
+
+def stat(
+    title: str,
+    description: str,
+    targets: list[Json],
+    unit: str = "short",
+    *,
+    thresholds: list[tuple[float | None, str]] | None = None,
+) -> Json:
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": _field_config(unit, thresholds=thresholds),
+        "options": {
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "textMode": "auto",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+    }
+
+
+def layout(rows: Iterable[tuple[int, list[Json]]]) -> list[Json]:
+    """Place panels row by row: each row has a height and panels of equal width; ids in reading order."""
+    panels: list[Json] = []
+    y = 0
+    for height, row in rows:
+        width = GRID_WIDTH // len(row)
+        for column, panel in enumerate(row):
+            refs = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            placed = {
+                "id": len(panels) + 1,
+                "gridPos": {"h": height, "w": width, "x": column * width, "y": y},
+                **panel,
+                "targets": [{**t, "refId": next(refs)} for t in panel["targets"]],
+            }
+            panels.append(placed)
+        y += height
+    return panels
+
+
+def query_variable(name: str, label: str, query: str) -> Json:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": f"{name}-variable"},
+        "refresh": 2,
+        "sort": 1,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "hide": 0,
+    }
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[Json], variables: Iterable[Json] = ()) -> Json:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["leadflow"],
+        "editable": False,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "refresh": "30s",
+        "annotations": {"list": []},
+        "links": [
+            {
+                "type": "dashboards",
+                "title": "leadflow",
+                "tags": ["leadflow"],
+                "asDropdown": True,
+                "includeVars": False,
+                "keepTime": True,
+            }
+        ],
+        "templating": {"list": list(variables)},
+        "panels": panels,
+    }
+
+
+PER_MINUTE = "* 60"
+PERCENT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (0.8, "orange"), (0.9, "yellow"), (0.95, "green")]
+
+
+# --- the four dashboards ----------------------------------------------------------------------------------------
+
+
+def funnel() -> Json:
+    per_stage = [
+        target(f'sum(leadflow_leads{{stage="{stage}"}})', stage, instant=True)
+        for stage in (*funnel_stages(), *side_stages())
+    ]
+    rows = [
+        (
+            9,
+            [
+                bars(
+                    "Leads per stage now",
+                    "Leads currently in each lifecycle stage, funnel order then side stages "
+                    "(sum of leadflow_leads over the workers).",
+                    per_stage,
+                ),
+                bars(
+                    "Stage entries in the last hour",
+                    "Leads that entered each stage in the last hour (stage:leadflow_stage_entries:rate1h).",
+                    [target("stage:leadflow_stage_entries:rate1h * 3600", "{{stage}}", instant=True)],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Leads per stage",
+                    "Leads in each stage over time.",
+                    [target("stage:leadflow_leads:sum", "{{stage}}")],
+                    stack=True,
+                ),
+                timeseries(
+                    "New leads per minute",
+                    "Leads created (transitions from none).",
+                    [
+                        target(
+                            'sum(rate(leadflow_stage_transitions_total{from_stage="none"}[$__rate_interval]))'
+                            f" {PER_MINUTE}",
+                            "new leads",
+                        )
+                    ],
+                ),
+            ],
+        ),
+        (
+            10,
+            [
+                timeseries(
+                    "Flow between stages (per minute)",
+                    "Stage changes per minute, by from and to stage.",
+                    [
+                        target(
+                            "sum by (from_stage, to_stage) "
+                            f"(rate(leadflow_stage_transitions_total[$__rate_interval])) {PER_MINUTE}",
+                            "{{from_stage}} → {{to_stage}}",
+                        )
+                    ],
+                ),
+                bars(
+                    "Conversion: where leads go from each stage (last hour)",
+                    "Share of the leads leaving a stage that went to each next stage "
+                    "(from_stage_to_stage:leadflow_stage_transitions:ratio_rate1h). mql → sal is the acceptance "
+                    "rate, mql → nurturing the rejection rate.",
+                    [
+                        target(
+                            "from_stage_to_stage:leadflow_stage_transitions:ratio_rate1h",
+                            "{{from_stage}} → {{to_stage}}",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                bars(
+                    "Average time in stage (Little's law, last hour)",
+                    "Leads in a stage divided by the leads leaving it per second over the last hour "
+                    "(stage:leadflow_time_in_stage_seconds:littles_law_1h): an estimate of the average time a "
+                    "lead spends in the stage, in real time. Stages nobody left in the last hour have none.",
+                    [target("stage:leadflow_time_in_stage_seconds:littles_law_1h", "{{stage}}", instant=True)],
+                    "s",
+                ),
+                timeseries(
+                    "Exits per stage (per minute)",
+                    "Leads leaving each stage per minute (the denominator of the time-in-stage estimate).",
+                    [
+                        target(
+                            'sum by (from_stage) (rate(leadflow_stage_transitions_total{from_stage!="none"}'
+                            f"[$__rate_interval])) {PER_MINUTE}",
+                            "{{from_stage}}",
+                        )
+                    ],
+                ),
+            ],
+        ),
+    ]
+    return dashboard(
+        "leadflow-funnel",
+        "leadflow / Funnel",
+        "Leads per lifecycle stage, the flow between stages, conversion and time in stage.",
+        layout(rows),
+    )
+
+
+def sla() -> Json:
+    selected = '{sla=~"$sla"}'
+    quantiles = [
+        target(
+            f"histogram_quantile({q}, sla:leadflow_sla_response_seconds_bucket:rate5m{selected})",
+            f"{{{{sla}}}} p{round(q * 100)}",
+        )
+        for q in (0.5, 0.9, 0.99)
+    ]
+    rows = [
+        (
+            6,
+            [
+                stat(
+                    "Compliance (last hour)",
+                    "Clocks met on time / clocks decided (met on time or breached) in the last hour, per SLA "
+                    "(sla:leadflow_sla_compliance:ratio_rate1h).",
+                    [target(f"sla:leadflow_sla_compliance:ratio_rate1h{selected}", "{{sla}}", instant=True)],
+                    "percentunit",
+                    thresholds=PERCENT_THRESHOLDS,
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Compliance (5 minute windows)",
+                    "Share of the clocks decided in the last 5 minutes that were met on time.",
+                    [target(f"sla:leadflow_sla_compliance:ratio_rate5m{selected}", "{{sla}}")],
+                    "percentunit",
+                ),
+                timeseries(
+                    "Response time percentiles",
+                    "Allowance used by the clocks met (business seconds for business-time SLAs), p50/p90/p99, "
+                    "from leadflow_sla_response_seconds (a bucket at every allowance).",
+                    quantiles,
+                    "s",
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                timeseries(
+                    "Open clocks",
+                    "SLA clocks running now (sum over the workers).",
+                    [target(f"sla:leadflow_sla_open:sum{selected}", "{{sla}}")],
+                ),
+                timeseries(
+                    "Overdue clocks",
+                    "Open clocks past their deadline: leads waiting for sales after the allowance.",
+                    [target(f"sla:leadflow_sla_overdue:sum{selected}", "{{sla}}")],
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                timeseries(
+                    "Warnings per minute",
+                    "SLA warnings by the share of the allowance used (warn_at in the policy).",
+                    [
+                        target(
+                            "sum by (sla, fraction) "
+                            f"(rate(leadflow_sla_warnings_total{selected}[$__rate_interval])) {PER_MINUTE}",
+                            "{{sla}} at {{fraction}}",
+                        )
+                    ],
+                ),
+                timeseries(
+                    "Breaches per minute",
+                    "SLA deadlines passed per minute.",
+                    [
+                        target(
+                            f"sum by (sla) (rate(leadflow_sla_breaches_total{selected}[$__rate_interval])) "
+                            f"{PER_MINUTE}",
+                            "{{sla}}",
+                        )
+                    ],
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                bars(
+                    "Breaches by team and pool (last hour)",
+                    "Breached clocks in the last hour by the owner's team and routing pool "
+                    "(sla_team_pool:leadflow_sla_breaches:rate1h).",
+                    [
+                        target(
+                            f"sum by (team, pool) (sla_team_pool:leadflow_sla_breaches:rate1h{selected}) * 3600",
+                            "{{team}} / {{pool}}",
+                            instant=True,
+                        )
+                    ],
+                    thresholds=[(None, "orange")],
+                ),
+                timeseries(
+                    "Clocks started and met per minute",
+                    "SLA clocks started and met (on time or late) per minute.",
+                    [
+                        target(
+                            f"sum by (sla) (rate(leadflow_sla_started_total{selected}[$__rate_interval])) {PER_MINUTE}",
+                            "{{sla}} started",
+                        ),
+                        target(
+                            f"sum by (sla) (rate(leadflow_sla_met_total{selected}[$__rate_interval])) {PER_MINUTE}",
+                            "{{sla}} met",
+                        ),
+                    ],
+                ),
+            ],
+        ),
+    ]
+    variable = query_variable("sla", "SLA", "label_values(leadflow_sla_started_total, sla)")
+    return dashboard(
+        "leadflow-sla",
+        "leadflow / SLA",
+        "SLA compliance, response times, open and overdue clocks, warnings and breaches.",
+        layout(rows),
+        [variable],
+    )
+
+
+def handoff() -> Json:
+    rows = [
+        (
+            9,
+            [
+                timeseries(
+                    "Hand-offs per pool (per minute)",
+                    "Leads handed to an owner, by routing pool.",
+                    [
+                        target(
+                            f"sum by (pool) (rate(leadflow_handoffs_total[$__rate_interval])) {PER_MINUTE}",
+                            "{{pool}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+                bars(
+                    "Hand-offs by pool and reason (last hour)",
+                    "routed: round robin in the pool; fallback: no pool matched; assigned: an explicit "
+                    "lead.assigned; escalated: reassigned after an SLA breach.",
+                    [
+                        target(
+                            "sum by (pool, reason) (increase(leadflow_handoffs_total[1h]))",
+                            "{{pool}} / {{reason}}",
+                            instant=True,
+                        )
+                    ],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                bars(
+                    "Rejection reasons (last hour)",
+                    "MQLs rejected by sales in the last hour, by reason code (reason:leadflow_rejections:rate1h): "
+                    "what marketing should fix at the source.",
+                    [target("reason:leadflow_rejections:rate1h * 3600", "{{reason}}", instant=True)],
+                    thresholds=[(None, "orange")],
+                ),
+                timeseries(
+                    "Rejections per minute",
+                    "MQLs rejected per minute, by reason.",
+                    [
+                        target(
+                            f"sum by (reason) (rate(leadflow_rejections_total[$__rate_interval])) {PER_MINUTE}",
+                            "{{reason}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+            ],
+        ),
+        (
+            6,
+            [
+                stat(
+                    "Rejected share of MQLs leaving mql (last hour)",
+                    "Rejections / all exits from the mql stage in the last hour.",
+                    [
+                        target(
+                            "sum(rate(leadflow_rejections_total[1h])) / "
+                            'sum(rate(leadflow_stage_transitions_total{from_stage="mql"}[1h]))',
+                            "rejected",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=[(None, "green"), (0.2, "yellow"), (0.4, "red")],
+                ),
+                stat(
+                    "Recycled leads (last hour)",
+                    "Leads sent back to marketing (transitions to nurturing) in the last hour.",
+                    [
+                        target(
+                            'sum(increase(leadflow_stage_transitions_total{to_stage="nurturing"}[1h]))',
+                            "recycled",
+                            instant=True,
+                        )
+                    ],
+                ),
+                stat(
+                    "Leads in nurturing now",
+                    "Recycled leads waiting to re-qualify.",
+                    [target('sum(stage:leadflow_leads:sum{stage="nurturing"})', "nurturing", instant=True)],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Recycled leads per minute (to nurturing, by stage left)",
+                    "Rejected MQLs, lost deals and leads recycled by the contact_attempts SLA.",
+                    [
+                        target(
+                            'sum by (from_stage) (rate(leadflow_stage_transitions_total{to_stage="nurturing"}'
+                            f"[$__rate_interval])) {PER_MINUTE}",
+                            "from {{from_stage}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+                timeseries(
+                    "Escalations per minute",
+                    "SLA breach escalations by SLA and action (reassign, notify).",
+                    [
+                        target(
+                            "sum by (sla, action) (rate(leadflow_sla_escalations_total[$__rate_interval])) "
+                            f"{PER_MINUTE}",
+                            "{{sla}}: {{action}}",
+                        )
+                    ],
+                ),
+            ],
+        ),
+    ]
+    return dashboard(
+        "leadflow-handoff",
+        "leadflow / Hand-off & rejections",
+        "Hand-offs per pool and reason, rejection reasons, recycled leads and escalations.",
+        layout(rows),
+    )
+
+
+def pipeline() -> Json:
+    worker = '{instance=~"$instance"}'
+    job_worker = f'{{job="{JOB}",instance=~"$instance"}}'
+
+    def quantiles(metric: str, by: str, legend: str) -> list[Json]:
+        return [
+            target(
+                f"histogram_quantile({q}, sum by ({by}) (rate({metric}{worker}[$__rate_interval])))",
+                f"{legend}p{round(q * 100)}",
+            )
+            for q in (0.5, 0.9, 0.99)
+        ]
+
+    rows = [
+        (
+            5,
+            [
+                stat(
+                    "Workers up",
+                    "Worker processes Prometheus scrapes successfully.",
+                    [target(f'sum(up{{job="{JOB}"}})', "up", instant=True)],
+                    thresholds=[(None, "red"), (1, "green")],
+                ),
+                stat(
+                    "Events per second",
+                    "Decoded events handled per second, every outcome.",
+                    [target(f"sum(rate(leadflow_events_total{worker}[$__rate_interval]))", "events/s")],
+                    "short",
+                ),
+                stat(
+                    "Consumer lag",
+                    "Records of the events topic not processed yet (topic:leadflow_consumer_lag:sum).",
+                    [target("sum(topic:leadflow_consumer_lag:sum)", "lag", instant=True)],
+                    thresholds=[(None, "green"), (1000, "yellow"), (10000, "red")],
+                ),
+                stat(
+                    "Open SLA deadlines",
+                    "Entries in the workers' deadline indexes.",
+                    [target(f"sum(leadflow_timer_deadlines{worker})", "deadlines", instant=True)],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Throughput by outcome (events/s)",
+                    "applied, reordered (late within the lateness bound, applied in event-time order), late, "
+                    "refused (event.refused), duplicate (redelivered), ignored.",
+                    [
+                        target(
+                            f"sum by (outcome) (rate(leadflow_events_total{worker}[$__rate_interval]))",
+                            "{{outcome}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+                timeseries(
+                    "Events by type (events/s)",
+                    "Decoded events per second by event type (timer.due are the worker's own SLA instants).",
+                    [
+                        target(
+                            f"sum by (type) (rate(leadflow_events_total{worker}[$__rate_interval]))",
+                            "{{type}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Consumer lag per partition",
+                    "End offset minus the consumer's position, per partition of the events topic.",
+                    [
+                        target(
+                            f"max by (topic, partition) (leadflow_consumer_lag{worker})",
+                            "{{topic}} [{{partition}}]",
+                        )
+                    ],
+                ),
+                timeseries(
+                    "Dead letters per minute by reason",
+                    "Records that could not be processed, sent to leads.deadletter.",
+                    [
+                        target(
+                            f"sum by (reason) (rate(leadflow_dead_letters_total{worker}[$__rate_interval])) "
+                            f"{PER_MINUTE}",
+                            "{{reason}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Event-time lag percentiles",
+                    "Processing time minus the event's occurred_at (leadflow_event_lag_seconds).",
+                    quantiles("leadflow_event_lag_seconds_bucket", "le", ""),
+                    "s",
+                ),
+                timeseries(
+                    "Timer sweep duration percentiles",
+                    "Duration of one sweep of the deadline index, per worker.",
+                    quantiles("leadflow_timer_sweep_duration_seconds_bucket", "instance, le", "{{instance}} "),
+                    "s",
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                timeseries(
+                    "Age of the last timer sweep",
+                    "Seconds since each worker last completed a sweep (sweeps run every 0.25 s by default; "
+                    "LeadTimerSweepStalled fires above 60 s).",
+                    [target(f"time() - leadflow_timer_last_sweep_timestamp_seconds{worker}", "{{instance}}")],
+                    "s",
+                ),
+                timeseries(
+                    "Timer events per second",
+                    "timer.due events the sweeps send (due SLA instants).",
+                    [
+                        target(
+                            f"sum by (instance) (rate(leadflow_timer_events_total{worker}[$__rate_interval]))",
+                            "{{instance}}",
+                        )
+                    ],
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                timeseries(
+                    "Workers up",
+                    "1 when Prometheus scraped the worker, 0 when not.",
+                    [target(f"up{job_worker}", "{{instance}}")],
+                ),
+                timeseries(
+                    "CPU per worker",
+                    "CPU seconds per second of each worker process.",
+                    [target(f"rate(process_cpu_seconds_total{job_worker}[$__rate_interval])", "{{instance}}")],
+                    "percentunit",
+                ),
+                timeseries(
+                    "Memory per worker",
+                    "Resident memory of each worker process.",
+                    [target(f"process_resident_memory_bytes{job_worker}", "{{instance}}")],
+                    "bytes",
+                ),
+            ],
+        ),
+    ]
+    variable = query_variable("instance", "Worker", f'label_values(up{{job="{JOB}"}}, instance)')
+    return dashboard(
+        "leadflow-pipeline",
+        "leadflow / Pipeline health",
+        "Throughput, consumer lag, dead letters, event-time lag, timer sweeps and the workers.",
+        layout(rows),
+        [variable],
+    )
+
+
+DASHBOARDS = {"funnel": funnel, "sla": sla, "handoff": handoff, "pipeline": pipeline}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {
+        f"{name}.json": json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in DASHBOARDS.items()
+    }
+
+
+def main(argv: list[str]) -> int:
+    files = render()
+    if "--check" in argv:
+        stale = [
+            name
+            for name, text in files.items()
+            if not (OUT_DIR / name).is_file() or (OUT_DIR / name).read_text(encoding="utf-8") != text
+        ]
+        for name in stale:
+            print(f"{OUT_DIR / name} differs from the generator: run python grafana/dashboards.py", file=sys.stderr)
+        return 1 if stale else 0
+    OUT_DIR.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (OUT_DIR / name).write_text(text, encoding="utf-8")
+        print(OUT_DIR / name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
