@@ -146,16 +146,22 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
     if spec is None or not spec.escalate or breach.owner_id is None:
         return []
     pool = policy.routing.by_name.get(breach.pool) if policy.routing and breach.pool else None
+    still_theirs = state.owner_id == breach.owner_id and state.pool == breach.pool
+    clock = state.clocks.get(breach.sla)
+    reassigned = clock.reassignments if clock is not None and clock.started_at == breach.started_at else 0
+    reassign = "reassign" in spec.escalate and pool is not None and still_theirs and reassigned < spec.max_reassignments
+    actions = tuple(a for a in spec.escalate if a != "reassign" or reassign)
+    if not actions:
+        return []
     outputs: list[Output] = [
         SlaEscalated(
             **breach.model_dump(exclude={"type", "id"}),
             id=output_id(breach.id, "escalated"),
-            actions=spec.escalate,
+            actions=actions,
             manager_id=pool.manager if pool and "notify" in spec.escalate else None,
         )
     ]
-    still_theirs = state.owner_id == breach.owner_id and state.pool == breach.pool
-    if "reassign" in spec.escalate and pool is not None and still_theirs:
+    if reassign and pool is not None:
         # The old owner keeps the lead (and its capacity) until the new one takes it.
         outputs.append(
             RouteRequest(

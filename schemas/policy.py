@@ -262,6 +262,9 @@ class SlaSpec(PolicyModel):
         description="on breach: reassign to the next owner of the lead's pool (the clock restarts; the breach "
         "stays counted) and/or notify the pool's manager",
     )
+    max_reassignments: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=1, description="reassignments per clock; later breaches only notify (no round robin ping-pong)"
+    )
     calendar: Code | None = Field(default=None, description="team calendar for business_hours allowances")
     overrides: tuple[SlaOverride, ...] = ()
     warn_at: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.5, 0.9)

@@ -34,6 +34,7 @@ class Clock(Frozen):
     paused_at: datetime | None = None
     breached: bool = False
     count: int = Field(default=0, description="events counted so far, for a counted SLA")
+    reassignments: int = Field(default=0, description="times an escalation restarted this commitment")
 
 
 class LeadState(Frozen):
