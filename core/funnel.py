@@ -1,6 +1,6 @@
-"""Funnel tally: leads per stage, who reached what, conversion, time between stages, rejections.
+"""Funnel tally: leads per stage, who reached what, conversion, time between stages, rejections, SLAs, hand-offs.
 
-Built from the output stream (`stage.changed`, `lead.erased`, dead letters), so anything that reads
+Built from the output stream (stage changes, erasures, SLA outputs, hand-offs, dead letters), so anything that reads
 `leads.transitions` (the live view of `leadflow run`, a report) computes the same figures the same way.
 Plain data in, plain data out; the report shape follows GUIDE.md section 3.
 """
@@ -17,11 +17,13 @@ from typing import Any
 from schemas.outputs import (
     DeadLetter,
     EventRefused,
+    HandOff,
     LeadErasedNotice,
     LeadMergedNotice,
     Output,
     SlaBreached,
     SlaCancelled,
+    SlaEscalated,
     SlaMet,
     SlaOutput,
     SlaStarted,
@@ -56,6 +58,7 @@ class FunnelTally:
     recent: deque[float] = field(default_factory=deque)  # processing times (epoch s) of recent transitions
     seen_ids: set[str] = field(default_factory=set)
     slas: dict[str, Counter[str]] = field(default_factory=dict)  # sla -> started, met, late, breached, ...
+    handoffs: Counter[str] = field(default_factory=Counter)  # pool ("external": an external lead.assigned)
 
     def add(self, output: Output | DeadLetter, *, seen_at: float = 0.0) -> None:
         if output.id in self.seen_ids:
@@ -79,8 +82,10 @@ class FunnelTally:
                 self.current.pop(output.lead_id, None)
             case DeadLetter():
                 self.dead_letters[output.reason] += 1
-            case SlaStarted() | SlaWarning() | SlaMet() | SlaBreached() | SlaCancelled():
+            case SlaStarted() | SlaWarning() | SlaMet() | SlaBreached() | SlaCancelled() | SlaEscalated():
                 self.slas.setdefault(output.sla, Counter())[sla_counter(output)] += 1
+            case HandOff():
+                self.handoffs[output.pool or "external"] += 1
 
     def per_minute(self, now: float) -> int:
         while self.recent and self.recent[0] < now - 60:
@@ -139,6 +144,7 @@ class FunnelTally:
                 "breached": n["breached"],
                 "warnings": n["warning"],
                 "cancelled": n["cancelled"],
+                "escalated": n["escalated"],
                 "open": n["started"] - n["met"] - n["late"] - n["cancelled"],
                 "compliance": round(n["met"] / decided, 4) if decided else 1.0,
             }
@@ -152,6 +158,7 @@ class FunnelTally:
             "durations_s": self.durations_s(),
             "sla": self.sla_report(),
             "rejections": dict(self.rejections),
+            "handoffs": dict(self.handoffs),
             "refusals": dict(self.refusals),
             "dead_letters": dict(self.dead_letters),
             "transitions": self.transitions,

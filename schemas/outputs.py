@@ -171,6 +171,9 @@ class HandOff(Frozen):
     profile: dict[str, str | int] = Field(description="company, job title, country, segment... (what is known)")
 
 
+HANDOFF_ADAPTER: TypeAdapter[HandOff] = TypeAdapter(HandOff)
+
+
 class RouteRequest(Frozen):
     """Internal (topic leads.routing): the lead needs an owner from `pool` (round robin, skipping `exclude`)."""
 

@@ -52,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         policy=args.policy,
         report_json=args.report_json,
         live=not args.no_live and sys.stdout.isatty(),
+        real_time_slas=args.real_time_slas,
     )
     return asyncio.run(run(options))
 
@@ -152,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
     run.add_argument("--workdir", default=".leadflow", help="logs and worker data go here")
     run.add_argument("--report-json", type=Path, default=None, help="write the final funnel report here")
+    run.add_argument(
+        "--real-time-slas",
+        action="store_true",
+        help="keep the policy's SLA allowances (default: divided by --speed, so clocks breach during the demo)",
+    )
     run.add_argument("--no-live", action="store_true", help="no live terminal view, only the final summary")
     run.set_defaults(func=cmd_run)
 

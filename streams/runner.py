@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from aiokafka import AIOKafkaConsumer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console, Group
@@ -24,8 +25,8 @@ from rich.live import Live
 from rich.table import Table
 
 from core.funnel import FunnelTally
-from schemas.outputs import DEAD_LETTER_ADAPTER, SLA_ADAPTER, TRANSITION_ADAPTER
-from schemas.policy import load_policy
+from schemas.outputs import DEAD_LETTER_ADAPTER, HANDOFF_ADAPTER, SLA_ADAPTER, TRANSITION_ADAPTER
+from schemas.policy import Allowance, Policy, load_policy
 from streams.broker import EmbeddedBroker
 from streams.producer import kafka_sender
 from streams.settings import Settings
@@ -50,6 +51,7 @@ class RunOptions:
     policy: Path | None
     report_json: Path | None
     live: bool
+    real_time_slas: bool = False
 
 
 class OutputReader:
@@ -64,13 +66,12 @@ class OutputReader:
             settings.topic_transitions: TRANSITION_ADAPTER,
             settings.topic_deadletter: DEAD_LETTER_ADAPTER,
             settings.topic_sla: SLA_ADAPTER,
+            settings.topic_handoffs: HANDOFF_ADAPTER,
         }
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            self.settings.topic_transitions,
-            self.settings.topic_deadletter,
-            self.settings.topic_sla,
+            *self.adapters,
             bootstrap_servers=self.settings.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -118,23 +119,56 @@ def render(tally: FunnelTally, simulator: LiveSimulator, started: float, note: s
         for reason, n in counter.most_common(5):
             reasons.add_row(kind, reason, str(n))
     clocks = Table(title="SLA clocks", show_edge=False)
-    for column in ("sla", "open", "met", "warned", "breached", "compliance"):
+    for column in ("sla", "open", "met", "warned", "breached", "escalated", "compliance"):
         clocks.add_column(column, justify="left" if column == "sla" else "right")
     for name, figures in tally.sla_report().items():
         clocks.add_row(
             name,
-            *(f"{figures[k]:,.0f}" for k in ("open", "met", "warnings", "breached")),
+            *(f"{figures[k]:,.0f}" for k in ("open", "met", "warnings", "breached", "escalated")),
             f"{figures['compliance']:.0%}",
         )
+    handoffs = Table(title="hand-offs", show_edge=False)
+    handoffs.add_column("pool")
+    handoffs.add_column("count", justify="right")
+    for pool, n in sorted(tally.handoffs.items()):
+        handoffs.add_row(pool, f"{n:,}")
     grid = Table.grid(padding=(0, 4))
     grid.add_row(stages, flow, reasons)
-    return Group(grid, clocks, note)
+    lower = Table.grid(padding=(0, 4))
+    lower.add_row(clocks, handoffs)
+    return Group(grid, lower, note)
+
+
+def compressed(policy: Policy, speed: float) -> Policy:
+    """The policy with every SLA allowance divided by the simulator's speed, as wall-clock minutes.
+
+    The simulator lives a lead's days in seconds; its SLA clocks must run at the same pace, or every
+    commitment would be met. Business calendars cannot apply at that pace: allowances become wall-clock time.
+    """
+
+    def squeeze(allowance: Allowance) -> Allowance:
+        return Allowance(minutes=allowance.seconds / speed / 60)
+
+    slas = tuple(
+        spec.model_copy(
+            update={
+                "allowance": squeeze(spec.allowance),
+                "overrides": tuple(o.model_copy(update={"allowance": squeeze(o.allowance)}) for o in spec.overrides),
+            }
+        )
+        for spec in policy.slas
+    )
+    return Policy.model_validate(policy.model_copy(update={"slas": slas}).model_dump(by_alias=True))
 
 
 async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/run/stop sequence
     options.workdir.mkdir(parents=True, exist_ok=True)
     console = Console() if options.live else Console(width=120)  # a log file gets the full table
     policy = load_policy(options.policy)  # fail before starting anything if the policy is bad
+    policy_file = options.policy
+    if not options.real_time_slas:
+        policy_file = options.workdir / "policy-compressed.yaml"
+        policy_file.write_text(yaml.safe_dump(compressed(policy, options.speed).model_dump(mode="json", by_alias=True)))
     broker = None if options.broker else EmbeddedBroker(options.workdir).start()
     url = options.broker or (broker.url if broker else "")
     settings = Settings(
@@ -143,7 +177,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         partitions=options.partitions,
         web_port=options.web_port,
         data_dir=options.workdir / "worker-data",
-        policy=options.policy,
+        policy=policy_file,
     )
     worker = None
     stop = asyncio.Event()

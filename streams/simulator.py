@@ -121,7 +121,10 @@ class FunnelShape:
     erase: float = 0.004
     profile_update: float = 0.10
     disqualify_student: float = 0.15
-    assign: float = 0.70
+    assign: float = 0.10
+    """P(a CRM assigns the MQL itself, overriding leadflow's routing)."""
+    ignored: float = 0.06
+    """P(nobody in sales ever reviews the MQL: its acceptance SLA breaches and escalates)."""
     accept: float = 0.70
     pause: float = 0.04
     connect_after: tuple[float, float, float, float] = (0.35, 0.25, 0.15, 0.10)
@@ -418,7 +421,7 @@ class LeadJourney:
             yield self._ops(_lognormal(rng, 2 * DAY, 1.0, HOUR, 20 * DAY), "lead.disqualified", {"reason": "student"})
 
     def _handoff(self, *, hand_raiser: bool) -> Iterator[Step]:
-        """From MQL on: routing, acceptance or rejection, contact attempts, qualification, the pipeline."""
+        """From MQL on: now and then a CRM assignment (leadflow routes the rest), review, contact, the pipeline."""
         rng, shape = self._rng, self._shape
         if rng.random() < shape.assign:
             yield self._step(
@@ -428,7 +431,10 @@ class LeadJourney:
                 actor=ROUTER,
                 source=SOURCE_ROUTER,
             )
-        review = _lognormal(rng, 15 * MINUTE if hand_raiser else 90 * MINUTE, 1.0, 2 * MINUTE, 3 * DAY)
+        if rng.random() < shape.ignored:
+            return
+        # Review times around the 8 business hour acceptance SLA: most in time, some late.
+        review = _lognormal(rng, 30 * MINUTE if hand_raiser else 3 * HOUR, 1.0, 2 * MINUTE, 3 * DAY)
         if rng.random() >= shape.accept:
             yield from self._rejected(review)
             return

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 from e2e import Deployment, read_topic
-from pydantic import TypeAdapter
 from test_e2e_sla import fast_policy, record, sla_outputs
 
 from core.routing import ANSWER_DELAY
-from schemas.outputs import HandOff, SlaBreached, SlaCancelled, SlaEscalated, SlaMet, SlaStarted
+from schemas.outputs import HANDOFF_ADAPTER, HandOff, SlaBreached, SlaCancelled, SlaEscalated, SlaMet, SlaStarted
 from schemas.policy import load_policy
 from streams.broker import EmbeddedBroker
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
-HANDOFF_ADAPTER = TypeAdapter(HandOff)
 LATAM = {"country": "BR", "company_size": 80}
 
 
