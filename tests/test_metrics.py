@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from schemas.outputs import (
     StageChanged,
 )
 from schemas.state import Clock, LeadRecord, LeadState
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.metrics import (
     SOURCE_LIMIT,
     BoundedLabel,
@@ -44,6 +45,7 @@ from streams.metrics import (
     output_samples,
     response_buckets,
 )
+from streams.worker_process import WorkerProcess
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -388,3 +390,82 @@ async def test_a_worker_serves_its_metrics(broker: EmbeddedBroker, unique_topic_
     assert sample_value(samples, "leadflow_event_lag_seconds_count") == 7
     assert {s.labels["partition"] for s in samples["leadflow_consumer_lag"]} == {str(p) for p in range(PARTITIONS)}
     assert samples.get("process_cpu_seconds_total")
+
+
+async def visible_leads(port: int, lead_ids: list[str]) -> set[str]:
+    """Leads the worker's table holds (its own partitions and standby replicas alike), through /leads/{id}."""
+    async with aiohttp.ClientSession() as session:
+        found = set()
+        for lead_id in lead_ids:
+            async with session.get(f"http://127.0.0.1:{port}/leads/{lead_id}") as response:
+                if response.status == 200:
+                    found.add(lead_id)
+        return found
+
+
+@pytest.mark.broker
+async def test_two_workers_count_their_own_leads_not_their_standby_replicas(
+    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+) -> None:
+    deployment = Deployment(broker, unique_topic_prefix, tmp_path)
+    await deployment.create_topics()
+    now = datetime.now(UTC).isoformat()
+    lead_ids = [f"two-{i}" for i in range(40)]
+    sent = [
+        (lead_id.encode(), orjson.dumps({"event_id": "c", "lead_id": lead_id, "type": "lead.created",
+                                         "occurred_at": now, "source": "e2e"}))
+        for lead_id in lead_ids
+    ]  # fmt: skip
+    partition_of = Partitioner(PARTITIONS)
+    ports = [deployment.web_port, free_port()]
+    workers = [
+        WorkerProcess(
+            {
+                **deployment.settings().as_env(),
+                "LEADFLOW_WEB_PORT": str(port),
+                "LEADFLOW_DATA_DIR": str(tmp_path / f"data-{n}"),
+            },
+            tmp_path / f"worker-{n}.log",
+            loglevel="info",
+        )
+        for n, port in enumerate(ports)
+    ]
+    try:
+        await deployment.produce(sent)
+        await deployment.wait_processed(workers[0].start())  # the first worker writes every lead
+        workers[1].start()  # then a rebalance gives half of the partitions to the second one
+        deadline = time.monotonic() + 90
+        while True:
+            # Until both workers own partitions and the first still holds leads of partitions it gave away
+            # (the memory store keeps them, as it keeps standby replicas): the gauges must not count those.
+            leads: list[float] = []
+            owned: list[set[int]] = []
+            held: list[set[str]] = []
+            with contextlib.suppress(aiohttp.ClientError, AssertionError):
+                for port in ports:
+                    samples = await scrape(port)
+                    owned.append({int(s.labels["partition"]) for s in samples.get("leadflow_consumer_lag", [])})
+                    leads.append(sum(s.value for s in samples.get("leadflow_leads", [])))
+                    held.append(await visible_leads(port, lead_ids))
+            if (
+                len(owned) == 2
+                and all(owned)
+                and owned[0] | owned[1] == set(range(PARTITIONS))
+                and any(
+                    partition_of(lead.encode()) not in mine
+                    for mine, ids in zip(owned, held, strict=True)
+                    for lead in ids
+                )
+                and sum(leads) == len(lead_ids)
+            ):
+                break
+            for worker in workers:
+                assert worker.exit_code() is None, worker.log_tail()
+            assert time.monotonic() < deadline, f"leads per worker {leads}, partitions {owned}, held {held}"
+            await asyncio.sleep(0.5)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert not owned[0] & owned[1]
+    for mine, counted in zip(owned, leads, strict=True):
+        assert counted == sum(1 for lead in lead_ids if partition_of(lead.encode()) in mine)
