@@ -5,7 +5,7 @@ the lead's previous step, and an envelope without `occurred_at` (GUIDE.md sectio
 Two drivers stamp the time:
 
 - `journeys()` (pure, deterministic from a seed, no clock reads): occurred_at = start + arrival + delays;
-- `LiveSimulator` (real time): occurred_at = the clock at emission; simulated delays are divided by `speed`.
+- `LiveSimulator` (real time): occurred_at = the step's due time; simulated delays are divided by `speed`.
 
 So a lead walks the same path in both drivers for the same seed and index; only the timestamps differ.
 
@@ -383,7 +383,8 @@ class LeadJourney:
 
         if path == "engaged":
             update_after = rng.randint(1, 4) if rng.random() < shape.profile_update else 0
-            for n, step in enumerate(self._engagement(rng.randint(40, 75), 3 * HOUR, 10 * HOUR), start=1):
+            # Just past the MQL rule (engagement >= 30): sales takes over from there.
+            for n, step in enumerate(self._engagement(rng.randint(32, 35), 3 * HOUR, 10 * HOUR), start=1):
                 yield step
                 if n == update_after:
                     yield self._marketing(HOUR, "lead.updated", self._lateral_update(profile))
@@ -434,26 +435,22 @@ class LeadJourney:
         if rng.random() < shape.ignored:
             return
         # Review times around the 8 business hour acceptance SLA: most in time, some late.
-        review = _lognormal(rng, 30 * MINUTE if hand_raiser else 3 * HOUR, 1.0, 2 * MINUTE, 3 * DAY)
+        review = _lognormal(rng, 30 * MINUTE if hand_raiser else 2 * HOUR, 1.0, 2 * MINUTE, 3 * DAY)
         if rng.random() >= shape.accept:
             yield from self._rejected(review)
             return
-        yield self._sales(review, "lead.accepted", {})
-
-        if rng.random() < shape.pause:
-            yield self._sales(_lognormal(rng, HOUR, 1.0, MINUTE, DAY), "lead.paused", {"reason": "lead_on_leave"})
-            yield self._sales(_lognormal(rng, 2 * DAY, 0.5, HOUR, 10 * DAY), "lead.resumed", {})
-
-        # Contact attempts: most connect after 1-4 attempts, some never (6 attempts, then give up).
+        # Contact attempts: most connect after 1-4 attempts, some never (6 attempts, then give up). The first
+        # call does not wait for the acceptance: hand-raisers are called within minutes (first_contact SLA).
         roll, connect_on = rng.random(), 0
         for n, p in enumerate(shape.connect_after, start=1):
             roll -= p
             if roll < 0:
                 connect_on = n
                 break
+        attempts: list[tuple[float, dict[str, str]]] = []
         for attempt in range(1, (connect_on or 6) + 1):
             if attempt == 1:
-                delay = _lognormal(rng, 8 * MINUTE if hand_raiser else HOUR, 1.0, MINUTE, 2 * DAY)
+                delay = _lognormal(rng, 6 * MINUTE if hand_raiser else 40 * MINUTE, 1.0, MINUTE, 2 * DAY)
                 channel = "phone"
             else:
                 delay = _lognormal(rng, 10 * HOUR, 0.7, HOUR, 3 * DAY)
@@ -464,7 +461,19 @@ class LeadJourney:
                 outcome = _pick(rng, ("no_answer", "voicemail", "wrong_number"), (6, 3, 0.2))
             else:
                 outcome = _pick(rng, ("no_answer", "bounced"), (10, 0.5))
-            yield self._sales(delay, "contact.attempted", {"channel": channel, "outcome": outcome})
+            attempts.append((delay, {"channel": channel, "outcome": outcome}))
+        first_delay, first = attempts[0]
+        if first_delay < review:
+            yield self._sales(first_delay, "contact.attempted", first)
+            yield self._sales(review - first_delay, "lead.accepted", {})
+        else:
+            yield self._sales(review, "lead.accepted", {})
+            yield self._sales(first_delay - review, "contact.attempted", first)
+        if rng.random() < shape.pause:
+            yield self._sales(_lognormal(rng, HOUR, 1.0, MINUTE, DAY), "lead.paused", {"reason": "lead_on_leave"})
+            yield self._sales(_lognormal(rng, 2 * DAY, 0.5, HOUR, 10 * DAY), "lead.resumed", {})
+        for delay, data in attempts[1:]:
+            yield self._sales(delay, "contact.attempted", data)
         if not connect_on:
             if rng.random() < 0.3:
                 yield self._sales(
@@ -651,7 +660,7 @@ def _utc_now() -> datetime:
 
 
 class LiveSimulator:
-    """Journeys in real time: occurred_at is the clock at emission.
+    """Journeys in real time: occurred_at is each step's due time on the wall clock (never ahead of it).
 
     New leads arrive at `leads_per_s` (exponential gaps); each lead's next step is due after its simulated
     delay divided by `speed` (default: two simulated days per second, so a lead that becomes a customer gets
@@ -734,9 +743,9 @@ class LiveSimulator:
                 next_arrival += arrivals.expovariate(self.leads_per_s)
                 more_leads = self.max_leads is None or self.leads_started < self.max_leads
             while heap and heap[0][0] <= now:
-                _, _, journey, step = heapq.heappop(heap)
-                sent += await self._emit(step, producer_send, bad_rng)
-                schedule(journey, elapsed(), first=False)
+                due, _, journey, step = heapq.heappop(heap)
+                sent += await self._emit(step, start + timedelta(seconds=due), producer_send, bad_rng)
+                schedule(journey, due, first=False)
             wake = [heap[0][0]] if heap else []
             if more_leads:
                 wake.append(next_arrival)
@@ -750,9 +759,12 @@ class LiveSimulator:
             await self._sleep(max(wait, 0.001) if wait > 0 else 0.0)
         return sent
 
-    async def _emit(self, step: Step, producer_send: Send, bad_rng: random.Random) -> int:
-        """Send the step stamped with the clock now, plus now and then a bad record; returns records sent."""
-        event = stamp(step, self._clock(), self.speed)
+    async def _emit(self, step: Step, due: datetime, producer_send: Send, bad_rng: random.Random) -> int:
+        """Send the step stamped with its due time, plus now and then a bad record; returns records sent.
+
+        The due time, not the clock at emission: when sending lags behind the schedule, delivery is late but
+        the event time stays what the journey says (a reply 10 simulated minutes after the MQL stays one)."""
+        event = stamp(step, due, self.speed)
         await producer_send(event_key(event), orjson.dumps(event))
         self.events_sent += 1
         if not self.bad_ratio:

