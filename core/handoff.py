@@ -59,7 +59,9 @@ def hand_off(state: LeadState, event: LeadEvent, reason: HandOffReason, previous
     top = sorted(state.engagement.items(), key=lambda item: (-item[1], item[0]))[:TOP_ACTIONS]
     profile = state.profile.model_dump(include=set(PROFILE_FIELDS), exclude_none=True)
     return HandOff(
-        id=output_id(state.lead_id, event.event_id, "handoff", state.owner_id),
+        # The previous owner is part of the id: when a late event is applied in its place, the owner change it
+        # then precedes is handed off again (from another owner), so the last hand-off names the current owner.
+        id=output_id(state.lead_id, event.event_id, "handoff", state.owner_id, previous_owner or ""),
         lead_id=state.lead_id,
         owner_id=state.owner_id,
         team=state.team,
@@ -105,7 +107,10 @@ def is_stale_answer(state: LeadState, event: LeadAssigned) -> bool:
     data = event.data
     if data.escalated_sla is not None:
         clock = state.clocks.get(data.escalated_sla)
-        return clock is None or not clock.breached or state.owner_id == data.owner_id
+        # The answer is dated just after the deadline, so in event-time order it may come before the event that
+        # saw the breach: a clock past its deadline counts as breached. An external owner since (no pool) wins.
+        due = clock is not None and clock.paused_at is None and clock.deadline <= event.occurred_at
+        return clock is None or not (clock.breached or due) or state.owner_id == data.owner_id or state.pool is None
     return state.stage != ROUTED_STAGE or state.owner_id is not None
 
 
@@ -115,6 +120,8 @@ def assign(state: LeadState, event: LeadAssigned, policy: Policy) -> tuple[LeadS
     routed = event.source == ROUTER_SOURCE and data.pool is not None
     if routed and is_stale_answer(state, event):
         assert data.pool is not None
+        if holds(state) == (data.pool, data.owner_id):
+            return state, ()  # the router answered again with the owner the lead holds: keep it
         return state, (release(state.lead_id, (data.pool, data.owner_id), event.event_id, event.occurred_at),)
     previous = state.owner_id
     updated = state.model_copy(
@@ -135,6 +142,11 @@ def assign(state: LeadState, event: LeadAssigned, policy: Policy) -> tuple[LeadS
     if previous != data.owner_id and is_sales_stage(updated, policy):
         reason: HandOffReason = (data.reason or "routed") if routed else "assigned"
         outputs.append(hand_off(updated, event, reason, previous))
+    if routed and holds(updated) is None:
+        # Reassigned outside mql (an escalated SLA that runs in later stages): the router counted the new owner,
+        # but only open MQLs take capacity, and nothing else would give it back.
+        assert data.pool is not None
+        outputs.append(release(state.lead_id, (data.pool, data.owner_id), event.event_id, event.occurred_at))
     return updated, tuple(outputs)
 
 

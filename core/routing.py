@@ -39,7 +39,7 @@ class Assignment:
 def pool_for(profile: Profile, routing: Routing) -> str:
     """The first pool whose conditions all hold (a pool with none takes anyone), else the fallback pool."""
     for pool in routing.pools:
-        if pool.when and all(is_match(condition, profile) for condition in pool.when):
+        if all(is_match(condition, profile) for condition in pool.when):
             return pool.name
     return routing.fallback_pool
 
@@ -114,6 +114,8 @@ def route(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[R
     held = holder(state.pools, request.lead_id, request.exclude)
     if held is not None:  # routed already (a redelivered request): the same answer again
         pool = routing.by_name.get(held[0]) or routing.by_name[routing.fallback_pool]
+        if request.id not in state.answered:  # so that it is not routed anew once the lead lets go
+            state = remember(state, request.id)
         return state, assignment(request, pool, held[1], "escalated" if request.escalated_sla else "routed")
     if request.id in state.answered:
         return state, None  # answered before, and released since: the lead has moved on
