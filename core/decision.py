@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from core.handoff import unclaimed
 from core.lifecycle import Step, apply, refuse
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import SLA_TYPES, Output, RouteRequest
@@ -88,7 +89,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
                 "lead_erased",
                 "this lead was erased; its events are not kept. A new lead.created after the erasure starts over",
             )
-            return Decision(record, step.outputs, "refused", changed=False)
+            return Decision(record, (*step.outputs, *unclaimed(event)), "refused", changed=False)
         record = LeadRecord(lead_id=record.lead_id, state=None, seen=record.seen, version=record.version)
     if is_from_future(event, now, policy):
         # A producer clock far ahead would drag the watermark and make every later event "late".

@@ -102,6 +102,13 @@ def release(lead_id: str, held: tuple[str, str], cause: str, at: datetime) -> Ro
     )
 
 
+def unclaimed(event: LeadEvent) -> tuple[RouteRelease, ...]:
+    """A router answer for a lead that can no longer take it (merged, erased): give the capacity back."""
+    if isinstance(event, LeadAssigned) and event.source == ROUTER_SOURCE and event.data.pool is not None:
+        return (release(event.lead_id, (event.data.pool, event.data.owner_id), event.event_id, event.occurred_at),)
+    return ()
+
+
 def is_stale_answer(state: LeadState, event: LeadAssigned) -> bool:
     """A router answer that came too late: the lead moved on, or someone else already took it."""
     data = event.data

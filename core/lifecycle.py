@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.handoff import assign
+from core.handoff import assign, unclaimed
 from core.handoff import follow as follow_routing
 from core.ids import output_id
 from core.scoring import add_action, fit_score
@@ -183,7 +183,9 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
     if state is None:
         return refuse(None, event, "unknown_lead", "no lead with this lead_id; send lead.created first")
     if state.merged_into is not None and not isinstance(event, LeadErased):  # an erasure request always wins
-        return refuse(state, event, "lead_merged", f"this lead was merged into {state.merged_into}; send events there")
+        detail = f"this lead was merged into {state.merged_into}; send events there"
+        refused = refuse(state, event, "lead_merged", detail)
+        return Step(state, (*refused.outputs, *unclaimed(event)), refused=True)
     match event:
         case LeadUpdated():
             return then_qualify(update_profile(state, event, policy), event, policy)

@@ -317,11 +317,6 @@ def test_an_answer_dated_before_the_acceptance_is_applied_in_its_place_and_relea
     assert world.load() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (core.lifecycle / core.decision): the router's late answer to a merged or erased lead is "
-    "refused like any event to it, so nothing gives the owner's capacity back",
-)
 @pytest.mark.parametrize("kind", ["lead.merged", "lead.erased"])
 def test_a_late_answer_to_a_merged_or_erased_lead_gives_the_capacity_back(kind: str) -> None:
     world = World(hold=True)
