@@ -344,20 +344,6 @@ def test_a_lead_back_in_mql_keeps_the_owner_of_a_late_answer_when_the_second_ans
     assert world.load() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: the router answers a new request with the owner still holding the lead, but the "
-    "release of that holding is still to come (the first answer, applied in its place, and the rejection)",
-)
-def test_a_lead_back_in_mql_inside_the_window_is_counted_by_the_router() -> None:
-    world = World(hold=True)
-    hand_raiser(world)
-    world.send("lead.rejected", 0.2, reason="no_budget")
-    world.send("activity", 0.3, action="demo_request")
-    world.deliver()
-    assert (world.state().owner_id, world.load()) == ("rep-04", {"rep-04": 1})
-
-
 # --- escalation ------------------------------------------------------------------------------------------------
 
 
