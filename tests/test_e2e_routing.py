@@ -85,10 +85,10 @@ async def test_a_breached_acceptance_is_escalated_to_the_next_owner(deployment: 
         seen = await wait_until(deployment, worker, lambda seen: any(h.reason == "escalated" for h in seen))
         await deployment.produce([record("esc-1", "esc-1-3", "lead.accepted", datetime.now(UTC))])
         await deployment.wait_processed(worker)
-        # The SLA outputs of the acceptance arrive after it was processed; give the producer a moment.
-        for _ in range(50):
-            if any(isinstance(o, SlaMet) for o in await sla_outputs(deployment)):
-                break
+        # The SLA outputs of the acceptance are sent after its offset is committed: wait for the met clock.
+        deadline = time.monotonic() + 30
+        while not any(isinstance(o, SlaMet) for o in await sla_outputs(deployment)):
+            assert time.monotonic() < deadline, worker.log_tail()
             await asyncio.sleep(0.2)
     finally:
         worker.stop()
