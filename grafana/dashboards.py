@@ -60,14 +60,28 @@ def _field_config(unit: str, *, thresholds: list[tuple[float | None, str]] | Non
     return {"defaults": defaults, "overrides": []}
 
 
-def timeseries(title: str, description: str, targets: list[Json], unit: str = "short", *, stack: bool = False) -> Json:
+LAST: Json = {"calcs": ["lastNotNull"], "fields": "", "values": False}
+
+
+def _panel(kind: str, title: str, description: str, targets: list[Json], *, field_config: Json, options: Json) -> Json:
     return {
-        "type": "timeseries",
+        "type": kind,
         "title": title,
         "description": description,
         "datasource": DATASOURCE,
         "targets": targets,
-        "fieldConfig": _field_config(
+        "fieldConfig": field_config,
+        "options": options,
+    }
+
+
+def timeseries(title: str, description: str, targets: list[Json], unit: str = "short", *, stack: bool = False) -> Json:
+    return _panel(
+        "timeseries",
+        title,
+        description,
+        targets,
+        field_config=_field_config(
             unit,
             drawStyle="line",
             lineWidth=1,
@@ -76,11 +90,11 @@ def timeseries(title: str, description: str, targets: list[Json], unit: str = "s
             spanNulls=True,
             stacking={"mode": "normal" if stack else "none", "group": "A"},
         ),
-        "options": {
+        options={
             "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull", "max"]},
             "tooltip": {"mode": "multi", "sort": "desc"},
         },
-    }
+    )
 
 
 def bars(
@@ -92,20 +106,9 @@ def bars(
     thresholds: list[tuple[float | None, str]] | None = None,
 ) -> Json:
     """Horizontal bar gauge of the current value of each series (instant queries)."""
-    return {
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": targets,
-        "fieldConfig": _field_config(unit, thresholds=thresholds or [(None, "blue")]),
-        "options": {
-            "orientation": "horizontal",
-            "displayMode": "gradient",
-            "showUnfilled": True,
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        },
-    }
+    options = {"orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True, "reduceOptions": LAST}
+    field_config = _field_config(unit, thresholds=thresholds or [(None, "blue")])
+    return _panel("bargauge", title, description, targets, field_config=field_config, options=options)
 
 
 def stat(
@@ -116,21 +119,11 @@ def stat(
     *,
     thresholds: list[tuple[float | None, str]] | None = None,
 ) -> Json:
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": targets,
-        "fieldConfig": _field_config(unit, thresholds=thresholds),
-        "options": {
-            "colorMode": "value",
-            "graphMode": "area",
-            "justifyMode": "auto",
-            "textMode": "auto",
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        },
-    }
+    options = {"colorMode": "value", "graphMode": "area", "justifyMode": "auto", "textMode": "auto"}
+    field_config = _field_config(unit, thresholds=thresholds)
+    return _panel(
+        "stat", title, description, targets, field_config=field_config, options={**options, "reduceOptions": LAST}
+    )
 
 
 def layout(rows: Iterable[tuple[int, list[Json]]]) -> list[Json]:
