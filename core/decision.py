@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from core.handoff import unclaimed
+from core.handoff import is_router_answer, unclaimed
 from core.lifecycle import Step, apply, refuse
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import SLA_TYPES, Output, RouteRequest
@@ -27,6 +27,8 @@ MAX_PENDING = 64
 # A burst inside the window (a bot on one lead) may not grow the record past this: the oldest events settle
 # early, and an even later event is then applied after them instead of in its exact place.
 HARD_MAX_PENDING = 256
+# A router answer that arrives after later events is applied just after them (see `in_arrival_order`).
+ARRIVAL_STEP = timedelta(microseconds=1)
 # Time-driven SLA outputs remembered per lead (a few per clock; a lead has a handful of clocks at a time).
 MAX_EMITTED = 64
 
@@ -45,6 +47,15 @@ def is_remembered(output: Output) -> bool:
     """Outputs whose id names the SLA clock, not the event that caused them (a deadline, or whichever event
     first saw the clock start, stop or breach): after their cause settled, a later event may bring them back."""
     return isinstance(output, SLA_TYPES) or (isinstance(output, RouteRequest) and output.escalated_sla is not None)
+
+
+def in_arrival_order(record: LeadRecord, event: LeadEvent) -> LeadEvent:
+    """The router's answer takes effect when it reaches the lead, not at its date (request + 1 ms): events seen
+    meanwhile (an acceptance, an external assignment) happened while the lead had no new owner. Applied in its
+    place instead, it would hand off a lead already accepted, or credit a late acceptance to the new owner."""
+    if not is_router_answer(event) or record.watermark is None or event.occurred_at > record.watermark:
+        return event
+    return event.model_copy(update={"occurred_at": record.watermark + ARRIVAL_STEP})
 
 
 def order_key(event: LeadEvent) -> tuple[datetime, str]:
@@ -102,6 +113,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         )
         return Decision(record, step.outputs, "refused", changed=False)
 
+    event = in_arrival_order(record, event)
     lateness = timedelta(seconds=policy.processing.lateness_seconds)
     is_late = record.watermark is not None and event.occurred_at < record.watermark - lateness
     pending = list(record.pending)

@@ -102,9 +102,14 @@ def release(lead_id: str, held: tuple[str, str], cause: str, at: datetime) -> Ro
     )
 
 
+def is_router_answer(event: LeadEvent) -> bool:
+    return isinstance(event, LeadAssigned) and event.source == ROUTER_SOURCE and event.data.pool is not None
+
+
 def unclaimed(event: LeadEvent) -> tuple[RouteRelease, ...]:
     """A router answer for a lead that can no longer take it (merged, erased): give the capacity back."""
-    if isinstance(event, LeadAssigned) and event.source == ROUTER_SOURCE and event.data.pool is not None:
+    if isinstance(event, LeadAssigned) and is_router_answer(event):
+        assert event.data.pool is not None
         return (release(event.lead_id, (event.data.pool, event.data.owner_id), event.event_id, event.occurred_at),)
     return ()
 
@@ -124,7 +129,7 @@ def is_stale_answer(state: LeadState, event: LeadAssigned) -> bool:
 def assign(state: LeadState, event: LeadAssigned, policy: Policy) -> tuple[LeadState, tuple[Output, ...]]:
     """Apply a lead.assigned: the router's answer, or an external assignment (which wins over routing)."""
     data = event.data
-    routed = event.source == ROUTER_SOURCE and data.pool is not None
+    routed = is_router_answer(event)
     if routed and is_stale_answer(state, event):
         assert data.pool is not None
         if holds(state) == (data.pool, data.owner_id):

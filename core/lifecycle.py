@@ -90,6 +90,9 @@ def move(state: LeadState, target: str, event: LeadEvent, policy: Policy, reason
             f"from {state.stage} the policy allows: {allowed}",
         )
     entry = StageEntry(stage=target, entered_at=event.occurred_at, event_id=event.event_id, reason=reason)
+    if target in policy.lifecycle.side_stages:
+        # Back to marketing (recycled, disqualified): no sales owner; a re-qualified lead is routed afresh.
+        updates = {"owner_id": None, "pool": None, **updates}
     moved = state.model_copy(
         update={
             **updates,
@@ -156,7 +159,7 @@ def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
     recycle = [o.sla for o in sla_outputs if isinstance(o, SlaBreached) and is_recycling(o.sla, policy)]
     if recycle and followed is not None and is_allowed(policy, followed.stage, "nurturing"):
         # A counted SLA missed (e.g. too few contact attempts): the lead goes back to marketing.
-        moved = move(followed, "nurturing", event, policy, f"sla:{recycle[0]}", owner_id=None, pool=None)
+        moved = move(followed, "nurturing", event, policy, f"sla:{recycle[0]}")
         changes = [o for o in moved.outputs if isinstance(o, StageChanged)]
         followed, more = follow(followed, moved.state, event, changes, policy)
         outputs = (*outputs, *moved.outputs, *more)
@@ -316,8 +319,6 @@ def reject(state: LeadState, event: LeadRejected, policy: Policy) -> Step:
         f"rejected:{code}",
         rejections=state.rejections + 1,
         last_rejection=code,
-        owner_id=None,
-        pool=None,
     )
 
 

@@ -241,18 +241,16 @@ def test_an_external_assignment_made_before_a_late_answer_wins_and_the_answer_is
     assert [h.owner_id for h in world.of(HandOff)] == ["rep-99"]
 
 
-def test_an_answer_dated_before_an_external_assignment_is_applied_in_its_place() -> None:
-    """The answer is dated just after the request; inside the lateness window it is applied before the external
-    assignment that overtook it, and the last hand-off still names the external owner."""
+def test_an_answer_that_arrives_after_an_external_assignment_is_released_even_inside_the_window() -> None:
+    """The answer is dated just after the request, but it takes effect when it arrives: after the external
+    assignment that overtook it, which wins. No hand-off to the router's owner."""
     world = World(hold=True)
     hand_raiser(world)
     world.send("lead.assigned", 0.2, owner_id="rep-99", team="field_sales")
-    world.deliver()
-    assert [(h.owner_id, h.previous_owner_id) for h in world.of(HandOff)] == [
-        ("rep-99", None),
-        ("rep-04", None),
-        ("rep-99", "rep-04"),
-    ]
+    (released,) = world.deliver()
+    assert isinstance(released, RouteRelease)
+    assert released.owner_id == "rep-04"
+    assert [(h.owner_id, h.previous_owner_id) for h in world.of(HandOff)] == [("rep-99", None)]
     assert world.state().owner_id == "rep-99"
     assert world.load() == {}
 
@@ -307,13 +305,15 @@ def test_a_lead_accepted_before_a_late_answer_releases_the_answer() -> None:
     assert world.of(HandOff) == []
 
 
-def test_an_answer_dated_before_the_acceptance_is_applied_in_its_place_and_released_by_it() -> None:
+def test_an_answer_that_arrives_after_the_acceptance_is_released_even_inside_the_window() -> None:
+    """No hand-off for a lead already accepted: the answer takes effect when it arrives."""
     world = World(hold=True)
     hand_raiser(world)
     world.send("lead.accepted", 0.15)
     outputs = world.deliver()
-    assert [type(o) for o in outputs] == [HandOff, RouteRelease]
-    assert world.state().owner_id == "rep-04"
+    assert [type(o) for o in outputs] == [RouteRelease]
+    assert world.state().owner_id is None
+    assert world.of(HandOff) == []
     assert world.load() == {}
 
 
@@ -342,6 +342,32 @@ def test_a_lead_back_in_mql_keeps_the_owner_of_a_late_answer_when_the_second_ans
     assert world.load() == {"rep-04": 1}, "the router counts the lead the lead says it holds"
     world.send("lead.accepted", 2)
     assert world.load() == {}
+
+
+def test_a_lead_back_in_mql_before_the_answer_arrives_is_counted_by_the_router() -> None:
+    """Rejected and qualified again while the first answer was on its way: the router answered both requests with
+    rep-04; the lead takes the answer when it arrives (in mql again), so router and lead agree."""
+    world = World(hold=True)
+    hand_raiser(world)
+    world.send("lead.rejected", 0.2, reason="no_budget")
+    world.send("activity", 0.3, action="demo_request")
+    world.deliver()
+    assert (world.state().owner_id, world.load()) == ("rep-04", {"rep-04": 1})
+    world.send("lead.accepted", 1)
+    assert world.load() == {}
+
+
+def test_a_lost_lead_that_qualifies_again_is_routed_afresh() -> None:
+    """A lost deal goes back to marketing without its owner: when the lead re-qualifies, routing picks again."""
+    world = World()
+    qualified(world)
+    world.send("lead.accepted", 0.5)
+    world.send("deal.lost", 1, reason="price")
+    assert (world.state().stage, world.state().owner_id, world.state().pool) == ("nurturing", None, None)
+    world.send("lead.qualified", 2)
+    assert len(world.of(RouteRequest)) == 2
+    assert (world.state().owner_id, world.load()) == ("rep-05", {"rep-05": 1})
+    assert [h.reason for h in world.of(HandOff)] == ["routed", "routed"]
 
 
 # --- escalation ------------------------------------------------------------------------------------------------
@@ -497,18 +523,23 @@ def test_an_escalation_answer_after_the_lead_was_accepted_is_released() -> None:
     assert [h.reason for h in world.of(HandOff)] == ["routed"]
 
 
-def test_an_escalation_answer_dated_before_the_acceptance_is_applied_in_its_place() -> None:
-    """The answer is dated just after the deadline: inside the lateness window it comes before an acceptance that
-    overtook it, so the new owner holds the accepted lead (and the acceptance meets the restarted clock)."""
+def test_an_acceptance_that_overtakes_the_escalation_answer_is_credited_to_the_old_owner_once() -> None:
+    """rep-04 accepts five minutes after the deadline, before the escalation answer arrives: the old clock is met
+    late, once; the answer finds the clock gone and is released (no restart, no second clock to count)."""
     world = World(hold=True)
     deadline = escalated_on_hold(world)
     world.send("lead.accepted", deadline + timedelta(minutes=5))
-    world.deliver()
+    (released,) = world.deliver()
+    assert isinstance(released, RouteRelease)
+    assert released.owner_id == "rep-05"
     state = world.state()
-    assert (state.stage, state.owner_id) == ("sal", "rep-05")
+    assert (state.stage, state.owner_id) == ("sal", "rep-04")
     assert world.load() == {}
-    # The old clock's SlaMet was emitted before the answer came and cannot be taken back; the new clock is met too.
-    assert world.sla(SlaMet, "mql_acceptance")[-1].started_at == deadline + ANSWER_DELAY
+    (met,) = world.sla(SlaMet, "mql_acceptance")
+    assert met.late
+    assert met.owner_id == "rep-04"
+    assert world.sla(SlaCancelled, "mql_acceptance") == []
+    assert len(world.sla(SlaStarted, "mql_acceptance")) == 1
 
 
 def test_an_escalation_outside_mql_gives_the_capacity_back() -> None:
