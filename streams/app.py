@@ -289,6 +289,7 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         return release(state, routed)
     state, assignment = route(state, routed, policy)
     if assignment is None:
+        metrics.observe_unassigned(routed.pool)
         log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
                     routed.pool)  # fmt: skip
         return state

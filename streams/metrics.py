@@ -78,6 +78,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "leadflow_sla_cancelled": ("SLA clocks cancelled (the lead left the clock's stages)", ("sla",)),
     "leadflow_sla_escalations": ("SLA breach escalations, one per action", ("sla", "action")),
     "leadflow_handoffs": ("Hand-offs to an owner, by pool and reason", ("pool", "reason")),
+    "leadflow_routing_unassigned": (
+        "Route requests no owner could take (everyone in the pool and the fallback pool away)",
+        ("pool",),
+    ),
 }
 
 
@@ -363,6 +367,22 @@ class Metrics:
             registry=self.registry,
         )
         self.leads: LeadCollector | None = None
+        self.preset(policy)
+
+    def preset(self, policy: Policy) -> None:
+        """Create the SLA series the policy implies at zero: rate() cannot see a counter's first increment, so
+        an SLA whose first clocks all breach in a burst would otherwise stay invisible to the breach alert."""
+        routing = policy.routing
+        owners = [(pool.team, pool.name) for pool in routing.pools] if routing else []
+        for spec in policy.slas:
+            self.counters["leadflow_sla_started"].labels(spec.name)
+            self.counters["leadflow_sla_cancelled"].labels(spec.name)
+            for late in ("false", "true"):
+                self.counters["leadflow_sla_met"].labels(spec.name, late)
+            for fraction in spec.warn_at:
+                self.counters["leadflow_sla_warnings"].labels(spec.name, fraction_label(fraction))
+            for team, pool in [(NONE, NONE), *owners]:
+                self.counters["leadflow_sla_breaches"].labels(spec.name, team, pool)
 
     def observe(self, event: LeadEvent, decision: Decision, now: datetime) -> None:
         """One decoded event and what deciding it gave."""
@@ -376,6 +396,9 @@ class Metrics:
                 self.counters[name].labels(*labels).inc()
             if isinstance(output, SlaMet):
                 self.response.labels(output.sla).observe(output.used_s)
+
+    def observe_unassigned(self, pool: str) -> None:
+        self.counters["leadflow_routing_unassigned"].labels(group_label(pool, self.known)).inc()
 
     def observe_dead_letter(self, letter: DeadLetter) -> None:
         self.counters["leadflow_dead_letters"].labels(letter.reason).inc()

@@ -202,6 +202,23 @@ def test_producer_sources_are_bounded() -> None:
     assert label("s7") == "s7"
 
 
+def test_the_policy_sla_series_exist_at_zero_before_any_clock(metrics: Metrics) -> None:
+    """So that rate() sees the first breaches of an SLA (a counter's first sample has no earlier one)."""
+    for sla in ("mql_acceptance", "first_contact", "sql_max_dwell", "contact_attempts"):
+        assert value(metrics, "leadflow_sla_started_total", sla=sla) == 0
+        assert value(metrics, "leadflow_sla_met_total", sla=sla, late="false") == 0
+        assert value(metrics, "leadflow_sla_breaches_total", sla=sla, team="none", pool="none") == 0
+    assert value(metrics, "leadflow_sla_breaches_total", sla="mql_acceptance", team="inside_sales", pool="latam") == 0
+    assert value(metrics, "leadflow_sla_warnings_total", sla="first_contact", fraction="0.9") == 0
+
+
+def test_unassignable_requests_count_by_bounded_pool(metrics: Metrics) -> None:
+    metrics.observe_unassigned("latam")
+    metrics.observe_unassigned("no-such-pool")
+    assert value(metrics, "leadflow_routing_unassigned_total", pool="latam") == 1
+    assert value(metrics, "leadflow_routing_unassigned_total", pool="other") == 1
+
+
 def test_dead_letters_and_sweeps(metrics: Metrics) -> None:
     letter = DeadLetter(
         id="d1",
