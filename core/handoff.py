@@ -118,11 +118,10 @@ def is_stale_answer(state: LeadState, event: LeadAssigned) -> bool:
     """A router answer that came too late: the lead moved on, or someone else already took it."""
     data = event.data
     if data.escalated_sla is not None:
+        # Answers take effect on arrival (core.decision), after whatever saw the breach; an external owner since
+        # (no pool) wins.
         clock = state.clocks.get(data.escalated_sla)
-        # The answer is dated just after the deadline, so in event-time order it may come before the event that
-        # saw the breach: a clock past its deadline counts as breached. An external owner since (no pool) wins.
-        due = clock is not None and clock.paused_at is None and clock.deadline <= event.occurred_at
-        return clock is None or not (clock.breached or due) or state.owner_id == data.owner_id or state.pool is None
+        return clock is None or not clock.breached or state.owner_id == data.owner_id or state.pool is None
     return state.stage != ROUTED_STAGE or state.owner_id is not None
 
 
