@@ -124,6 +124,11 @@ class CalendarSpec(PolicyModel):
                     raise ValueError(f"hours.{day}: working windows overlap")
         return self
 
+    @property
+    def weekly_working_seconds(self) -> int:
+        spans = (w.minutes() for windows in self.hours.values() for w in windows)
+        return sum(60 * (end - start) for start, end in spans)
+
     def weekday_hours(self) -> dict[int, tuple[Window, ...]]:
         return {WEEKDAYS.index(day): windows for day, windows in self.hours.items()}
 

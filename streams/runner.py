@@ -143,17 +143,23 @@ def compressed(policy: Policy, speed: float) -> Policy:
     """The policy with every SLA allowance divided by the simulator's speed, as wall-clock minutes.
 
     The simulator lives a lead's days in seconds; its SLA clocks must run at the same pace, or every
-    commitment would be met. Business calendars cannot apply at that pace: allowances become wall-clock time.
+    commitment would be met. Business calendars cannot apply at that pace, so a business-hour allowance
+    becomes the wall time it spans on average (8 business hours in a 40-hour week: 8 x 168 / 40 hours).
     """
+    week_s = 7 * 86_400
 
-    def squeeze(allowance: Allowance) -> Allowance:
-        return Allowance(minutes=allowance.seconds / speed / 60)
+    def squeeze(allowance: Allowance, calendar: str | None) -> Allowance:
+        working_s = policy.calendars[calendar].weekly_working_seconds if calendar and allowance.is_business else 0
+        wall_s = allowance.seconds * week_s / working_s if working_s else allowance.seconds
+        return Allowance(minutes=wall_s / speed / 60)
 
     slas = tuple(
         spec.model_copy(
             update={
-                "allowance": squeeze(spec.allowance),
-                "overrides": tuple(o.model_copy(update={"allowance": squeeze(o.allowance)}) for o in spec.overrides),
+                "allowance": squeeze(spec.allowance, spec.calendar),
+                "overrides": tuple(
+                    o.model_copy(update={"allowance": squeeze(o.allowance, spec.calendar)}) for o in spec.overrides
+                ),
             }
         )
         for spec in policy.slas
