@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from core.ids import output_id
 from schemas.errors import describe_errors
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, LeadEvent
-from schemas.outputs import DeadLetter, DeadLetterReason
+from schemas.outputs import ROUTING_ADAPTER, DeadLetter, DeadLetterReason, RoutingMessage
 
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
 
@@ -104,3 +104,25 @@ def _explain(error: ValidationError, value: bytes, where: Origin) -> DeadLetter:
         )
     # pydantic prefixes the discriminated-union tag (the event type) to every path: drop it.
     return dead_letter("invalid_event", describe_errors(error, drop_leading=1), where)
+
+
+ROUTING_TYPE_NAMES = ("route.request", "route.release")
+
+
+def decode_routing(origin: Origin) -> RoutingMessage | DeadLetter:
+    """A record of the internal routing topic: a route request or release, or a dead letter saying why not.
+
+    Only leadflow writes that topic; a record it cannot read (another version, a stray producer) must still
+    not stop the router, nor vanish."""
+    try:
+        return ROUTING_ADAPTER.validate_json(origin.value or b"")
+    except ValidationError as error:
+        try:
+            document = orjson.loads(origin.value or b"")
+        except orjson.JSONDecodeError as bad:
+            return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], origin)
+        kind = document.get("type") if isinstance(document, dict) else None
+        if isinstance(document, dict) and kind not in ROUTING_TYPE_NAMES:
+            problem = f"type: {str(kind)[:80]!r} is not a routing message; use {', '.join(ROUTING_TYPE_NAMES)}"
+            return dead_letter("unknown_type", [problem], origin)
+        return dead_letter("invalid_event", describe_errors(error, drop_leading=1), origin)

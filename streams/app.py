@@ -19,16 +19,15 @@ from faust.sensors import Monitor
 from faust.serializers import codecs
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from core.deadlines import DeadlineIndex, next_instant
 from core.decision import decide
 from core.handoff import ROUTER_SOURCE
-from core.intake import Origin, dead_letter, decode
+from core.intake import Origin, dead_letter, decode, decode_routing
 from core.routing import assigned_event, release, route
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
-    ROUTING_ADAPTER,
     ROUTING_TYPES,
     SLA_TYPES,
     DeadLetter,
@@ -278,12 +277,10 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
 
 def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> RoutingState:
     message = event.message
-    try:
-        routed = ROUTING_ADAPTER.validate_json(message.value or b"")
-    except ValidationError as error:
-        now = datetime.now(UTC)
-        origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
-        send_dead_letter(dead_letter("invalid_event", [str(error)], origin), message.key)
+    origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, datetime.now(UTC))
+    routed = decode_routing(origin)
+    if isinstance(routed, DeadLetter):
+        send_dead_letter(routed, message.key)
         return state
     if not isinstance(routed, RouteRequest):
         return release(state, routed)

@@ -69,7 +69,8 @@ class Deployment:
             self.broker.bootstrap, self.app_id, self.events, targets, timeout_s=timeout_s, worker=worker
         )
 
-    async def produce(self, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+    async def produce(self, records: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
+        """Send to the events topic (tracking offsets for wait_processed), or to another `topic`."""
         producer = AIOKafkaProducer(
             bootstrap_servers=self.broker.bootstrap,
             acks="all",
@@ -79,8 +80,9 @@ class Deployment:
         await producer.start()
         try:
             for key, value in records:
-                meta = await producer.send_and_wait(self.events, value=value, key=key)
-                self.produced[meta.partition] = max(self.produced.get(meta.partition, 0), meta.offset + 1)
+                meta = await producer.send_and_wait(topic or self.events, value=value, key=key)
+                if topic is None:
+                    self.produced[meta.partition] = max(self.produced.get(meta.partition, 0), meta.offset + 1)
         finally:
             await producer.stop()
 

@@ -14,7 +14,17 @@ from e2e import Deployment, read_topic
 from test_e2e_sla import fast_policy, record, sla_outputs
 
 from core.routing import ANSWER_DELAY
-from schemas.outputs import HANDOFF_ADAPTER, HandOff, SlaBreached, SlaCancelled, SlaEscalated, SlaMet, SlaStarted
+from schemas.outputs import (
+    DEAD_LETTER_ADAPTER,
+    HANDOFF_ADAPTER,
+    DeadLetter,
+    HandOff,
+    SlaBreached,
+    SlaCancelled,
+    SlaEscalated,
+    SlaMet,
+    SlaStarted,
+)
 from schemas.policy import load_policy
 from streams.broker import EmbeddedBroker
 from streams.worker_process import WorkerProcess
@@ -109,3 +119,26 @@ async def test_a_breached_acceptance_is_escalated_to_the_next_owner(deployment: 
     assert restarted
     assert restarted[0].started_at == first_breach.deadline + ANSWER_DELAY
     assert any(isinstance(o, SlaMet) for o in acceptance)
+
+
+async def test_an_unreadable_routing_record_is_dead_lettered_and_routing_goes_on(deployment: Deployment) -> None:
+    worker = deployment.worker().start()
+    try:
+        await deployment.produce([(b"latam", b"not json"), (b"latam", b'{"type": "route.maybe"}')], deployment.routing)
+        await deployment.produce(mql("after-bad", datetime.now(UTC)))
+        await wait_until(deployment, worker, lambda seen: "after-bad" in {h.lead_id for h in seen})
+        deadline = time.monotonic() + 30
+        while len(letters := await dead_letters(deployment)) < 2:
+            assert time.monotonic() < deadline, worker.log_tail()
+            await asyncio.sleep(0.2)
+    finally:
+        worker.stop()
+    assert sorted((d.reason, d.topic) for d in letters) == [
+        ("invalid_json", deployment.routing),
+        ("unknown_type", deployment.routing),
+    ]
+
+
+async def dead_letters(deployment: Deployment) -> list[DeadLetter]:
+    records = await read_topic(deployment.broker.bootstrap, deployment.deadletter)
+    return [DEAD_LETTER_ADAPTER.validate_json(v or b"") for _, v in records]

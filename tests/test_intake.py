@@ -10,9 +10,9 @@ import orjson
 import pytest
 from factories import LEAD
 
-from core.intake import DEFAULT_MAX_EVENT_BYTES, decode
+from core.intake import DEFAULT_MAX_EVENT_BYTES, Origin, decode, decode_routing
 from schemas.events import EVENT_TYPES, Activity, LeadCreated
-from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter
+from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, RouteRelease, RouteRequest
 
 RECEIVED = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)
 WHERE: dict[str, Any] = {"topic": "leads.events", "partition": 3, "offset": 41, "received_at": RECEIVED}
@@ -234,3 +234,40 @@ def test_binary_garbage_round_trips() -> None:
     letter = dead(value, key=b"\x00\xff")
     assert letter.reason == "invalid_json"
     assert base64.b64decode(letter.key_b64 or "") == b"\x00\xff"
+
+
+# -- the internal routing topic ---------------------------------------------------------------------------------
+
+
+ROUTE_FIELDS = {"id": "r1", "lead_id": LEAD, "pool": "latam", "occurred_at": "2026-11-25T10:00:00Z"}
+UNKNOWN_ROUTING_TYPE = "type: 'route.maybe' is not a routing message; use route.request, route.release"
+
+
+def routing_record(value: bytes | None) -> RouteRequest | RouteRelease | DeadLetter:
+    return decode_routing(Origin(b"latam", value, "leads.routing", 0, 7, datetime(2026, 11, 25, tzinfo=UTC)))
+
+
+def test_a_route_request_decodes() -> None:
+    decoded = routing_record(orjson.dumps({**ROUTE_FIELDS, "type": "route.request"}))
+    assert isinstance(decoded, RouteRequest)
+    assert (decoded.lead_id, decoded.pool, decoded.exclude) == (LEAD, "latam", ())
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "errors"),
+    [
+        (b"garbage", "invalid_json", None),
+        (None, "invalid_json", None),
+        (b'{"type": "route.maybe"}', "unknown_type", [UNKNOWN_ROUTING_TYPE]),
+        (orjson.dumps({**ROUTE_FIELDS, "type": "route.release"}), "invalid_event", ["owner_id: is required"]),
+    ],
+)
+def test_an_unreadable_routing_record_is_dead_lettered_with_its_bytes(
+    value: bytes | None, reason: str, errors: list[str] | None
+) -> None:
+    letter = routing_record(value)
+    assert isinstance(letter, DeadLetter)
+    assert (letter.reason, letter.topic, letter.partition, letter.offset) == (reason, "leads.routing", 0, 7)
+    assert base64.b64decode(letter.original_b64) == (value or b"")
+    if errors is not None:
+        assert list(letter.errors) == errors
