@@ -452,8 +452,8 @@ def handoff() -> Json:
                 ),
                 bars(
                     "Hand-offs by pool and reason (last hour)",
-                    "routed: round robin in the pool; fallback: no pool matched; assigned: an explicit "
-                    "lead.assigned; escalated: reassigned after an SLA breach.",
+                    "routed: round robin in the lead's pool; fallback: its pool had nobody free; assigned: an "
+                    "external lead.assigned; escalated: reassigned after an SLA breach.",
                     [
                         target(
                             "sum by (pool, reason) (increase(leadflow_handoffs_total[1h]))",
@@ -461,6 +461,31 @@ def handoff() -> Json:
                             instant=True,
                         )
                     ],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                bars(
+                    "Open MQLs per owner (now)",
+                    "MQLs each owner holds, by pool: what capacity counts (reported by the worker that runs the "
+                    "router).",
+                    [target("sum by (pool, owner) (leadflow_routing_open_mqls)", "{{pool}} / {{owner}}", instant=True)],
+                ),
+                bars(
+                    "Load vs capacity (now)",
+                    "Open MQLs / capacity for owners with a limit: at 100 % round robin skips them.",
+                    [
+                        target(
+                            "sum by (pool, owner) (leadflow_routing_open_mqls) / "
+                            "sum by (pool, owner) (leadflow_routing_capacity)",
+                            "{{pool}} / {{owner}}",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=[(None, "green"), (0.8, "yellow"), (1.0, "red")],
                 ),
             ],
         ),
@@ -554,7 +579,7 @@ def handoff() -> Json:
     return dashboard(
         "leadflow-handoff",
         "leadflow / Hand-off & rejections",
-        "Hand-offs per pool and reason, rejection reasons, recycled leads and escalations.",
+        "Hand-offs per pool and reason, owners' load and capacity, rejection reasons, recycled leads, escalations.",
         layout(rows),
     )
 

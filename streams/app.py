@@ -37,7 +37,15 @@ from schemas.outputs import (
 )
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
-from streams.metrics import CONTENT_TYPE, LagCollector, LeadCollector, Metrics, Partitioner, faust_consumer_lag
+from streams.metrics import (
+    CONTENT_TYPE,
+    LagCollector,
+    LeadCollector,
+    Metrics,
+    Partitioner,
+    RoutingCollector,
+    faust_consumer_lag,
+)
 from streams.settings import Settings
 from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS
 
@@ -380,6 +388,11 @@ app.task(roomy_producer_buffer)
 partition_of = Partitioner(settings.partitions)
 
 
+def runs_router() -> bool:
+    """Whether this worker owns the routing topic's one partition (so its routing table is the live one)."""
+    return any(tp.topic == settings.topic_routing for tp in app.assignor.assigned_actives())
+
+
 def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
     """The table's items and this worker's active partitions of the events topic (not standby replicas)."""
     actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
@@ -391,6 +404,7 @@ def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
 metrics.watch(
     LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)),
     LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)),
+    RoutingCollector(policy, lambda: routing.get(ROUTING_KEY) if runs_router() else None),
 )
 
 

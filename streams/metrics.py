@@ -49,7 +49,7 @@ from schemas.outputs import (
     StageChanged,
 )
 from schemas.policy import Policy
-from schemas.state import LeadRecord, LeadState
+from schemas.state import LeadRecord, LeadState, PoolState, RoutingState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # of the /metrics page (aiohttp wants it as a header: it has a charset)
 SOURCE_LIMIT = 50  # distinct `source` label values kept; later ones are counted as "other"
@@ -296,6 +296,38 @@ class LagCollector(Collector):
         return family
 
 
+class RoutingCollector(Collector):
+    """`leadflow_routing_open_mqls{pool, owner}` and `leadflow_routing_capacity{pool, owner}`: each owner's load
+    of open MQLs and its limit, from the router's state. Only the worker running the router (the one partition
+    of the routing topic) reports them, so a sum over workers is right; owners are the policy's, so bounded."""
+
+    def __init__(self, policy: Policy, read: Callable[[], RoutingState | None]) -> None:
+        self.policy = policy
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.read())
+
+    def _families(self, state: RoutingState | None) -> list[Metric]:
+        load = GaugeMetricFamily(
+            "leadflow_routing_open_mqls", "Open MQLs each owner holds (what capacity counts)", labels=["pool", "owner"]
+        )
+        capacity = GaugeMetricFamily(
+            "leadflow_routing_capacity", "Most open MQLs an owner takes (owners with a limit)", labels=["pool", "owner"]
+        )
+        if state is not None and self.policy.routing is not None:
+            for pool in self.policy.routing.pools:
+                held = state.pools.get(pool.name, PoolState()).open
+                for owner in pool.owners:
+                    load.add_metric([pool.name, owner.id], len(held.get(owner.id, ())))
+                    if owner.capacity is not None:
+                        capacity.add_metric([pool.name, owner.id], owner.capacity)
+        return [load, capacity]
+
+
 def faust_consumer_lag(app: Any, topic: str) -> dict[tuple[str, int], int]:
     """Lag per assigned partition of `topic`, from Faust's consumer: the high watermark of the last fetch minus
     the position (the offset after the last record handed to the stream; the committed offset before that)."""
@@ -409,11 +441,12 @@ class Metrics:
         self.last_sweep.set(finished_at)
         self.deadlines.set(deadlines)
 
-    def watch(self, leads: LeadCollector, lag: LagCollector) -> None:
+    def watch(self, leads: LeadCollector, *others: Collector) -> None:
         """Add the scrape-time collectors of a running worker."""
         self.leads = leads
         self.registry.register(leads)
-        self.registry.register(lag)
+        for collector in others:
+            self.registry.register(collector)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -43,6 +43,7 @@ COUNTERS = {
     "leadflow_sla_cancelled_total",
     "leadflow_sla_escalations_total",
     "leadflow_handoffs_total",
+    "leadflow_routing_unassigned_total",
     "leadflow_timer_events_total",
 }
 GAUGES = {
@@ -52,6 +53,8 @@ GAUGES = {
     "leadflow_consumer_lag",
     "leadflow_timer_last_sweep_timestamp_seconds",
     "leadflow_timer_deadlines",
+    "leadflow_routing_open_mqls",
+    "leadflow_routing_capacity",
 }
 HISTOGRAMS = {"leadflow_sla_response_seconds", "leadflow_event_lag_seconds", "leadflow_timer_sweep_duration_seconds"}
 KNOWN = (
@@ -194,7 +197,7 @@ def _by_clause_labels(expr: str) -> Iterator[str]:
 def test_grouping_labels_exist() -> None:
     labels = {
         "sla", "team", "pool", "fraction", "action", "stage", "from_stage", "to_stage", "reason", "type",
-        "source", "outcome", "topic", "partition", "instance", "job", "le", "late",
+        "source", "outcome", "topic", "partition", "instance", "job", "le", "late", "owner",
     }  # fmt: skip
     for name, title, expr in exprs():
         for label in _by_clause_labels(expr):

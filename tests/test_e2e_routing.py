@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from e2e import Deployment, read_topic
 from test_e2e_sla import fast_policy, record, sla_outputs
+from test_metrics import sample_value, scrape
 
 from core.routing import ANSWER_DELAY
 from schemas.outputs import (
@@ -73,10 +74,15 @@ async def test_each_mql_is_routed_round_robin_and_handed_off(deployment: Deploym
         for lead in leads:  # one after the other, so the turns follow the lead order
             await deployment.produce(mql(lead, now))
             await wait_until(deployment, worker, lambda seen, lead=lead: lead in {h.lead_id for h in seen})
+        samples = await scrape(deployment.web_port)  # the router's state, as managers see it
     finally:
         worker.stop()
-    by_lead = {h.lead_id: h for h in await handoffs(deployment)}
     latam = load_policy().routing.by_name["latam"]  # type: ignore[union-attr]
+    for owner in latam.owners:
+        assert sample_value(samples, "leadflow_routing_open_mqls", pool="latam", owner=owner.id) == 1
+        assert sample_value(samples, "leadflow_routing_capacity", pool="latam", owner=owner.id) == owner.capacity
+    assert sample_value(samples, "leadflow_routing_open_mqls", pool="general", owner="rep-07") == 0
+    by_lead = {h.lead_id: h for h in await handoffs(deployment)}
     assert [by_lead[lead].owner_id for lead in leads] == [o.id for o in latam.owners]
     first = by_lead[leads[0]]
     assert (first.pool, first.reason, first.team, first.stage) == ("latam", "routed", "inside_sales", "mql")

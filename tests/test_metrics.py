@@ -31,7 +31,7 @@ from schemas.outputs import (
     SlaWarning,
     StageChanged,
 )
-from schemas.state import Clock, LeadRecord, LeadState
+from schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
 from streams.broker import EmbeddedBroker, free_port
 from streams.metrics import (
     SOURCE_LIMIT,
@@ -40,6 +40,7 @@ from streams.metrics import (
     LeadCollector,
     Metrics,
     Partitioner,
+    RoutingCollector,
     census,
     known_groups,
     output_samples,
@@ -217,6 +218,21 @@ def test_unassignable_requests_count_by_bounded_pool(metrics: Metrics) -> None:
     metrics.observe_unassigned("no-such-pool")
     assert value(metrics, "leadflow_routing_unassigned_total", pool="latam") == 1
     assert value(metrics, "leadflow_routing_unassigned_total", pool="other") == 1
+
+
+def test_routing_load_and_capacity_per_owner_of_the_policy() -> None:
+    state = RoutingState(pools={"latam": PoolState(cursor=1, open={"rep-04": ("L1", "L2"), "ghost": ("L3",)})})
+    collector = RoutingCollector(POLICY, lambda: state)
+    samples = {(s.name, s.labels["pool"], s.labels["owner"]): s.value for f in collector.collect() for s in f.samples}
+    assert samples[("leadflow_routing_open_mqls", "latam", "rep-04")] == 2
+    assert samples[("leadflow_routing_open_mqls", "latam", "rep-05")] == 0
+    assert samples[("leadflow_routing_capacity", "latam", "rep-04")] == 60
+    assert ("leadflow_routing_capacity", "general", "rep-07") not in samples, "rep-07 has no limit"
+    assert not any(owner == "ghost" for _, _, owner in samples), "only the policy's owners are labels"
+
+
+def test_a_worker_that_does_not_run_the_router_reports_no_routing_load() -> None:
+    assert [list(f.samples) for f in RoutingCollector(POLICY, lambda: None).collect()] == [[], []]
 
 
 def test_dead_letters_and_sweeps(metrics: Metrics) -> None:
