@@ -24,6 +24,7 @@ REQUIRED_ALERTS = {
     "LeadConsumerLagHigh",
     "LeadWorkerDown",
     "LeadTimerSweepStalled",
+    "LeadRoutingUnassigned",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
