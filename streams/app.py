@@ -198,6 +198,12 @@ def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
     deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter))
 
 
+def send_defect(where: str, error: Exception, origin: Origin, key: bytes | None) -> None:
+    """A defect in the core must cost one record (dead-lettered with its bytes and the error), not the worker."""
+    log.exception("%s failed on %s/%s@%s", where, origin.topic, origin.partition, origin.offset)
+    send_dead_letter(dead_letter("internal_error", [f"({where}): {type(error).__name__}: {error}"], origin), key)
+
+
 def as_current(event: faust.types.EventT[bytes]) -> None:
     """Make `event` Faust's current event, so a table write goes to that event's partition.
 
@@ -245,10 +251,9 @@ def handle(
     key = decoded.lead_id.encode()
     try:
         decision = decide(touched[key][1] if key in touched else leads.get(key), decoded, policy, now)
-    except Exception as error:  # a defect in the core must cost one event (dead-lettered), not the worker
-        log.exception("decide failed for %s/%s@%s", message.topic, message.partition, message.offset)
+    except Exception as error:  # a defect in the core: see send_defect
         origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
-        send_dead_letter(dead_letter("internal_error", [f"(worker): {type(error).__name__}: {error}"], origin), key)
+        send_defect("worker", error, origin, key)
         return
     metrics.observe(decoded, decision, now)
     for output in decision.outputs:
@@ -290,9 +295,13 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
     if isinstance(routed, DeadLetter):
         send_dead_letter(routed, message.key)
         return state
-    if not isinstance(routed, RouteRequest):
-        return release(state, routed)
-    state, assignment = route(state, routed, policy)
+    try:
+        if not isinstance(routed, RouteRequest):
+            return release(state, routed)
+        state, assignment = route(state, routed, policy)
+    except Exception as error:  # a defect in the core: see send_defect
+        send_defect("router", error, origin, None)
+        return state
     if assignment is None:
         metrics.observe_unassigned(routed.pool)
         log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,

@@ -119,3 +119,47 @@ async def test_a_defect_in_the_core_costs_one_event_not_the_worker(
     record = worker.leads[b"agent-lead-2"]
     assert record.state is not None
     assert record.state.stage == "mql"
+
+
+def route_request(request_id: str, lead: str) -> bytes:
+    body = {"type": "route.request", "id": request_id, "lead_id": lead, "pool": "latam",
+            "occurred_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    return orjson.dumps(body)
+
+
+async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_request(
+    captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: list[tuple[bytes, bytes]] = []
+
+    def answer(*, key: bytes, value: bytes) -> None:
+        answers.append((key, value))
+        captured.changed.set()
+
+    real_route = worker.route
+
+    def fails_on_r2(state, request, policy):  # type: ignore[no-untyped-def]
+        if request.id == "r2":
+            raise RuntimeError("boom")
+        return real_route(state, request, policy)
+
+    monkeypatch.setattr(worker.events_topic, "send_soon", answer)
+    monkeypatch.setattr(worker, "route", fails_on_r2)
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+    async with worker.route_leads.test_context() as router:
+        for request_id, lead in (("r1", "lead-a"), ("r2", "lead-b"), ("r3", "lead-c")):
+            await router.put(route_request(request_id, lead), key=b"latam")
+        async with asyncio.timeout(10):
+            while len(answers) + len(captured.dead_letters) < 3:
+                captured.changed.clear()
+                await captured.changed.wait()
+    assigned = [(key, orjson.loads(value)) for key, value in answers]
+    assert [(key, a["data"]["owner_id"], a["source"]) for key, a in assigned] == [
+        (b"lead-a", "rep-04", "leadflow.routing"),
+        (b"lead-c", "rep-05", "leadflow.routing"),
+    ]
+    [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in captured.dead_letters]
+    assert (letter.reason, letter.errors) == ("internal_error", ("(router): RuntimeError: boom",))
+    state = worker.routing[worker.ROUTING_KEY]
+    assert state.pools["latam"].open == {"rep-04": ("lead-a",), "rep-05": ("lead-c",)}
