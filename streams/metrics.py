@@ -34,6 +34,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.decision import Decision
+from core.routing import load
 from schemas.events import LeadEvent
 from schemas.outputs import (
     DeadLetter,
@@ -49,7 +50,7 @@ from schemas.outputs import (
     StageChanged,
 )
 from schemas.policy import Policy
-from schemas.state import LeadRecord, LeadState, PoolState, RoutingState
+from schemas.state import LeadRecord, LeadState, RoutingState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # of the /metrics page (aiohttp wants it as a header: it has a charset)
 SOURCE_LIMIT = 50  # distinct `source` label values kept; later ones are counted as "other"
@@ -312,7 +313,7 @@ class RoutingCollector(Collector):
         return self._families(self.read())
 
     def _families(self, state: RoutingState | None) -> list[Metric]:
-        load = GaugeMetricFamily(
+        open_mqls = GaugeMetricFamily(
             "leadflow_routing_open_mqls", "Open MQLs each owner holds (what capacity counts)", labels=["pool", "owner"]
         )
         capacity = GaugeMetricFamily(
@@ -320,12 +321,12 @@ class RoutingCollector(Collector):
         )
         if state is not None and self.policy.routing is not None:
             for pool in self.policy.routing.pools:
-                held = state.pools.get(pool.name, PoolState()).open
+                held = load(state, pool.name)
                 for owner in pool.owners:
-                    load.add_metric([pool.name, owner.id], len(held.get(owner.id, ())))
+                    open_mqls.add_metric([pool.name, owner.id], held.get(owner.id, 0))
                     if owner.capacity is not None:
                         capacity.add_metric([pool.name, owner.id], owner.capacity)
-        return [load, capacity]
+        return [open_mqls, capacity]
 
 
 def faust_consumer_lag(app: Any, topic: str) -> dict[tuple[str, int], int]:
