@@ -93,6 +93,8 @@ def move(state: LeadState, target: str, event: LeadEvent, policy: Policy, reason
     if target in policy.lifecycle.side_stages:
         # Back to marketing (recycled, disqualified): no sales owner; a re-qualified lead is routed afresh.
         updates = {"owner_id": None, "pool": None, **updates}
+    if target == "nurturing" and policy.mql.recycle_resets_engagement:
+        updates = {"engagement": {}, "engagement_as_of": event.occurred_at, **updates}
     moved = state.model_copy(
         update={
             **updates,

@@ -195,6 +195,11 @@ class MqlRule(PolicyModel):
         description="actions that turn a subscriber into a lead",
     )
     eligible_stages: tuple[Code, ...] = ("subscriber", "lead", "nurturing")
+    recycle_resets_engagement: bool = Field(
+        default=True,
+        description="a lead sent back to nurturing starts its engagement over: it must earn its MQL again, "
+        "not re-qualify on its next page view",
+    )
 
 
 class RejectionReason(PolicyModel):

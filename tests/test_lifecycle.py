@@ -556,3 +556,46 @@ def test_advocacy_refused_by_the_policy_still_scores_and_changes_no_stage() -> N
     assert step.state is not None
     assert step.state.stage == "customer"
     assert stage_changes(step.outputs) == []
+
+
+HIGH_FIT = {"seniority": "vp", "company_size": 200, "industry": "saas", "persona": "decision_maker"}
+
+
+def engaged_mql() -> LeadState:
+    """A high-fit lead that became MQL by score (pricing views and a webinar)."""
+    state = run(
+        [
+            make_event("lead.created", 0, **HIGH_FIT),
+            make_event("activity", 60, action="pricing_view"),
+            make_event("activity", 120, action="pricing_view"),
+        ]
+    )
+    assert state is not None
+    assert state.stage == "mql"
+    return state
+
+
+def test_a_rejected_lead_must_earn_its_engagement_again() -> None:
+    rejected = send(engaged_mql(), "lead.rejected", LATER, reason="no_budget").state
+    assert rejected is not None
+    assert (rejected.stage, rejected.engagement_score) == ("nurturing", 0)
+    viewed = send(rejected, "activity", LATER + 60, action="page_view").state
+    assert viewed is not None
+    assert viewed.stage == "nurturing", "one page view does not bring back an MQL sales just rejected"
+    views = [make_event("activity", LATER + t, action="pricing_view") for t in (120, 180)]
+    again = run(views, state=viewed)
+    assert again is not None
+    assert again.stage == "mql"
+
+
+def test_a_policy_may_keep_engagement_on_recycle() -> None:
+    def keep(document: dict[str, Any]) -> None:
+        document["mql"]["recycle_resets_engagement"] = False
+
+    policy = make_policy(keep)
+    rejected = apply(engaged_mql(), make_event("lead.rejected", LATER, reason="no_budget"), policy).state
+    assert rejected is not None
+    assert rejected.engagement_score >= 30
+    requalified = apply(rejected, make_event("activity", LATER + 60, action="page_view"), policy).state
+    assert requalified is not None
+    assert requalified.stage == "mql"
