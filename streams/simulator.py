@@ -435,7 +435,7 @@ class LeadJourney:
         if rng.random() < shape.ignored:
             return
         # Review times around the 8 business hour acceptance SLA: most in time, some late.
-        review = _lognormal(rng, 30 * MINUTE if hand_raiser else 2 * HOUR, 1.0, 2 * MINUTE, 3 * DAY)
+        review = _lognormal(rng, HOUR if hand_raiser else 6 * HOUR, 1.2, 2 * MINUTE, 5 * DAY)
         if rng.random() >= shape.accept:
             yield from self._rejected(review)
             return
