@@ -14,7 +14,7 @@ from datetime import datetime
 
 from core.ids import output_id
 from core.routing import pool_for
-from core.sla import cancelled, restart
+from core.sla import cancelled, mql_reason, restart
 from schemas.events import LeadAssigned, LeadEvent
 from schemas.outputs import (
     HandOff,
@@ -48,10 +48,6 @@ def holds(state: LeadState | None) -> tuple[str, str] | None:
 
 def is_sales_stage(state: LeadState, policy: Policy) -> bool:
     return policy.stage_rank(state.stage) >= policy.stage_rank(ROUTED_STAGE) >= 0
-
-
-def mql_reason(state: LeadState) -> str:
-    return next((entry.reason for entry in reversed(state.history) if entry.stage == ROUTED_STAGE), "unknown")
 
 
 def hand_off(state: LeadState, event: LeadEvent, reason: HandOffReason, previous_owner: str | None = None) -> HandOff:

@@ -18,6 +18,11 @@ from schemas.policy import Policy, SlaSpec
 from schemas.state import Clock, LeadState
 
 
+def mql_reason(state: LeadState) -> str:
+    """Why the lead last became MQL (score, hand_raiser, external...), or "none"."""
+    return next((entry.reason for entry in reversed(state.history) if entry.stage == "mql"), "none")
+
+
 def calendar_of(clock: Clock, policy: Policy) -> BusinessCalendar | None:
     return BusinessCalendar.from_spec(policy.calendars[clock.calendar]) if clock.calendar else None
 
@@ -191,7 +196,7 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
     for change in changes:
         for name, clock in list(clocks.items()):
             spec = specs.get(name)
-            if spec is None or change.to_stage in spec.stages:
+            if spec is None or not spec.stages or change.to_stage in spec.stages:
                 continue
             if spec.met_on_leaving:
                 outputs.append(met(state, clock, at, policy))
@@ -203,6 +208,11 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
                 clock, started = start(state, spec, at, change.reason == "hand_raiser", policy)
                 clocks[spec.name] = clock
                 outputs.append(started)
+    for spec in policy.slas:
+        if spec.starts_on_event == event.type and spec.name not in clocks:
+            clock, started = start(state, spec, at, mql_reason(state) == "hand_raiser", policy)
+            clocks[spec.name] = clock
+            outputs.append(started)
     if clocks == state.clocks and not outputs:
         return state, outputs
     return state.model_copy(update={"clocks": clocks}), outputs

@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from schemas.base import Code
 from schemas.errors import describe_errors
+from schemas.events import EVENT_TYPES
 
 Points = Annotated[int, Field(ge=-1000, le=1000)]
 BantField = Literal["budget", "authority", "need", "timeline"]
@@ -245,22 +246,30 @@ class SlaOverride(PolicyModel):
     allowance: Allowance
 
 
+# Event types producers send (timer.due is the worker's own).
+INPUT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if not t.startswith("timer."))
+EventType = Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")]
+
+
 class SlaSpec(PolicyModel):
-    """One response-time commitment: a clock that starts when a lead enters a stage."""
+    """One response-time commitment: a clock that starts when a lead enters a stage, or on an event."""
 
     name: Code
-    starts_on_stage: Code
-    met_by: tuple[Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")], ...] = Field(
-        default=(), description="event types that meet the SLA, e.g. lead.accepted"
+    starts_on_stage: Code | None = Field(default=None, description="entering this stage starts the clock")
+    starts_on_event: EventType | None = Field(
+        default=None, description="this event type starts the clock (e.g. meeting.scheduled), in any stage"
     )
+    met_by: tuple[EventType, ...] = Field(default=(), description="event types that meet the SLA, e.g. lead.accepted")
     runs_in: tuple[Code, ...] = Field(
-        default=(), description="stages the clock keeps running in (default: the start stage only)"
+        default=(),
+        description="stages the clock keeps running in (default: the start stage only; for an event-started "
+        "clock, every stage)",
     )
     met_on_leaving: bool = Field(
         default=False, description="leaving those stages meets the SLA (a maximum dwell); otherwise it cancels it"
     )
     allowance: Allowance
-    count_event: Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")] | None = Field(
+    count_event: EventType | None = Field(
         default=None, description="a counted SLA: this event type must happen at_least times within the allowance"
     )
     at_least: Annotated[int, Field(ge=1, le=1000)] | None = None
@@ -283,11 +292,14 @@ class SlaSpec(PolicyModel):
     def _counted(self) -> Self:
         if (self.count_event is None) != (self.at_least is None):
             raise ValueError("a counted SLA needs both count_event and at_least")
+        if (self.starts_on_stage is None) == (self.starts_on_event is None):
+            raise ValueError("give exactly one of starts_on_stage or starts_on_event")
         return self
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return self.runs_in or (self.starts_on_stage,)
+        """Stages the clock runs in; empty: every stage (an event-started clock without runs_in)."""
+        return self.runs_in or ((self.starts_on_stage,) if self.starts_on_stage else ())
 
     def allowance_for(self, hand_raiser: bool) -> Allowance:
         for override in self.overrides:
@@ -392,8 +404,16 @@ class Policy(PolicyModel):
             if s not in known:
                 raise ValueError(f"mql.eligible_stages: unknown stage {s!r}")
         for i, sla in enumerate(self.slas):
-            if sla.starts_on_stage not in known:
+            if sla.starts_on_stage is not None and sla.starts_on_stage not in known:
                 raise ValueError(f"slas[{i}].starts_on_stage: unknown stage {sla.starts_on_stage!r}")
+            if sla.starts_on_event is not None and sla.starts_on_event not in INPUT_EVENT_TYPES:
+                raise ValueError(
+                    f"slas[{i}].starts_on_event: {sla.starts_on_event!r} is not an event type; "
+                    f"use one of: {', '.join(INPUT_EVENT_TYPES)}"
+                )
+            unknown_runs_in = [stage for stage in sla.runs_in if stage not in known]
+            if unknown_runs_in:
+                raise ValueError(f"slas[{i}].runs_in: unknown stages {', '.join(unknown_runs_in)}")
             business = [a for a in (sla.allowance, *(o.allowance for o in sla.overrides)) if a.is_business]
             if business and sla.calendar not in self.calendars:
                 raise ValueError(

@@ -558,14 +558,14 @@ def test_advocacy_refused_by_the_policy_still_scores_and_changes_no_stage() -> N
     assert stage_changes(step.outputs) == []
 
 
-HIGH_FIT = {"seniority": "vp", "company_size": 200, "industry": "saas", "persona": "decision_maker"}
+DECISION_MAKER = {"seniority": "vp", "company_size": 200, "industry": "saas", "persona": "decision_maker"}
 
 
 def engaged_mql() -> LeadState:
     """A high-fit lead that became MQL by score (pricing views and a webinar)."""
     state = run(
         [
-            make_event("lead.created", 0, **HIGH_FIT),
+            make_event("lead.created", 0, **DECISION_MAKER),
             make_event("activity", 60, action="pricing_view"),
             make_event("activity", 120, action="pricing_view"),
         ]

@@ -13,7 +13,7 @@ from core.calendar import BusinessCalendar
 from core.decision import decide
 from schemas.events import LeadEvent
 from schemas.outputs import SlaBreached, SlaCancelled, SlaMet, SlaStarted, SlaWarning
-from schemas.policy import PolicyError
+from schemas.policy import Policy, PolicyError
 from schemas.state import LeadRecord
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -30,14 +30,15 @@ def local(hours: float) -> datetime:
 class Lead:
     """One lead fed event by event; collects every output."""
 
-    def __init__(self, lead_id: str = "L1") -> None:
+    def __init__(self, lead_id: str = "L1", policy: Policy = POLICY) -> None:
         self.lead_id = lead_id
+        self.policy = policy
         self.record: LeadRecord | None = None
         self.outputs: list[Any] = []
 
     def send(self, kind: str, hours: float, **data: Any) -> list[Any]:
         event: LeadEvent = make_event(kind, local(hours), lead_id=self.lead_id, **data)
-        decision = decide(self.record, event, POLICY, NOW)
+        decision = decide(self.record, event, self.policy, NOW)
         self.record = decision.record
         self.outputs.extend(decision.outputs)
         return list(decision.outputs)
@@ -169,6 +170,16 @@ def test_sla_output_ids_depend_on_the_clock_not_on_the_trigger() -> None:
         (lambda d: d["slas"][0].update(starts_on_stage="limbo"), "slas[0].starts_on_stage: unknown stage 'limbo'"),
         (lambda d: d["slas"][0].update(allowance={"minutes": 5, "business_hours": 1}), "exactly one of"),
         (lambda d: d["slas"].append(dict(d["slas"][0])), "slas: names must be unique"),
+        (
+            lambda d: d["slas"][0].update(starts_on_event="lead.accepted"),
+            "exactly one of starts_on_stage or starts_on_",
+        ),
+        (lambda d: d["slas"][0].pop("starts_on_stage"), "exactly one of starts_on_stage or starts_on_event"),
+        (
+            lambda d: d["slas"][0].update(starts_on_stage=None, starts_on_event="meeting.held"),
+            "slas[0].starts_on_event: 'meeting.held' is not an event type; use one of: activity, contact.attempted",
+        ),
+        (lambda d: d["slas"][0].update(runs_in=["mql", "limbo"]), "slas[0].runs_in: unknown stages limbo"),
     ],
 )
 def test_bad_sla_definitions_are_explained(change: Any, problem: str) -> None:
@@ -313,6 +324,52 @@ def test_too_few_attempts_recycle_the_lead_to_nurturing_when_the_time_is_up() ->
     (move,) = [o for o in decision.outputs if o.type == "stage.changed"]
     assert (move.from_stage, move.to_stage, move.reason) == ("sal", "nurturing", "sla:contact_attempts")
     assert decision.record.state.clocks == {}, "leaving sal closes the other clocks too"
+
+
+def follow_up_policy() -> Policy:
+    """The default policy plus an event-started SLA: a proposal within 2 business days of a meeting."""
+
+    def add(document: dict[str, Any]) -> None:
+        document["slas"].append(
+            {
+                "name": "meeting_follow_up",
+                "starts_on_event": "meeting.scheduled",
+                "met_by": ["deal.stage_changed"],
+                "allowance": {"business_hours": 16},
+                "calendar": "inside_sales",
+                "warn_at": [0.5],
+            }
+        )
+
+    return make_policy(add)
+
+
+def test_an_event_starts_a_clock_in_any_stage_and_another_event_meets_it() -> None:
+    lead = Lead(policy=follow_up_policy())
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+    lead.send("meeting.scheduled", 1, starts_at=local(30).isoformat())
+    (started,) = lead.of(SlaStarted, "meeting_follow_up")
+    assert started.started_at == local(1)
+    assert started.deadline == SALES.add(local(1), 16 * 3600)
+    lead.send("meeting.scheduled", 2, starts_at=local(31).isoformat())
+    assert len(lead.of(SlaStarted, "meeting_follow_up")) == 1, "an open clock is not started again"
+    lead.send("deal.stage_changed", 3, stage="qualified_call", bant={"need": True})
+    (met_clock,) = lead.of(SlaMet, "meeting_follow_up")
+    assert met_clock.used_s == pytest.approx(SALES.elapsed(local(1), local(3)))
+    assert not met_clock.late
+    assert not lead.of(SlaCancelled, "meeting_follow_up"), "stage changes do not stop an event-started clock"
+
+
+def test_an_event_started_clock_breaches_like_any_other() -> None:
+    lead = Lead(policy=follow_up_policy())
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+    lead.send("meeting.scheduled", 1, starts_at=local(30).isoformat())
+    (started,) = lead.of(SlaStarted, "meeting_follow_up")
+    lead.send("lead.paused", 72)  # days later: the deadline passed on the way
+    (breach,) = lead.of(SlaBreached, "meeting_follow_up")
+    assert breach.occurred_at == started.deadline
 
 
 def test_a_counted_sla_needs_both_its_fields() -> None:
