@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from core.handoff import is_router_answer, unclaimed
+from core.handoff import hold_old_escalations, is_router_answer, unclaimed
+from core.ledger import record as keep_in_ledger
 from core.lifecycle import Step, apply, refuse
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import SLA_TYPES, Output, RouteRequest
@@ -75,10 +76,23 @@ def is_from_future(event: LeadEvent, now: datetime, policy: Policy) -> bool:
     return event.occurred_at > now + timedelta(seconds=policy.processing.max_clock_skew_seconds)
 
 
-def fold(state: LeadState | None, events: list[LeadEvent], policy: Policy) -> tuple[LeadState | None, list[Step]]:
+def advance(state: LeadState | None, event: LeadEvent, policy: Policy, now: datetime) -> Step:
+    """One event through the lifecycle (core.lifecycle.apply), then what only the present decides: escalations
+    of old breaches are held back (`now` is the worker clock live, the replay clock offline), and the outputs
+    go into the lead's ledger."""
+    step = apply(state, event, policy)
+    if step.refused:
+        return step
+    outputs = hold_old_escalations(step.outputs, now, policy)
+    return Step(keep_in_ledger(step.state, event, outputs), outputs, erased=step.erased)
+
+
+def fold(
+    state: LeadState | None, events: list[LeadEvent], policy: Policy, now: datetime
+) -> tuple[LeadState | None, list[Step]]:
     steps = []
     for event in events:
-        step = apply(state, event, policy)
+        step = advance(state, event, policy, now)
         state = step.state
         steps.append(step)
     return state, steps
@@ -122,7 +136,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     # SLA outputs carry no cause in their id, so any event may bring one back: remember them all.
     already_emitted = {oid for p in pending for oid in p.output_ids} | set(record.emitted)
     if not pending or key > order_key(pending[-1].event):
-        step = apply(record.state, event, policy)
+        step = advance(record.state, event, policy, now)
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
         state, erased = step.state, step.erased
@@ -133,7 +147,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         # Out of order: insert in event-time order and apply the window again from the state before it.
         insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
         base = record.base
-        state, steps = fold(base, [p.event for p in pending], policy)
+        state, steps = fold(base, [p.event for p in pending], policy, now)
         # Keep the ids emitted by earlier passes too: a third pass may bring back an output of the first one.
         pending = [
             PendingEvent(event=p.event, output_ids=tuple(dict.fromkeys((*p.output_ids, *(o.id for o in s.outputs)))))
@@ -156,7 +170,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     timed = tuple(o.id for o in outputs if is_remembered(o))
     emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
-    settled = settle(base, pending, watermark - lateness, policy, before_last)
+    settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
     new_record = LeadRecord(
         lead_id=record.lead_id,
@@ -183,6 +197,8 @@ def settle(
     pending: list[PendingEvent],
     cutoff: datetime,
     policy: Policy,
+    now: datetime,
+    *,
     before_last: tuple[LeadState | None] | None = None,
 ) -> Settled:
     """Move events older than the cutoff out of the window: their ids go to `seen`, their effect into `base`.
@@ -206,5 +222,5 @@ def settle(
         return Settled(before_last[0], pending[-1:], ids)
     if len(pending) <= MAX_PENDING:
         return Settled(base, pending, ())
-    new_base, _ = fold(base, [p.event for p in pending[:old]], policy)
+    new_base, _ = fold(base, [p.event for p in pending[:old]], policy, now)
     return Settled(new_base, pending[old:], ids)

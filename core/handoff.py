@@ -10,7 +10,7 @@ for the next owner of the pool; when that owner arrives the clock restarts (the 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.ids import output_id
 from core.routing import pool_for
@@ -174,7 +174,7 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
         return []
     outputs: list[Output] = [
         SlaEscalated(
-            **breach.model_dump(exclude={"type", "id"}),
+            **breach.model_dump(exclude={"type", "id", "not_escalated"}),
             id=output_id(breach.id, "escalated"),
             actions=actions,
             manager_id=pool.manager if pool and "notify" in spec.escalate else None,
@@ -193,6 +193,30 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
             )
         )
     return outputs
+
+
+def is_escalating(breach: SlaBreached, policy: Policy) -> bool:
+    return any(spec.name == breach.sla and spec.escalate for spec in policy.slas)
+
+
+def is_recent(breach: SlaBreached, now: datetime, policy: Policy) -> bool:
+    return breach.occurred_at >= now - timedelta(seconds=policy.processing.escalation_horizon_seconds)
+
+
+def hold_old_escalations(outputs: tuple[Output, ...], now: datetime, policy: Policy) -> tuple[Output, ...]:
+    """Actions on people (reassign, notify) only for recent breaches. A breach older than the horizon (a backlog
+    after an outage, history sent through the live topic) is true history: it is emitted, marked not escalated
+    with the reason, and nobody is reassigned or paged today for a deadline that passed long ago."""
+    breaches = (o for o in outputs if isinstance(o, SlaBreached) and is_escalating(o, policy))
+    old = {breach.id for breach in breaches if not is_recent(breach, now, policy)}
+    if not old:
+        return outputs
+    actions = {output_id(breach_id, what) for breach_id in old for what in ("escalated", "reassign")}
+    horizon = policy.processing.escalation_horizon_seconds
+    reason = f"older than processing.escalation_horizon_seconds ({horizon:g} s) when seen: history, not escalated"
+    return tuple(
+        o.model_copy(update={"not_escalated": reason}) if o.id in old else o for o in outputs if o.id not in actions
+    )
 
 
 def follow(

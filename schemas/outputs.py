@@ -38,6 +38,9 @@ class StageChanged(Frozen):
     cause_event_id: str
     cause_type: str
     reason: str = Field(description="why: created, score, hand_raiser, external, accepted, rejected:<code>, ...")
+    skipped: tuple[str, ...] = Field(
+        default=(), description="main-funnel stages a fact jumped over (e.g. deal.won on an mql: sal, sql, ...)"
+    )
     fit: int
     engagement: int
     owner_id: str | None = None
@@ -106,6 +109,11 @@ class SlaMet(_SlaOutput):
 
 class SlaBreached(_SlaOutput):
     type: Literal["sla.breached"] = "sla.breached"
+    not_escalated: str | None = Field(
+        default=None,
+        description="why the policy's escalation was not carried out (e.g. the breach is older than "
+        "processing.escalation_horizon_seconds: history, not a call to act now); None otherwise",
+    )
 
 
 class SlaCancelled(_SlaOutput):
@@ -207,6 +215,28 @@ TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 # Everything decide() may emit: lifecycle outputs go to leads.transitions, SLA outputs to leads.sla, hand-offs
 # to leads.handoffs, routing messages to leads.routing (keyed by pool).
 Output = Transition | SlaOutput | HandOff | RouteRequest | RouteRelease
+
+OutputTopic = Literal["transitions", "sla", "handoffs", "routing"]
+# The one table of where each kind of output goes (the Settings field is `topic_<name>`); keyed by lead_id,
+# except routing messages, keyed by pool.
+OUTPUT_TOPICS: dict[type, OutputTopic] = {
+    StageChanged: "transitions",
+    EventRefused: "transitions",
+    LeadErasedNotice: "transitions",
+    LeadMergedNotice: "transitions",
+    **dict.fromkeys(SLA_TYPES, "sla"),
+    HandOff: "handoffs",
+    RouteRequest: "routing",
+    RouteRelease: "routing",
+}
+
+
+def topic_of(output: Output) -> OutputTopic:
+    """Where an output goes; a kind missing from OUTPUT_TOPICS is a defect, never a default topic."""
+    try:
+        return OUTPUT_TOPICS[type(output)]
+    except KeyError:
+        raise TypeError(f"no topic for output kind {type(output).__name__}; add it to OUTPUT_TOPICS") from None
 
 
 DeadLetterReason = Literal[

@@ -377,6 +377,16 @@ class Processing(PolicyModel):
     dedupe_ids: Annotated[int, Field(ge=16, le=100_000)] = Field(
         default=256, description="event ids remembered per lead beyond the lateness window"
     )
+    sla_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=30.0,
+        description="an SLA instant fires once the lead's partition time is this far past it: events that "
+        "producers deliver a little late (a CRM webhook retry, a batching tool) still count before a breach",
+    )
+    escalation_horizon_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=3600.0,
+        description="breaches older than this (against the worker clock) are emitted as history, without "
+        "acting on people (no reassignment, no notification)",
+    )
 
 
 class Policy(PolicyModel):

@@ -8,6 +8,7 @@ state before them (so a late event can be applied in event-time order).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -20,6 +21,9 @@ class StageEntry(Frozen):
     entered_at: datetime
     event_id: str
     reason: str
+    skipped: tuple[str, ...] = Field(
+        default=(), description="main-funnel stages a fact jumped over to get here (a process gap), in order"
+    )
 
 
 class Clock(Frozen):
@@ -35,6 +39,38 @@ class Clock(Frozen):
     breached: bool = False
     count: int = Field(default=0, description="events counted so far, for a counted SLA")
     reassignments: int = Field(default=0, description="times an escalation restarted this commitment")
+
+
+SlaEntryKind = Literal["started", "warning", "met", "late", "breached", "cancelled", "escalated"]
+
+
+class SlaEntry(Frozen):
+    """One SLA output of the lead, reduced to what the funnel report counts (core.ledger)."""
+
+    sla: str
+    kind: SlaEntryKind
+    at: datetime
+    owner_id: str | None = None
+    team: str | None = None
+    pool: str | None = None
+    reason: str | None = Field(default=None, description="why a clock was cancelled, or a breach not escalated")
+
+
+class HandOffEntry(Frozen):
+    at: datetime
+    owner_id: str
+    team: str | None = None
+    pool: str | None = None
+    reason: str
+
+
+class Ledger(Frozen):
+    """What the lead's outputs said, kept with the lead so the funnel report can be computed from the table
+    (live, per worker) and from a replay (offline) the same way. Bounded: the oldest entries go first."""
+
+    source: str | None = Field(default=None, description="envelope source of the lead.created")
+    sla: tuple[SlaEntry, ...] = ()
+    handoffs: tuple[HandOffEntry, ...] = ()
 
 
 class LeadState(Frozen):
@@ -65,6 +101,7 @@ class LeadState(Frozen):
     merged_into: str | None = None
     history: tuple[StageEntry, ...] = ()
     clocks: dict[str, Clock] = Field(default_factory=dict, description="open SLA clocks by SLA name")
+    ledger: Ledger = Ledger()
 
     @property
     def engagement_score(self) -> int:

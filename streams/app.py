@@ -11,7 +11,7 @@ import logging
 import time
 import weakref
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, assert_never, cast
 
 import faust
 import orjson
@@ -29,11 +29,10 @@ from core.routing import assigned_event, release, route
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     ROUTING_TYPES,
-    SLA_TYPES,
     DeadLetter,
-    HandOff,
     Output,
     RouteRequest,
+    topic_of,
 )
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
@@ -263,16 +262,21 @@ def handle(
 
 
 def send_output(output: Output, key: bytes) -> None:
-    """Each kind of output to its topic, keyed by lead (routing messages: by pool, on the router's partition)."""
+    """Each kind of output to its topic (schemas.outputs.OUTPUT_TOPICS), keyed by lead (routing messages: by
+    pool, on the router's partition)."""
     value = output.model_dump_json().encode()
-    if isinstance(output, SLA_TYPES):
-        sla_topic.send_soon(key=key, value=value)
-    elif isinstance(output, HandOff):
-        handoffs_topic.send_soon(key=key, value=value)
-    elif isinstance(output, ROUTING_TYPES):
-        routing_topic.send_soon(key=output.pool.encode(), value=value)
-    else:
-        transitions_topic.send_soon(key=key, value=value)
+    match topic_of(output):
+        case "sla":
+            sla_topic.send_soon(key=key, value=value)
+        case "handoffs":
+            handoffs_topic.send_soon(key=key, value=value)
+        case "routing":
+            assert isinstance(output, ROUTING_TYPES)
+            routing_topic.send_soon(key=output.pool.encode(), value=value)
+        case "transitions":
+            transitions_topic.send_soon(key=key, value=value)
+        case unknown:
+            assert_never(unknown)
 
 
 @app.agent(routing_topic)

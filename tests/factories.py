@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from core.lifecycle import Step, apply
+from core.decision import advance
+from core.lifecycle import Step
 from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import EventRefused, StageChanged, Transition
 from schemas.policy import Policy, load_policy, parse_policy
@@ -70,10 +71,13 @@ def make_policy(change: Callable[[dict[str, Any]], None]) -> Policy:
     return parse_policy(document, "test")
 
 
-def run(events: Iterable[LeadEvent], policy: Policy = POLICY, state: LeadState | None = None) -> LeadState | None:
-    """Apply events in the given order with `core.lifecycle.apply`; the final state."""
+def run(
+    events: Iterable[LeadEvent], policy: Policy = POLICY, state: LeadState | None = None, now: datetime | None = None
+) -> LeadState | None:
+    """Apply events in the given order as `core.decision` does (lifecycle, escalation horizon, ledger); the final
+    state. The clock is each event's own time unless `now` is given."""
     for event in events:
-        state = apply(state, event, policy).state
+        state = advance(state, event, policy, now or event.occurred_at).state
     return state
 
 

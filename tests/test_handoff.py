@@ -33,7 +33,6 @@ from schemas.state import LeadRecord, LeadState, RoutingState
 SP = ZoneInfo("America/Sao_Paulo")
 SALES = BusinessCalendar.from_spec(POLICY.calendars["inside_sales"])
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=SP)  # a working Monday in São Paulo
-NOW = datetime(2027, 6, 1, tzinfo=SP)
 LATAM: dict[str, Any] = {"country": "BR", "company_size": 80}
 ENTERPRISE: dict[str, Any] = {"country": "US", "company_size": 5000, "job_title": "VP Marketing", "seniority": "vp"}
 
@@ -44,11 +43,14 @@ def local(hours: float) -> datetime:
 
 class World:
     """Leads and the router, wired like the workers: the leads' routing messages go to the router, its answers
-    come back to the lead as `lead.assigned` events (at once, or when `deliver()` is called if `hold`)."""
+    come back to the lead as `lead.assigned` events (at once, or when `deliver()` is called if `hold`). The
+    worker clock is the newest event time (as in a replay), or `now` when given."""
 
-    def __init__(self, policy: Policy = POLICY, *, hold: bool = False) -> None:
+    def __init__(self, policy: Policy = POLICY, *, hold: bool = False, now: datetime | None = None) -> None:
         self.policy = policy
         self.hold = hold
+        self.now = now
+        self.clock = now
         self.records: dict[str, LeadRecord | None] = {}
         self.routing = RoutingState()
         self.outputs: list[Output] = []
@@ -68,7 +70,8 @@ class World:
 
     def feed(self, event: LeadEvent) -> list[Output]:
         self.events.append(event)
-        decision = decide(self.records.get(event.lead_id), event, self.policy, NOW)
+        self.clock = self.now or max(self.clock or event.occurred_at, event.occurred_at)
+        decision = decide(self.records.get(event.lead_id), event, self.policy, self.clock)
         self.records[event.lead_id] = decision.record
         outputs = list(decision.outputs)
         self.outputs.extend(outputs)
@@ -405,6 +408,35 @@ def test_a_breached_acceptance_is_escalated_once_to_the_pools_manager_and_the_ne
         "mql_acceptance",
         deadline,
     )
+
+
+@pytest.mark.parametrize(("seen_after", "escalated"), [(-1.0, True), (1.0, False)])
+def test_only_breaches_within_the_escalation_horizon_act_on_people(seen_after: float, escalated: bool) -> None:
+    """A worker that sees a deadline long after it passed (a backlog, history sent through the live topic)
+    emits the breach as history, marked, without reassigning or notifying anyone today."""
+    world = World()
+    qualified(world)
+    (clock,) = world.sla(SlaStarted, "mql_acceptance")
+    horizon = timedelta(seconds=POLICY.processing.escalation_horizon_seconds)
+    world.now = clock.deadline + horizon + timedelta(seconds=seen_after)
+    world.timer(clock.deadline)
+    (breach,) = world.sla(SlaBreached, "mql_acceptance")
+    reassigns = [r for r in world.of(RouteRequest) if r.escalated_sla]
+    if escalated:
+        assert breach.not_escalated is None
+        assert len(world.sla(SlaEscalated, "mql_acceptance")) == 1
+        assert len(reassigns) == 1
+        assert world.state().owner_id == "rep-05"
+    else:
+        assert breach.not_escalated is not None
+        assert "escalation_horizon_seconds" in breach.not_escalated
+        assert world.sla(SlaEscalated, "mql_acceptance") == []
+        assert reassigns == []
+        assert world.state().owner_id == "rep-04", "nobody is reassigned for a deadline that passed long ago"
+    entries = [e for e in world.state().ledger.sla if e.sla == "mql_acceptance" and e.kind != "warning"]
+    expected = ["started", "breached", "escalated", "cancelled", "started"] if escalated else ["started", "breached"]
+    assert [e.kind for e in entries] == expected
+    assert entries[1].reason == breach.not_escalated
 
 
 def test_the_new_owner_restarts_the_clock_and_gets_an_escalated_hand_off() -> None:

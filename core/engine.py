@@ -1,0 +1,103 @@
+"""The whole worker in one process, without Kafka: every lead, the router and the SLA timers, in event time.
+
+This is what `leadflow replay` runs (GUIDE section 2, "one notion of time"). The clock is the newest event time
+fed so far; an SLA instant fires once the clock is `processing.sla_grace_seconds` past it, exactly as the live
+worker fires it once the lead's partition time is (streams.app). Route requests go to the same pure router the
+router agent runs, and its answer is applied to the lead at once (live, it comes back through the lead's
+partition a moment later). Timer events carry the ids the live timer gives them, so outputs match by id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from core.deadlines import DeadlineIndex, next_instant
+from core.decision import Decision, decide
+from core.handoff import ROUTER_SOURCE
+from core.routing import assigned_event, release, route
+from schemas.events import EVENT_ADAPTER, LeadEvent, TimerDue
+from schemas.outputs import Output, RouteRelease, RouteRequest
+from schemas.policy import Policy
+from schemas.state import LeadRecord, RoutingState
+
+TIMER_SOURCE = "leadflow.timer"
+
+
+def timer_due(lead_id: str, instant: datetime) -> TimerDue:
+    """The timer event for one SLA instant of a lead; the live sweep sends the same envelope."""
+    return TimerDue(
+        event_id=f"timer:{instant.isoformat()}",
+        lead_id=lead_id,
+        type="timer.due",
+        occurred_at=instant,
+        source=TIMER_SOURCE,
+    )
+
+
+class Engine:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.records: dict[str, LeadRecord] = {}
+        self.routing = RoutingState()
+        self.index = DeadlineIndex()
+        self.clock: datetime | None = None
+        self.outcomes: Counter[str] = Counter()  # applied, reordered, late, refused, duplicate, ignored
+        self.unassigned = 0  # route requests nobody could take
+        self.grace = timedelta(seconds=policy.processing.sla_grace_seconds)
+
+    def feed(self, event: LeadEvent) -> list[Output]:
+        """Apply one input event: first the SLA instants its time lets fire, then the event, then the router."""
+        at = event.occurred_at.astimezone(UTC)
+        self.clock = at if self.clock is None else max(self.clock, at)
+        outputs = self.fire(self.clock - self.grace)
+        outputs += self.apply(event)
+        return outputs
+
+    def finish(self, until: datetime | None = None) -> list[Output]:
+        """Fire every SLA instant up to `until` (default: the clock, the newest event time), grace included."""
+        if until is not None:
+            self.clock = until if self.clock is None else max(self.clock, until)
+        return self.fire(self.clock) if self.clock is not None else []
+
+    def fire(self, cutoff: datetime) -> list[Output]:
+        outputs: list[Output] = []
+        while due := self.index.pop_due(cutoff):
+            for lead_id, stamp in due:
+                instant = datetime.fromtimestamp(stamp, UTC)
+                outputs += self.apply(timer_due(lead_id, instant))
+                record = self.records.get(lead_id)
+                self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
+        return outputs
+
+    def apply(self, event: LeadEvent) -> list[Output]:
+        assert self.clock is not None
+        decision = self.decide(event)
+        outputs = list(decision.outputs)
+        for output in decision.outputs:
+            if isinstance(output, RouteRequest):
+                outputs += self.route(output)
+            elif isinstance(output, RouteRelease):
+                self.routing = release(self.routing, output)
+        return outputs
+
+    def decide(self, event: LeadEvent) -> Decision:
+        assert self.clock is not None
+        decision = decide(self.records.get(event.lead_id), event, self.policy, max(self.clock, event.occurred_at))
+        self.outcomes[decision.outcome] += 1
+        if decision.changed:
+            self.records[event.lead_id] = decision.record
+            self.index.set(event.lead_id, next_instant(decision.record.state))
+        return decision
+
+    def route(self, request: RouteRequest) -> list[Output]:
+        self.routing, assignment = route(self.routing, request, self.policy)
+        if assignment is None:
+            self.unassigned += self.policy.routing is not None
+            return []
+        answer = EVENT_ADAPTER.validate_python(assigned_event(assignment, ROUTER_SOURCE))
+        return self.apply(answer)
+
+    def leads(self) -> Iterator[LeadRecord]:
+        return iter(self.records.values())
