@@ -3,6 +3,12 @@
 `apply(state, event, policy)` is the business rule book. It never refuses silently: an event the policy does
 not allow leaves the state as it was and returns an `EventRefused` that says why and what would fix it.
 Ordering, dedupe and lateness are handled one level up, in `core.decision`.
+
+Requests and facts (README "Facts and requests"): sales *requests* (lead.accepted, lead.rejected,
+deal.stage_changed) obey the policy's transitions and prerequisites, or are refused. *Facts* reported by a system
+of record (deal.won, deal.lost, lead.disqualified, an external lead.qualified, meeting.scheduled) already
+happened elsewhere: they are applied whatever the stage and whatever `lifecycle.transitions` lists, and a stage
+change they cause names the main-funnel stages it jumped over (`skipped`): a process gap, never invented entries.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from core.ids import output_id
 from core.scoring import add_action, fit_score
 from core.sla import follow
 from schemas.events import (
+    MAX_CUSTOM_ATTRIBUTES,
     Activity,
     Bant,
     ContactAttempted,
+    CustomValue,
     DealLost,
     DealStageChanged,
     DealWon,
@@ -51,6 +59,10 @@ from schemas.state import LeadState, StageEntry
 
 # Stages in which a lead has a deal in the sales pipeline.
 DEAL_STAGES = ("sal", "sql", "opportunity")
+# What a system of record reports as done (applied whatever the stage) and what sales asks for (refused when it
+# breaks the policy); README "Facts and requests".
+FACTS = frozenset({"deal.won", "deal.lost", "lead.disqualified", "lead.qualified", "meeting.scheduled"})
+REQUESTS = frozenset({"lead.accepted", "lead.rejected", "deal.stage_changed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +101,55 @@ def move(state: LeadState, target: str, event: LeadEvent, policy: Policy, reason
             f"{event.type} would move the lead from {state.stage} to {target}; "
             f"from {state.stage} the policy allows: {allowed}",
         )
-    entry = StageEntry(stage=target, entered_at=event.occurred_at, event_id=event.event_id, reason=reason)
+    return enter(state, target, event, policy, reason, skipped=(), updates=updates)
+
+
+def move_by_fact(
+    state: LeadState, target: str, event: LeadEvent, policy: Policy, reason: str, **updates: object
+) -> Step:
+    """A fact moves the lead to `target` whatever the transitions say (it already happened elsewhere), naming
+    the stages it skipped; a fact that finds the lead already there changes no stage."""
+    if target == state.stage:
+        return touch(state, event, **updates)
+    return enter(state, target, event, policy, reason, skipped=skipped_stages(state, target, policy), updates=updates)
+
+
+def funnel_position(state: LeadState, policy: Policy) -> int:
+    """Where the lead is in the main funnel: its stage's rank, or in a side stage (nurturing, disqualified) the
+    highest main-funnel stage it ever entered (-1 when none)."""
+    rank = policy.stage_rank(state.stage)
+    if rank >= 0:
+        return rank
+    return max((policy.stage_rank(entry.stage) for entry in state.history), default=-1)
+
+
+def skipped_stages(state: LeadState, target: str, policy: Policy) -> tuple[str, ...]:
+    """Main-funnel stages strictly between where the lead is and `target` that it never entered, in order."""
+    entered = {entry.stage for entry in state.history}
+    between = policy.lifecycle.stages[funnel_position(state, policy) + 1 : max(policy.stage_rank(target), 0)]
+    return tuple(stage for stage in between if stage not in entered)
+
+
+def is_at_or_past(state: LeadState, stage: str, policy: Policy) -> bool:
+    """The lead is in `stage` or further down the main funnel (a side stage is neither)."""
+    rank = policy.stage_rank(stage)
+    return state.stage == stage or (rank >= 0 and policy.stage_rank(state.stage) > rank)
+
+
+def enter(
+    state: LeadState,
+    target: str,
+    event: LeadEvent,
+    policy: Policy,
+    reason: str,
+    *,
+    skipped: tuple[str, ...],
+    updates: dict[str, object],
+) -> Step:
+    """The lead enters `target`: a history entry, a stage change, and what entering a side stage implies."""
+    entry = StageEntry(
+        stage=target, entered_at=event.occurred_at, event_id=event.event_id, reason=reason, skipped=skipped
+    )
     if target in policy.lifecycle.side_stages:
         # Back to marketing (recycled, disqualified): no sales owner; a re-qualified lead is routed afresh.
         updates = {"owner_id": None, "pool": None, **updates}
@@ -104,10 +164,12 @@ def move(state: LeadState, target: str, event: LeadEvent, policy: Policy, reason
             "history": (*state.history, entry),
         }
     )
-    return Step(moved, (stage_changed(state.stage, moved, event, reason),))
+    return Step(moved, (stage_changed(state.stage, moved, event, reason, skipped),))
 
 
-def stage_changed(source: str | None, state: LeadState, event: LeadEvent, reason: str) -> StageChanged:
+def stage_changed(
+    source: str | None, state: LeadState, event: LeadEvent, reason: str, skipped: tuple[str, ...] = ()
+) -> StageChanged:
     return StageChanged(
         id=output_id(event.lead_id, event.event_id, "stage", str(source), state.stage),
         lead_id=state.lead_id,
@@ -117,6 +179,7 @@ def stage_changed(source: str | None, state: LeadState, event: LeadEvent, reason
         cause_event_id=event.event_id,
         cause_type=event.type,
         reason=reason,
+        skipped=skipped,
         fit=state.fit,
         engagement=state.engagement_score,
         owner_id=state.owner_id,
@@ -197,7 +260,7 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
         case Activity():
             return record_activity(state, event, policy)
         case LeadQualified():
-            return move(state, "mql", event, policy, "external")
+            return qualify(state, event, policy)
         case LeadAssigned():
             assigned, outputs = assign(state, event, policy)
             return Step(assigned, outputs)
@@ -219,26 +282,11 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
         case DealStageChanged():
             return advance_deal(state, event, policy)
         case DealWon():
-            return move(state, "customer", event, policy, "won", won_amount=event.data.amount)
+            return win(state, event, policy)
         case DealLost():
-            if state.stage not in DEAL_STAGES:
-                return refuse(
-                    state,
-                    event,
-                    "illegal_transition",
-                    f"deal.lost applies to accepted leads ({', '.join(DEAL_STAGES)}); lead is {state.stage}",
-                )
-            if event.data.reason not in policy.deals.lost_reasons:
-                return refuse(
-                    state,
-                    event,
-                    "invalid_lost_reason",
-                    f"data.reason {event.data.reason!r} is not a lost reason in the policy; "
-                    f"use one of: {', '.join(policy.deals.lost_reasons)}",
-                )
-            return move(state, policy.deals.lost_to_stage, event, policy, f"lost:{event.data.reason}", deal_stage=None)
+            return lose(state, event, policy)
         case LeadDisqualified():
-            return move(state, "disqualified", event, policy, "disqualified")
+            return move_by_fact(state, "disqualified", event, policy, "disqualified")
         case LeadPaused():
             return touch(state, event, paused=True)
         case LeadResumed():
@@ -258,7 +306,8 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
 
 def create(event: LeadCreated, policy: Policy) -> Step:
     data = event.data
-    profile = Profile.model_validate(data.model_dump(exclude={"initial_stage"}, exclude_none=True))
+    attributes = {name: value for name, value in data.attributes_set().items() if value is not None}
+    profile = Profile.model_validate({**attributes, "custom": merge_custom({}, data.custom_attributes())})
     at = event.occurred_at
     state = LeadState(
         lead_id=event.lead_id,
@@ -275,9 +324,20 @@ def create(event: LeadCreated, policy: Policy) -> Step:
 
 
 def update_profile(state: LeadState, event: LeadUpdated, policy: Policy) -> Step:
-    changed = event.data.model_dump(exclude_unset=True)
-    profile = state.profile.model_copy(update=changed)
+    changed = event.data.attributes_set()
+    custom = merge_custom(state.profile.custom, event.data.custom_attributes())
+    profile = state.profile.model_copy(update={**changed, "custom": custom})
     return touch(state, event, profile=profile, fit=fit_score(profile, policy))
+
+
+def merge_custom(kept: dict[str, CustomValue], new: dict[str, CustomValue]) -> dict[str, CustomValue]:
+    """Custom attributes after an update: new values win, null clears. A lead keeps at most
+    MAX_CUSTOM_ATTRIBUTES: the most recently set ones (so its record stays bounded over many updates)."""
+    merged = {name: value for name, value in kept.items() if name not in new}
+    merged.update((name, value) for name, value in new.items() if value is not None)
+    if len(merged) <= MAX_CUSTOM_ATTRIBUTES:
+        return merged
+    return dict(list(merged.items())[-MAX_CUSTOM_ATTRIBUTES:])
 
 
 def record_activity(state: LeadState, event: Activity, policy: Policy) -> Step:
@@ -299,6 +359,32 @@ def record_activity(state: LeadState, event: Activity, policy: Policy) -> Step:
         if not converted.refused:
             return then_qualify(converted, event, policy)
     return then_qualify(step, event, policy)
+
+
+def qualify(state: LeadState, event: LeadQualified, policy: Policy) -> Step:
+    """An external MQL is a fact, but it never moves a lead backwards: one already at or past mql stays put."""
+    if is_at_or_past(state, "mql", policy):
+        return touch(state, event)
+    return move_by_fact(state, "mql", event, policy, "external")
+
+
+def win(state: LeadState, event: DealWon, policy: Policy) -> Step:
+    """A won deal makes a customer from any stage. Without an amount the revenue is unknown (None, never 0); a
+    lead already won only records the amount, if given."""
+    amount = event.data.amount
+    if is_at_or_past(state, "customer", policy):
+        return touch(state, event, **({"won_amount": amount} if amount is not None else {}))
+    return move_by_fact(state, "customer", event, policy, "won", won_amount=amount)
+
+
+def lose(state: LeadState, event: DealLost, policy: Policy) -> Step:
+    """A lost deal sends a lead before customer where the policy sends lost deals, whatever its reason (kept on
+    the stage change; metrics count a reason the policy does not list as other). A customer's lost deal (an
+    upsell) leaves the customer as it is."""
+    if is_at_or_past(state, "customer", policy):
+        return touch(state, event)
+    reason = f"lost:{event.data.reason}"
+    return move_by_fact(state, policy.deals.lost_to_stage, event, policy, reason, deal_stage=None)
 
 
 def reject(state: LeadState, event: LeadRejected, policy: Policy) -> Step:

@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeGuard
 
-from schemas.events import Profile
+from schemas.events import PROFILE_ATTRIBUTES, CustomValue, Profile
 from schemas.policy import Match, Policy
 
 SECONDS_PER_DAY = 86_400.0
 
 
+def attribute_value(profile: Profile, attribute: str) -> CustomValue:
+    """A built-in attribute, else the custom attribute of that name (None when the lead has neither)."""
+    if attribute in PROFILE_ATTRIBUTES:
+        value: CustomValue = getattr(profile, attribute)
+        return value
+    return profile.custom.get(attribute)
+
+
+def is_number(value: CustomValue) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def is_match(rule: Match, profile: Profile) -> bool:
-    value = getattr(profile, rule.attribute)
+    """Strings match equals/in/contains, numbers match min/max; any other value (or none) matches nothing."""
+    value = attribute_value(profile, rule.attribute)
     if value is None:
         return False
     if rule.equals is not None:
-        return bool(value == rule.equals)
+        return isinstance(value, str) and value == rule.equals
     if rule.in_ is not None:
-        return value in rule.in_
+        return isinstance(value, str) and value in rule.in_
     if rule.contains is not None:
-        text = str(value).lower()
-        return any(word.lower() in text for word in rule.contains)
-    number = value if isinstance(value, int) else None
-    if number is None:
+        return isinstance(value, str) and any(word.lower() in value.lower() for word in rule.contains)
+    if not is_number(value):
         return False
-    return (rule.min is None or number >= rule.min) and (rule.max is None or number <= rule.max)
+    return (rule.min is None or value >= rule.min) and (rule.max is None or value <= rule.max)
 
 
 def fit_score(profile: Profile, policy: Policy) -> int:

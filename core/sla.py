@@ -143,6 +143,13 @@ def cancelled(state: LeadState, clock: Clock, at: datetime, reason: str) -> SlaC
     return SlaCancelled(id=clock_id(state, clock, "cancelled"), **common(state, clock, at), reason=reason)
 
 
+def left_reason(change: StageChanged) -> str:
+    """Why leaving a stage cancelled a clock: `left:mql`, or `left:mql skipped:sal,sql,opportunity` when a fact
+    jumped over stages (their clocks never started, and this one closes as leaving the stage closes it)."""
+    left = f"left:{change.from_stage}"
+    return f"{left} skipped:{','.join(change.skipped)}" if change.skipped else left
+
+
 def pause(clock: Clock, at: datetime) -> Clock:
     return clock if clock.paused_at else clock.model_copy(update={"paused_at": at})
 
@@ -201,7 +208,7 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
             if spec.met_on_leaving:
                 outputs.append(met(state, clock, at, policy))
             else:
-                outputs.append(cancelled(state, clock, at, f"left:{change.from_stage}"))
+                outputs.append(cancelled(state, clock, at, left_reason(change)))
             del clocks[name]
         for spec in policy.slas:
             if spec.starts_on_stage == change.to_stage and spec.name not in clocks:

@@ -6,12 +6,24 @@ pydantic discriminated union, so a wrong type or a missing field is reported wit
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
 
-from schemas.base import Code, Frozen, Identifier, Money
+from schemas.base import CODE_PATTERN, Code, Frozen, Identifier, Money
 
 ShortText = Annotated[str, Field(max_length=500)]
 
@@ -41,8 +53,8 @@ class Actor(Frozen):
     user_id: Identifier
 
 
-class Profile(Frozen):
-    """Profile attributes the fit rules read. All optional: updates carry only what changed."""
+class ProfileAttributes(Frozen):
+    """The built-in profile attributes. All optional: updates carry only what changed."""
 
     email: Annotated[str, Field(max_length=320)] | None = None
     job_title: ShortText | None = None
@@ -58,7 +70,130 @@ class Profile(Frozen):
     segment: Code | None = None
 
 
-class LeadCreatedData(Profile):
+PROFILE_ATTRIBUTES: tuple[str, ...] = tuple(ProfileAttributes.model_fields)
+
+# Custom attributes (HubSpot custom properties, RD Station origin, landing_page_id...): bounded, so a producer
+# that sends a whole CRM record cannot bloat a lead's state.
+MAX_CUSTOM_ATTRIBUTES = 50
+MAX_CUSTOM_NAME = 64
+MAX_CUSTOM_TEXT = 500
+MAX_CUSTOM_NUMBER_TEXT = "1e18"
+MAX_CUSTOM_NUMBER = float(MAX_CUSTOM_NUMBER_TEXT)
+
+CustomValue = str | int | float | bool | None
+
+
+def _custom_value(value: object) -> CustomValue:
+    """Scalars only: a custom attribute is something fit rules and routing can compare, not a document."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_CUSTOM_TEXT:
+            raise ValueError(
+                f"a custom attribute value has at most {MAX_CUSTOM_TEXT} characters (this one {len(value):,}); "
+                "send a shorter value or leave the attribute out"
+            )
+        return value
+    if isinstance(value, int | float):
+        # abs() first: a huge JSON integer cannot become a float (math.isfinite would raise).
+        if abs(value) > MAX_CUSTOM_NUMBER or not math.isfinite(value):
+            raise ValueError(
+                f"a custom attribute number must be finite and within ±{MAX_CUSTOM_NUMBER_TEXT}; "
+                "send it as text if it is an identifier"
+            )
+        return value
+    raise ValueError(
+        "a custom attribute must be a string, a number, true/false or null, not an object or a list; "
+        "send each value as an attribute of its own"
+    )
+
+
+CustomAttribute = Annotated[
+    CustomValue,
+    PlainValidator(_custom_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_CUSTOM_TEXT},
+                {"type": "number", "minimum": -MAX_CUSTOM_NUMBER, "maximum": MAX_CUSTOM_NUMBER},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+_CUSTOM_NAME = re.compile(CODE_PATTERN)
+
+
+def is_custom_name(name: str) -> bool:
+    return len(name) <= MAX_CUSTOM_NAME and _CUSTOM_NAME.fullmatch(name) is not None
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:77] + "...")
+
+
+class Profile(ProfileAttributes):
+    """A lead's profile as the fit rules and routing read it: the built-in attributes and the custom ones."""
+
+    custom: dict[str, CustomAttribute] = Field(
+        default_factory=dict,
+        description=f"custom attributes (at most {MAX_CUSTOM_ATTRIBUTES}): any other field of lead.created / "
+        "lead.updated data, e.g. HubSpot custom properties or RD Station's origin",
+    )
+
+
+class ProfileData(ProfileAttributes):
+    """`data` of lead.created / lead.updated: the built-in attributes, and any other field as a custom attribute.
+
+    Unknown fields are allowed here on purpose (unlike our other events): real exports carry custom properties,
+    and dropping the event over them would lose the lead. They are bounded in count, name and size.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="allow",
+        json_schema_extra={
+            "propertyNames": {"pattern": CODE_PATTERN, "maxLength": MAX_CUSTOM_NAME},
+            "description": f"built-in profile attributes; any other field is a custom attribute (at most "
+            f"{MAX_CUSTOM_ATTRIBUTES}, names lower-case codes of at most {MAX_CUSTOM_NAME} characters, values "
+            f"scalars, text up to {MAX_CUSTOM_TEXT} characters; null clears it)",
+        },
+    )
+    __pydantic_extra__: dict[str, CustomAttribute]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_custom(cls, data: Any) -> Any:
+        # Checked before the values, so an error line never repeats a huge name from a hostile producer.
+        if not isinstance(data, dict):
+            return data
+        names = [name for name in data if name not in cls.model_fields]
+        bad = [name for name in names if not isinstance(name, str) or not is_custom_name(name)]
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            shown = ", ".join(_shown(str(name)) for name in bad[:5]) + more
+            raise ValueError(
+                f"custom attribute names must be lower-case codes of letters, digits and _ starting with a letter, "
+                f"at most {MAX_CUSTOM_NAME} characters (e.g. landing_page_id); rename {shown} in the producer"
+            )
+        if len(names) > MAX_CUSTOM_ATTRIBUTES:
+            raise ValueError(
+                f"{len(names)} custom attributes is over the limit of {MAX_CUSTOM_ATTRIBUTES} per event; "
+                "send only the attributes fit rules, routing or sales use"
+            )
+        return data
+
+    def custom_attributes(self) -> dict[str, CustomValue]:
+        """The custom attributes this data carries (null included: it clears the attribute)."""
+        return dict(self.model_extra or {})
+
+    def attributes_set(self) -> dict[str, object]:
+        """The built-in attributes this data sets (null included: it clears the attribute)."""
+        return {name: getattr(self, name) for name in self.model_fields_set if name in PROFILE_ATTRIBUTES}
+
+
+class LeadCreatedData(ProfileData):
     initial_stage: Literal["subscriber", "lead"] = "lead"
 
 
@@ -117,12 +252,12 @@ class DealStageChangedData(Frozen):
 
 
 class DealWonData(Frozen):
-    amount: Money
+    amount: Money | None = Field(default=None, description="the deal's value; unknown when absent (never 0)")
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
 class DealLostData(Frozen):
-    reason: Code
+    reason: Code = Field(description="why, ideally one of the policy's deals.lost_reasons; any code is kept")
 
 
 class MergedData(Frozen):
@@ -148,7 +283,7 @@ class LeadCreated(_Envelope):
 
 class LeadUpdated(_Envelope):
     type: Literal["lead.updated"]
-    data: Profile
+    data: ProfileData
 
 
 class Activity(_Envelope):
@@ -193,7 +328,7 @@ class DealStageChanged(_Envelope):
 
 class DealWon(_Envelope):
     type: Literal["deal.won"]
-    data: DealWonData
+    data: DealWonData = DealWonData()
 
 
 class DealLost(_Envelope):

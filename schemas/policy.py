@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from schemas.base import Code
 from schemas.errors import describe_errors
-from schemas.events import EVENT_TYPES
+from schemas.events import EVENT_TYPES, PROFILE_ATTRIBUTES
 
 Points = Annotated[int, Field(ge=-1000, le=1000)]
 BantField = Literal["budget", "authority", "need", "timeline"]
@@ -134,19 +134,43 @@ class CalendarSpec(PolicyModel):
         return {WEEKDAYS.index(day): windows for day, windows in self.hours.items()}
 
 
-class Match(PolicyModel):
-    """A condition on a profile attribute. Exactly one matcher: equals/in (codes), contains (text), min/max."""
+# Built-in profile attributes rules may read; the others (email, company) identify a person or a company, and
+# say nothing about fit. Any other name is a custom attribute of lead.created / lead.updated data.
+MATCHABLE_ATTRIBUTES = (
+    "job_title",
+    "seniority",
+    "company_size",
+    "industry",
+    "country",
+    "persona",
+    "segment",
+    "territory",
+)
 
-    attribute: Literal[
-        "job_title", "seniority", "company_size", "industry", "country", "persona", "segment", "territory"
-    ]
+
+class Match(PolicyModel):
+    """A condition on a profile attribute, built-in or custom. Exactly one matcher: equals/in (text), contains
+    (text, case-insensitive), min/max (numbers)."""
+
+    attribute: Code = Field(
+        description=f"a built-in attribute ({', '.join(MATCHABLE_ATTRIBUTES)}) or the name of a custom attribute"
+    )
     equals: str | None = None
     in_: tuple[str, ...] | None = Field(default=None, alias="in")
     contains: tuple[str, ...] | None = Field(default=None, description="case-insensitive substrings")
-    min: int | None = None
-    max: int | None = None
+    min: int | float | None = None
+    max: int | float | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _matchable(self) -> Self:
+        if self.attribute in PROFILE_ATTRIBUTES and self.attribute not in MATCHABLE_ATTRIBUTES:
+            raise ValueError(
+                f"attribute: {self.attribute} is not an attribute rules may read; use one of "
+                f"{', '.join(MATCHABLE_ATTRIBUTES)} or the name of a custom attribute"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_matcher(self) -> Self:

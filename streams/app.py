@@ -23,9 +23,12 @@ from pydantic import TypeAdapter
 
 from core.deadlines import DeadlineIndex, next_instant
 from core.decision import decide
+from core.engine import timer_due
 from core.handoff import ROUTER_SOURCE
 from core.intake import Origin, dead_letter, decode, decode_routing
+from core.partition_clock import PartitionClock, is_caught_up
 from core.routing import assigned_event, release, route
+from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     ROUTING_TYPES,
@@ -44,6 +47,7 @@ from streams.metrics import (
     Partitioner,
     RoutingCollector,
     faust_consumer_lag,
+    fetch_state,
 )
 from streams.settings import Settings
 from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS
@@ -225,7 +229,7 @@ async def process(stream: faust.StreamT[bytes]) -> None:
         for key, (event, record) in touched.items():
             as_current(event)
             leads[key] = record
-            timers.index.set(record.lead_id, next_instant(record.state))
+            timers.set(event.message.partition, record.lead_id, next_instant(record.state))
 
 
 def handle(
@@ -244,6 +248,7 @@ def handle(
         received_at=now,
         max_bytes=settings.max_event_bytes,
     )
+    timers.saw(message.partition, message.offset, None if isinstance(decoded, DeadLetter) else decoded)
     if isinstance(decoded, DeadLetter):
         send_dead_letter(decoded, message.key)
         return
@@ -317,54 +322,81 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
 
 
 class Timers:
-    """Durable SLA timers: the leads table holds the clocks; this in-memory index finds what is due.
+    """Durable SLA timers: the leads table holds the clocks; in-memory indexes find what is due.
 
-    The index is rebuilt from the table after every rebalance (the table is recovered from its changelog, so
-    deadlines that passed while no worker ran fire at once). Due instants go back through `leads.events` as
-    `timer.due` events keyed by lead, so the lead's own partition applies them inside stream processing; their
-    ids are deterministic, so a tick sent twice is a duplicate.
+    One deadline index per partition of the events topic, rebuilt from the table after every rebalance (the
+    table is recovered from its changelog). An instant fires at its partition's time (core.partition_clock):
+    once the events appended before it have been applied, plus the policy's grace; a backlog after a restart or
+    an outage holds the clocks back until it is applied, and deadlines that passed while no worker ran fire as
+    soon as it is. Due instants go back through `leads.events` as `timer.due` events keyed by lead, so the
+    lead's own partition applies them inside stream processing; their ids are deterministic, so a tick sent
+    twice is a duplicate.
     """
 
     def __init__(self) -> None:
-        self.index = DeadlineIndex()
+        self.indexes: dict[int, DeadlineIndex] = {}
+        self.clock = PartitionClock()
+        self.applied: dict[int, int] = {}  # partition -> last offset the agent handled
         self.stale = True
+
+    def __len__(self) -> int:
+        return sum(len(index) for index in self.indexes.values())
 
     def mark_stale(self) -> None:
         self.stale = True
 
+    def set(self, partition: int, lead_id: str, instant: datetime | None) -> None:
+        self.indexes.setdefault(partition, DeadlineIndex()).set(lead_id, instant)
+
+    def saw(self, partition: int, offset: int, event: LeadEvent | None) -> None:
+        """The agent handled this record (an event, or a dead letter when `event` is None)."""
+        self.applied[partition] = max(offset, self.applied.get(partition, -1))
+        if event is not None and not isinstance(event, TimerDue):
+            self.clock.applied(partition, event.occurred_at.timestamp())
+
     def rebuild(self) -> None:
-        self.index = DeadlineIndex()
-        for record in leads.values():
-            self.index.set(record.lead_id, next_instant(record.state))
+        # `applied` stays: offsets only grow, and a partition kept through the rebalance may stay idle, so
+        # forgetting what was applied would hold its clocks back until its next record.
+        self.indexes = {}
+        self.clock.forget()
+        for key, record in leads.items():
+            self.set(partition_of(key), record.lead_id, next_instant(record.state))
         self.stale = False
+
+    def observe_fetches(self) -> None:
+        """Partitions whose every fetched record has been applied are caught up as of that fetch."""
+        for partition, fetched in fetch_state(app, settings.topic_events).items():
+            done = max(self.applied.get(partition, -1) + 1, fetched.committed)
+            if is_caught_up(done, fetched.position, fetched.highwater) and fetched.polled_at is not None:
+                self.clock.caught_up(partition, fetched.polled_at)
 
     def sweep(self, now: datetime) -> int:
         if app.rebalancing or app.in_recovery:
             return 0
         if self.stale:
             self.rebuild()
-        due = self.index.pop_due(now, limit=settings.sweep_max)
-        for lead_id, stamp in due:
-            key = lead_id.encode()
-            events_topic.send_soon(key=key, value=timer_event(lead_id, stamp))
-            # Queue the lead's next instant now, not when the tick comes back: a deadline 0.5 s after a warning
-            # must not wait for the warning's round trip.
-            record = leads.get(key)
-            self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
-        return len(due)
+        self.observe_fetches()
+        sent = 0
+        for partition, index in self.indexes.items():
+            cutoff = self.clock.cutoff(partition, now.timestamp(), policy.processing.sla_grace_seconds)
+            if cutoff is None:
+                continue
+            due = index.pop_due(datetime.fromtimestamp(cutoff, UTC), limit=settings.sweep_max - sent)
+            for lead_id, stamp in due:
+                key = lead_id.encode()
+                events_topic.send_soon(key=key, value=timer_event(lead_id, stamp))
+                # Queue the lead's next instant now, not when the tick comes back: a deadline 0.5 s after a
+                # warning must not wait for the warning's round trip.
+                record = leads.get(key)
+                index.set(lead_id, next_instant(record.state if record else None, after=stamp))
+            sent += len(due)
+            if sent >= settings.sweep_max:
+                break
+        return sent
 
 
 def timer_event(lead_id: str, stamp: float) -> bytes:
-    instant = datetime.fromtimestamp(stamp, UTC)
-    return orjson.dumps(
-        {
-            "event_id": f"timer:{instant.isoformat()}",
-            "lead_id": lead_id,
-            "type": "timer.due",
-            "occurred_at": instant.isoformat(),
-            "source": "leadflow.timer",
-        }
-    )
+    return timer_due(lead_id, datetime.fromtimestamp(stamp, UTC)).model_dump_json(exclude_defaults=True).encode()
 
 
 timers = Timers()
@@ -383,7 +415,7 @@ async def sweep_timers() -> None:
     started = time.perf_counter()
     sent = timers.sweep(datetime.now(UTC))
     if not (app.rebalancing or app.in_recovery):
-        metrics.observe_sweep(sent, time.perf_counter() - started, time.time(), len(timers.index))
+        metrics.observe_sweep(sent, time.perf_counter() - started, time.time(), len(timers))
 
 
 app.timer(interval=settings.sweep_interval_s)(sweep_timers)
@@ -440,3 +472,46 @@ async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
         RECORD_ADAPTER.dump_json(record, include={"state", "version", "watermark"}),
         content_type="application/json",
     )
+
+
+# ---- Funnel report (core.report): the report over this worker's active partitions, and their lead summaries.
+# Imported here to keep this section self-contained; they may move to the imports above.
+import asyncio  # noqa: E402
+
+from core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summarize  # noqa: E402
+from streams.metrics import active_states  # noqa: E402
+
+SUMMARY_CHUNK = 1000  # leads summarized between two yields to the event loop
+
+
+async def active_summaries() -> list[LeadSummary]:
+    """Summaries of the leads of this worker's active partitions (not standby replicas), in chunks that let the
+    stream go on between them."""
+    items, actives = active_leads()
+    summaries: list[LeadSummary] = []
+    for start in range(0, len(items), SUMMARY_CHUNK):
+        for state in active_states(items[start : start + SUMMARY_CHUNK], actives, partition_of):
+            summary = summarize(state)
+            if summary is not None:
+                summaries.append(summary)
+        await asyncio.sleep(0)
+    return summaries
+
+
+def summary_lines(summaries: list[LeadSummary]) -> bytes:
+    return b"".join(SUMMARY_ADAPTER.dump_json(summary) + b"\n" for summary in summaries)
+
+
+@app.page("/funnel")
+async def funnel_view(web: Any, request: Any) -> Any:
+    """The funnel report (README: Funnel report) over this worker's leads, as of now."""
+    summaries = await active_summaries()
+    report = await asyncio.to_thread(funnel_report, summaries, policy, datetime.now(UTC))
+    return web.bytes(orjson.dumps(report), content_type="application/json")
+
+
+@app.page("/funnel/leads")
+async def funnel_leads_view(web: Any, request: Any) -> Any:
+    """The lead summaries of this worker's leads as JSON lines: what `leadflow report --worker URL` merges."""
+    body = await asyncio.to_thread(summary_lines, await active_summaries())
+    return web.bytes(body, content_type="application/x-ndjson")

@@ -7,7 +7,8 @@ consumer lag are computed at scrape time by collectors (`LeadCollector`, `LagCol
 consumer, for this worker's active partitions only, so they are right after a rebalance and add up across
 workers.
 
-The mapping from outputs to samples (`output_samples`) and the lead census (`census`) are pure functions.
+The mapping from outputs to samples (`output_samples`), from applied deal events to samples (`deal_samples`)
+and the lead census (`census`) are pure functions.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from core.decision import Decision
 from core.routing import load
-from schemas.events import LeadEvent
+from schemas.events import DealLost, DealWon, LeadEvent
 from schemas.outputs import (
     DeadLetter,
     EventRefused,
@@ -54,6 +55,7 @@ from schemas.state import LeadRecord, LeadState, RoutingState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # of the /metrics page (aiohttp wants it as a header: it has a charset)
 SOURCE_LIMIT = 50  # distinct `source` label values kept; later ones are counted as "other"
+CURRENCY_LIMIT = 20  # distinct `currency` label values kept for won revenue; later ones are counted as "other"
 OTHER = "other"
 NONE = "none"
 
@@ -83,7 +85,16 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Route requests no owner could take (everyone in the pool and the fallback pool away)",
         ("pool",),
     ),
+    "leadflow_stage_skips": (
+        "Stage changes by a fact that skipped main-funnel stages (a process gap), by the move",
+        ("from_stage", "to_stage"),
+    ),
+    "leadflow_deals_won": ("deal.won events applied (with or without an amount)", ()),
+    "leadflow_deals_won_unknown_amount": ("deal.won events applied without an amount (unknown revenue)", ()),
+    "leadflow_deals_lost": ("deal.lost events applied, by reason (other: not a reason in the policy)", ("reason",)),
 }
+# Outcomes of a decision that applied the event itself (in order, in its place, or late).
+APPLIED = frozenset({"applied", "reordered", "late"})
 
 
 def known_groups(policy: Policy) -> frozenset[str]:
@@ -112,9 +123,12 @@ def output_samples(output: Output, known: frozenset[str]) -> list[Sample]:
     """The counter increments one output stands for (pure)."""
     match output:
         case StageChanged():
-            samples: list[Sample] = [("leadflow_stage_transitions", (output.from_stage or NONE, output.to_stage))]
+            move = (output.from_stage or NONE, output.to_stage)
+            samples: list[Sample] = [("leadflow_stage_transitions", move)]
             if output.reason.startswith("rejected:"):
                 samples.append(("leadflow_rejections", (output.reason.split(":", 1)[1],)))
+            if output.skipped:
+                samples.append(("leadflow_stage_skips", move))
             return samples
         case EventRefused():
             return [("leadflow_refusals", (output.reason,))]
@@ -133,6 +147,23 @@ def output_samples(output: Output, known: frozenset[str]) -> list[Sample]:
             return [("leadflow_sla_escalations", (output.sla, action)) for action in output.actions]
         case HandOff():
             return [("leadflow_handoffs", (group_label(output.pool, known), output.reason))]
+    return []
+
+
+def deal_samples(event: LeadEvent, outcome: str, lost_reasons: frozenset[str]) -> list[Sample]:
+    """Won and lost deals, from the applied event rather than its stage change: a deal won by a customer changes
+    no stage and is still a win. A lost reason outside the policy is counted as other (bounded labels)."""
+    if outcome not in APPLIED:
+        return []
+    match event:
+        case DealWon():
+            won: list[Sample] = [("leadflow_deals_won", ())]
+            if event.data.amount is None:
+                won.append(("leadflow_deals_won_unknown_amount", ()))
+            return won
+        case DealLost():
+            reason = event.data.reason if event.data.reason in lost_reasons else OTHER
+            return [("leadflow_deals_lost", (reason,))]
     return []
 
 
@@ -355,13 +386,53 @@ def faust_consumer_lag(app: Any, topic: str) -> dict[tuple[str, int], int]:
     return lags
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """How far the consumer client has read a partition, as of its last fetch answer."""
+
+    position: int | None  # next offset the client will fetch; None while fetched records wait in its buffer
+    highwater: int | None  # high watermark of the last fetch answer (None before the first)
+    polled_at: float | None  # when that answer came (epoch seconds)
+    committed: int  # offsets below this were applied and committed (by this worker or an earlier owner)
+
+
+def fetch_state(app: Any, topic: str) -> dict[int, Fetched]:
+    """Per assigned partition of `topic`, from the consumer client under Faust (aiokafka's fetch position, high
+    watermark and poll time; Faust's committed offset)."""
+    consumer = getattr(app, "_consumer", None)  # not created before the worker starts
+    if consumer is None:
+        return {}
+    try:
+        assigned = consumer.assignment()
+        client = consumer._thread._ensure_consumer()
+    except Exception:  # the consumer thread is not started yet, or is restarting during a rebalance
+        return {}
+    states: dict[int, Fetched] = {}
+    for tp in assigned:
+        if tp.topic != topic:
+            continue
+        try:
+            polled = client.last_poll_timestamp(tp)
+            state = client._subscription.subscription.assignment.state_value(tp)
+            waiting = tp in client._fetcher._records
+        except Exception:
+            continue
+        position = state.position if state is not None and state.has_valid_position and not waiting else None
+        highwater = state.highwater if state is not None else None
+        committed = consumer._committed_offset.get(tp) or 0
+        states[tp.partition] = Fetched(position, highwater, polled / 1000 if polled else None, committed)
+    return states
+
+
 class Metrics:
     """Every metric of one worker, in its own registry (with the process and platform collectors)."""
 
     def __init__(self, policy: Policy, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.known = known_groups(policy)
+        self.lost_reasons = frozenset(policy.deals.lost_reasons)
         self.source = BoundedLabel(SOURCE_LIMIT)
+        self.currency = BoundedLabel(CURRENCY_LIMIT)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.counters = {
@@ -369,6 +440,12 @@ class Metrics:
         }
         self.timer_events = PromCounter(
             "leadflow_timer_events", "timer.due events the sweep sent", registry=self.registry
+        )
+        self.won_amount = PromCounter(
+            "leadflow_deals_won_amount",
+            "Revenue of applied deal.won events with a known amount, in their currency",
+            ["currency"],
+            registry=self.registry,
         )
         self.last_sweep = PromGauge(
             "leadflow_timer_last_sweep_timestamp_seconds",
@@ -416,17 +493,27 @@ class Metrics:
                 self.counters["leadflow_sla_warnings"].labels(spec.name, fraction_label(fraction))
             for team, pool in [(NONE, NONE), *owners]:
                 self.counters["leadflow_sla_breaches"].labels(spec.name, team, pool)
+        for reason in (*policy.deals.lost_reasons, OTHER):
+            self.counters["leadflow_deals_lost"].labels(reason)
 
     def observe(self, event: LeadEvent, decision: Decision, now: datetime) -> None:
         """One decoded event and what deciding it gave."""
         self.counters["leadflow_events"].labels(event.type, self.source(event.source), decision.outcome).inc()
         self.event_lag.observe(max((now - event.occurred_at).total_seconds(), 0.0))
+        self.count(deal_samples(event, decision.outcome, self.lost_reasons))
+        if decision.outcome in APPLIED and isinstance(event, DealWon) and event.data.amount is not None:
+            # Revenue only from known amounts: an unknown one is counted apart, never as 0.
+            self.won_amount.labels(self.currency(event.data.currency)).inc(event.data.amount)
         self.observe_outputs(decision.outputs)
+
+    def count(self, samples: Iterable[Sample]) -> None:
+        for name, labels in samples:
+            counter = self.counters[name]
+            (counter.labels(*labels) if labels else counter).inc()
 
     def observe_outputs(self, outputs: Iterable[Output]) -> None:
         for output in outputs:
-            for name, labels in output_samples(output, self.known):
-                self.counters[name].labels(*labels).inc()
+            self.count(output_samples(output, self.known))
             if isinstance(output, SlaMet):
                 self.response.labels(output.sla).observe(output.used_s)
 

@@ -36,6 +36,7 @@ from streams.worker_process import WorkerProcess
 
 DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
 DRAIN_MAX_S = 30.0  # ...but no longer than this
+DEMO_GRACE_S = 1.0  # processing.sla_grace_seconds of the compressed demo policy (see `compressed`)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,11 @@ def compressed(policy: Policy, speed: float) -> Policy:
         )
         for spec in policy.slas
     )
-    return Policy.model_validate(policy.model_copy(update={"slas": slas}).model_dump(by_alias=True))
+    # The grace for late producers is wall time too: the simulator sends each event when it is due, so a
+    # second covers its delivery (30 s would be two months of simulated time).
+    processing = policy.processing.model_copy(update={"sla_grace_seconds": DEMO_GRACE_S})
+    updated = policy.model_copy(update={"slas": slas, "processing": processing})
+    return Policy.model_validate(updated.model_dump(by_alias=True))
 
 
 async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/run/stop sequence

@@ -62,6 +62,18 @@ def test_schema_files_describe_the_events_producers_send(tmp_path: Path) -> None
         validator.validate(event)
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**events[0], "type": "lead.exploded"})
+    envelope = {"event_id": "e1", "lead_id": "L1", "occurred_at": "2026-11-24T10:00:00Z", "source": "hubspot"}
+    custom = {"origin": "rd_station", "landing_page_id": 812, "hs_score": 7.5, "opted_in": True, "utm_term": None}
+    for kind in ("lead.created", "lead.updated"):
+        validator.validate({**envelope, "type": kind, "data": {"seniority": "vp", **custom}})
+        for bad in ({"tags": ["a"]}, {"origin": "x" * 501}, {"Landing Page": "/"}, {"x" * 65: 1}):
+            with pytest.raises(jsonschema.ValidationError):
+                validator.validate({**envelope, "type": kind, "data": bad})
+    validator.validate({**envelope, "type": "deal.won", "data": {}})  # unknown revenue
+    validator.validate({**envelope, "type": "deal.won"})
+    validator.validate({**envelope, "type": "deal.lost", "data": {"reason": "went_dark"}})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**envelope, "type": "deal.won", "data": {"amount": 5, "origin": "crm"}})
 
 
 @pytest.mark.broker

@@ -25,6 +25,7 @@ def fast_policy(tmp_path: Path, hand_raiser_minutes: float, acceptance_minutes: 
     """The default policy with a short hand-raiser first-contact allowance (and optionally a short wall-clock
     MQL acceptance), so a deadline passes in a test."""
     document = yaml.safe_load(Path("schemas/default_policy.yaml").read_text())
+    document["processing"]["sla_grace_seconds"] = 2  # instants fire 2 s after they pass (default 30)
     for sla in document["slas"]:
         if sla["name"] == "first_contact":
             sla["overrides"] = [{"when": "hand_raiser", "allowance": {"minutes": hand_raiser_minutes}}]

@@ -11,7 +11,7 @@ import pytest
 from factories import LEAD
 
 from core.intake import DEFAULT_MAX_EVENT_BYTES, Origin, decode, decode_routing
-from schemas.events import EVENT_TYPES, Activity, LeadCreated
+from schemas.events import EVENT_TYPES, Activity, DealWon, LeadCreated, LeadUpdated
 from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, RouteRelease, RouteRequest
 
 RECEIVED = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)
@@ -153,6 +153,104 @@ def test_wrong_types_are_named_with_their_path(overrides: dict[str, Any], proble
     letter = dead(orjson.dumps(envelope(**overrides)))
     assert letter.reason == "invalid_event"
     assert list(letter.errors) == problems
+
+
+# -- custom attributes: unknown fields of lead.created / lead.updated data --------------------------------------
+
+
+@pytest.mark.parametrize("type_", ["lead.created", "lead.updated"])
+def test_unknown_profile_fields_are_custom_attributes(type_: str) -> None:
+    custom = {"origin": "rd_station", "landing_page_id": 812, "score_hs": 71.5, "opted_in": True, "utm_term": None}
+    event = decode(LEAD.encode(), orjson.dumps(envelope(type=type_, data={"seniority": "vp", **custom})), **WHERE)
+    assert isinstance(event, LeadCreated | LeadUpdated)
+    assert event.data.custom_attributes() == custom
+    assert event.data.attributes_set() == {"seniority": "vp"}
+
+
+def test_fifty_custom_attributes_of_the_largest_size_are_valid() -> None:
+    data = {f"a{i:02d}_" + "x" * 60: "v" * 500 for i in range(50)}
+    assert all(len(name) == 64 for name in data)
+    event = decode(LEAD.encode(), orjson.dumps(envelope(type="lead.created", data=data)), **WHERE)
+    assert isinstance(event, LeadCreated)
+    assert len(event.data.custom_attributes()) == 50
+
+
+NAME_RULE = (
+    "data: custom attribute names must be lower-case codes of letters, digits and _ starting with a letter, "
+    "at most 64 characters (e.g. landing_page_id); rename "
+)
+SCALARS_ONLY = (
+    "a custom attribute must be a string, a number, true/false or null, not an object or a list; "
+    "send each value as an attribute of its own"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "problems"),
+    [
+        (
+            {f"a{i}": i for i in range(51)},
+            [
+                "data: 51 custom attributes is over the limit of 50 per event; "
+                "send only the attributes fit rules, routing or sales use"
+            ],
+        ),
+        ({"Landing Page": "/pricing"}, [NAME_RULE + "'Landing Page' in the producer"]),
+        ({"x" * 65: 1}, [NAME_RULE + repr("x" * 65) + " in the producer"]),
+        ({"n" * 5000: 1}, [NAME_RULE + repr("n" * 77 + "...") + " in the producer"]),  # a hostile name is cut
+        (
+            {f"Bad{i}": 1 for i in range(7)},
+            [NAME_RULE + "'Bad0', 'Bad1', 'Bad2', 'Bad3', 'Bad4' and 2 more in the producer"],
+        ),
+        (
+            {"origin": "x" * 501},
+            [
+                "data.origin: a custom attribute value has at most 500 characters (this one 501); "
+                "send a shorter value or leave the attribute out"
+            ],
+        ),
+        ({"origin": {"source": "ads"}}, ["data.origin: " + SCALARS_ONLY]),
+        ({"tags": ["a", "b"]}, ["data.tags: " + SCALARS_ONLY]),
+        (
+            {"revenue": 10**19},
+            ["data.revenue: a custom attribute number must be finite and within ±1e18; "
+             "send it as text if it is an identifier"],
+        ),
+        ({"seniority": "VP", "tags": []}, [
+            "data.seniority: must be a lower-case code of letters, digits and _ starting with a letter, e.g. page_view",
+            "data.tags: " + SCALARS_ONLY,
+        ]),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("type_", ["lead.created", "lead.updated"])
+def test_custom_attributes_over_a_limit_are_dead_lettered_naming_the_limit_and_the_fix(
+    type_: str, data: dict[str, Any], problems: list[str]
+) -> None:
+    letter = dead(orjson.dumps(envelope(type=type_, data=data)))
+    assert letter.reason == "invalid_event"
+    assert list(letter.errors) == problems
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400])
+def test_custom_numbers_must_be_finite_and_bounded(number: bytes) -> None:
+    body = orjson.dumps(envelope(type="lead.updated", data={"revenue": 0})).replace(
+        b'"revenue":0', b'"revenue":' + number
+    )
+    letter = dead(body)
+    assert letter.reason in ("invalid_event", "invalid_json")
+    assert letter.errors[0].startswith(("data.revenue: a custom attribute number", "(record): not valid JSON"))
+
+
+def test_other_events_still_refuse_unknown_fields() -> None:
+    letter = dead(orjson.dumps(envelope(type="deal.won", data={"amount": 5, "origin": "crm"})))
+    assert letter.errors == ("data.origin: is not a known field (check the spelling)",)
+
+
+@pytest.mark.parametrize("data", [..., {}, {"currency": "BRL"}])
+def test_a_won_deal_without_an_amount_is_valid(data: Any) -> None:
+    event = decode(LEAD.encode(), orjson.dumps(envelope(type="deal.won", data=data)), **WHERE)
+    assert isinstance(event, DealWon)
+    assert event.data.amount is None
 
 
 @pytest.mark.parametrize("stamp", ["2026-11-24T10:00:00", "2026-11-24 10:00:00", "2026-11-24"])

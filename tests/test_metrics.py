@@ -34,6 +34,7 @@ from schemas.outputs import (
 from schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
 from streams.broker import EmbeddedBroker, free_port
 from streams.metrics import (
+    CURRENCY_LIMIT,
     SOURCE_LIMIT,
     BoundedLabel,
     LagCollector,
@@ -42,6 +43,7 @@ from streams.metrics import (
     Partitioner,
     RoutingCollector,
     census,
+    deal_samples,
     known_groups,
     output_samples,
     response_buckets,
@@ -116,6 +118,66 @@ def test_stage_changes_count_transitions_and_rejections_by_code() -> None:
         ("leadflow_stage_transitions", ("mql", "nurturing")),
         ("leadflow_rejections", ("no_budget",)),
     ]
+
+
+def test_a_fact_that_skips_stages_counts_a_skip_by_the_move() -> None:
+    known = known_groups(POLICY)
+    won = stage_changed("mql", "customer", "won").model_copy(update={"skipped": ("sal", "sql", "opportunity")})
+    assert output_samples(won, known) == [
+        ("leadflow_stage_transitions", ("mql", "customer")),
+        ("leadflow_stage_skips", ("mql", "customer")),
+    ]
+    assert output_samples(stage_changed("opportunity", "customer", "won"), known) == [
+        ("leadflow_stage_transitions", ("opportunity", "customer"))
+    ]
+
+
+def test_deals_count_from_applied_events_with_lost_reasons_bounded_to_the_policy() -> None:
+    reasons = frozenset(POLICY.deals.lost_reasons)
+    assert deal_samples(make_event("deal.won", T, amount=10.0), "applied", reasons) == [("leadflow_deals_won", ())]
+    assert deal_samples(make_event("deal.won", T), "late", reasons) == [
+        ("leadflow_deals_won", ()),
+        ("leadflow_deals_won_unknown_amount", ()),
+    ]
+    assert deal_samples(make_event("deal.won", T), "refused", reasons) == []
+    assert deal_samples(make_event("deal.won", T), "duplicate", reasons) == []
+    assert deal_samples(make_event("deal.lost", T, reason="price"), "reordered", reasons) == [
+        ("leadflow_deals_lost", ("price",))
+    ]
+    assert deal_samples(make_event("deal.lost", T, reason="bad_luck"), "applied", reasons) == [
+        ("leadflow_deals_lost", ("other",))
+    ]
+    assert deal_samples(make_event("lead.created", T), "applied", reasons) == []
+
+
+def test_won_revenue_counts_known_amounts_only_and_unknown_ones_apart(metrics: Metrics) -> None:
+    assert value(metrics, "leadflow_deals_won_total") == 0
+    assert value(metrics, "leadflow_deals_lost_total", reason="other") == 0, "the policy's series exist at zero"
+    assert value(metrics, "leadflow_deals_lost_total", reason="price") == 0
+    record = decide(None, make_event("lead.created", T, lead_id="W1"), POLICY, T).record
+    deals = ({"amount": 1200.0}, {}, {"amount": 800.0}, {"amount": 50.0, "currency": "BRL"})
+    for i, data in enumerate(deals, start=1):
+        won = make_event("deal.won", T + timedelta(seconds=i), lead_id="W1", **data)
+        decision = decide(record, won, POLICY, T + timedelta(seconds=i))
+        metrics.observe(won, decision, T)
+        record = decision.record
+        metrics.observe(won, decide(record, won, POLICY, T + timedelta(seconds=i)), T)  # redelivered: no count
+    assert value(metrics, "leadflow_deals_won_total") == 4
+    assert value(metrics, "leadflow_deals_won_unknown_amount_total") == 1
+    assert value(metrics, "leadflow_deals_won_amount_total", currency="USD") == 2000.0
+    assert value(metrics, "leadflow_deals_won_amount_total", currency="BRL") == 50.0
+    # The first win made a customer from lead, skipping mql..opportunity; the others changed no stage.
+    assert value(metrics, "leadflow_stage_skips_total", from_stage="lead", to_stage="customer") == 1
+    refused = make_event("deal.won", T, lead_id="nobody", amount=9.0)
+    metrics.observe(refused, decide(None, refused, POLICY, T), T)
+    assert value(metrics, "leadflow_deals_won_total") == 4, "unknown_lead: refused, not a win"
+
+
+def test_currencies_are_bounded(metrics: Metrics) -> None:
+    assert [metrics.currency(f"C{i:02d}") for i in range(CURRENCY_LIMIT)] == [
+        f"C{i:02d}" for i in range(CURRENCY_LIMIT)
+    ]
+    assert metrics.currency("ZZZ") == "other"
 
 
 def test_sla_outputs_map_to_their_counters_with_bounded_team_and_pool() -> None:

@@ -64,6 +64,17 @@ def test_fit_rule_in_is_spelled_in_in_yaml() -> None:
     assert rule.in_ == ("saas",)
 
 
+def test_rules_may_read_custom_attributes() -> None:
+    """Any other attribute name is a custom attribute (a HubSpot custom property, RD Station's origin...)."""
+    document = default_document()
+    document["scoring"]["fit"].append({"attribute": "annual_revenue", "min": 1.5e6, "points": 10})
+    document["routing"]["pools"][0]["when"].append({"attribute": "origin", "in": ["partner"]})
+    policy = parse_policy(document)
+    assert (policy.scoring.fit[-1].attribute, policy.scoring.fit[-1].min) == ("annual_revenue", 1.5e6)
+    assert policy.routing is not None
+    assert policy.routing.pools[0].when[-1].attribute == "origin"
+
+
 def _set(path: str, value: Any) -> Change:
     """A change that sets a dotted path (list items by index) in the document."""
 
@@ -153,11 +164,28 @@ BROKEN: list[tuple[str, Change, list[str]]] = [
         ["scoring.fit[0]: give exactly one matcher: equals, in, contains, or min/max"],
     ),
     (
-        "fit rule on an unknown attribute",
-        _set("scoring.fit.0.attribute", "shoe_size"),
+        "fit rule on a built-in attribute rules do not read",
+        _set("scoring.fit.0.attribute", "email"),
         [
-            "scoring.fit[0].attribute: must be 'job_title', 'seniority', 'company_size', 'industry', 'country', "
-            "'persona', 'segment' or 'territory'"
+            "scoring.fit[0].attribute: email is not an attribute rules may read; use one of job_title, seniority, "
+            "company_size, industry, country, persona, segment, territory or the name of a custom attribute"
+        ],
+    ),
+    (
+        "fit rule on an attribute that cannot be a custom attribute's name",
+        _set("scoring.fit.0.attribute", "Shoe Size"),
+        [
+            "scoring.fit[0].attribute: must be a lower-case code of letters, digits and _ starting with a letter, "
+            "e.g. page_view"
+        ],
+    ),
+    (
+        "routing condition on a built-in attribute rules do not read",
+        _set("routing.pools.0.when.0.attribute", "company"),
+        [
+            "routing.pools[0].when[0].attribute: company is not an attribute rules may read; use one of job_title, "
+            "seniority, company_size, industry, country, persona, segment, territory or the name of a custom "
+            "attribute"
         ],
     ),
     (

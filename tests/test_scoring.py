@@ -6,10 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from factories import DAY, POLICY, T0, at, make_policy
+from factories import DAY, POLICY, T0, at, make_event, make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.lifecycle import apply
+from core.routing import pool_for
 from core.scoring import add_action, decay_factor, decayed, engagement_at, fit_score, is_match
 from schemas.events import Profile
 from schemas.policy import FitRule, Policy
@@ -94,6 +96,96 @@ def test_default_policy_fit_for_an_ideal_profile() -> None:
     )
     assert fit_score(profile, POLICY) == 20 + 15 + 10 + 5 + 10 + 5
     assert fit_score(Profile(), POLICY) == 0
+
+
+# --- custom attributes: any other attribute name ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "custom", "matches"),
+    [
+        ({"attribute": "origin", "equals": "partner"}, {"origin": "partner"}, True),
+        ({"attribute": "origin", "equals": "partner"}, {"origin": "Partner"}, False),
+        ({"attribute": "origin", "in": ["partner", "event"]}, {"origin": "event"}, True),
+        ({"attribute": "origin", "in": ["partner"]}, {}, False),
+        ({"attribute": "landing_page", "contains": ["PRICING"]}, {"landing_page": "/en/pricing-2026"}, True),
+        ({"attribute": "landing_page", "contains": ["pricing"]}, {"landing_page": "/blog"}, False),
+        ({"attribute": "annual_revenue", "min": 1_000_000}, {"annual_revenue": 2.5e6}, True),
+        ({"attribute": "annual_revenue", "min": 1_000_000}, {"annual_revenue": 999_999}, False),
+        ({"attribute": "nps", "min": 0.5, "max": 9}, {"nps": 9}, True),
+        # Strings match equals/in/contains, numbers match min/max; nothing else matches.
+        ({"attribute": "annual_revenue", "min": 10}, {"annual_revenue": "2500000"}, False),
+        ({"attribute": "employees", "equals": "50"}, {"employees": 50}, False),
+        ({"attribute": "is_partner", "min": 1}, {"is_partner": True}, False),
+        ({"attribute": "is_partner", "equals": "true"}, {"is_partner": True}, False),
+        ({"attribute": "ref", "contains": ["1"]}, {"ref": 123}, False),
+    ],
+)
+def test_custom_attribute_matcher(rule: dict[str, Any], custom: dict[str, Any], matches: bool) -> None:
+    fit_rule = FitRule.model_validate({**rule, "points": 7})
+    assert is_match(fit_rule, Profile(custom=custom)) is matches
+
+
+CUSTOM_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=20),
+    st.integers(-(10**18), 10**18),
+    st.floats(-1e18, 1e18, allow_nan=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(CUSTOM_SCALARS, st.integers(-100, 100), st.text(max_size=5))
+def test_any_custom_value_matches_only_its_own_kind_of_matcher(value: Any, bound: int, word: str) -> None:
+    profile = Profile(custom={"x": value})
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    at_least = FitRule.model_validate({"attribute": "x", "min": bound, "points": 1})
+    assert is_match(at_least, profile) is (is_number and value >= bound)
+    equals = FitRule.model_validate({"attribute": "x", "equals": word, "points": 1})
+    assert is_match(equals, profile) is (isinstance(value, str) and value == word)
+    contains = FitRule.model_validate({"attribute": "x", "contains": [word], "points": 1})
+    assert is_match(contains, profile) is (isinstance(value, str) and word.lower() in value.lower())
+
+
+def test_a_built_in_attribute_is_read_from_the_profile_not_from_custom() -> None:
+    rule = FitRule.model_validate({"attribute": "industry", "equals": "saas", "points": 1})
+    assert not is_match(rule, Profile(custom={"industry": "saas"}))  # cannot happen from events; still not read
+    assert is_match(rule, Profile(industry="saas"))
+
+
+def test_a_custom_attribute_drives_a_fit_rule_from_lead_created_to_mql() -> None:
+    policy = fit_policy({"attribute": "origin", "equals": "partner_referral", "points": 40})
+    created = make_event("lead.created", 0, origin="partner_referral", landing_page_id=12)
+    step = apply(None, created, policy)
+    assert step.state is not None
+    assert step.state.profile.custom == {"origin": "partner_referral", "landing_page_id": 12}
+    assert step.state.fit == 40
+    other = apply(None, make_event("lead.created", 0, lead_id="L2", origin="organic"), policy).state
+    assert other is not None
+    assert other.fit == 0
+    updated = apply(other, make_event("lead.updated", 60, lead_id="L2", origin="partner_referral"), policy).state
+    assert updated is not None
+    assert updated.fit == 40
+
+
+def test_a_custom_attribute_drives_a_routing_condition() -> None:
+    def change(document: dict[str, Any]) -> None:
+        document["routing"]["pools"].insert(
+            0,
+            {
+                "name": "partners",
+                "team": "inside_sales",
+                "when": [{"attribute": "origin", "equals": "partner_referral"}, {"attribute": "deal_size", "min": 5e4}],
+                "owners": [{"id": "rep-99"}],
+            },
+        )
+
+    policy = make_policy(change)
+    assert policy.routing is not None
+    assert pool_for(Profile(custom={"origin": "partner_referral", "deal_size": 80_000.0}), policy.routing) == "partners"
+    assert pool_for(Profile(custom={"origin": "partner_referral", "deal_size": 100}), policy.routing) == "general"
+    assert pool_for(Profile(country="BR", custom={"deal_size": 80_000}), policy.routing) == "latam"
 
 
 # --- engagement: points and caps ---------------------------------------------------------------------------

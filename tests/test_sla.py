@@ -144,6 +144,55 @@ def test_sql_dwell_is_met_by_leaving_sql() -> None:
     assert not met.late
 
 
+# --- facts that skip stages close the clocks of the stage they leave, and say so -------------------------
+
+
+def cancel_reasons(lead: Lead) -> dict[str, str]:
+    return {o.sla: o.reason for o in lead.outputs if isinstance(o, SlaCancelled)}
+
+
+def test_a_deal_won_on_an_mql_cancels_its_clocks_naming_the_skipped_stages() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("deal.won", 1, amount=4_000.0)
+    skipped = "left:mql skipped:sal,sql,opportunity"
+    assert cancel_reasons(lead) == {"mql_acceptance": skipped, "first_contact": skipped}
+    assert lead.record is not None
+    assert lead.record.state is not None
+    assert (lead.record.state.stage, lead.record.state.clocks) == ("customer", {})
+    started = {o.sla for o in lead.outputs if isinstance(o, SlaStarted)}
+    assert started == {"mql_acceptance", "first_contact"}, "no clock of a skipped stage starts"
+
+
+def test_a_deal_won_on_a_sal_cancels_first_contact_and_contact_attempts() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+    lead.send("deal.won", 2)
+    skipped = "left:sal skipped:sql,opportunity"
+    assert cancel_reasons(lead) == {"first_contact": skipped, "contact_attempts": skipped}
+    assert len(lead.of(SlaMet, "mql_acceptance")) == 1
+
+
+def test_a_deal_won_on_an_sql_meets_its_max_dwell_on_leaving() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("lead.accepted", 0.5)
+    lead.send("deal.stage_changed", 1, stage="qualified_call", bant={"need": True})
+    lead.send("deal.won", 25, amount=100.0)
+    (met,) = lead.of(SlaMet, "sql_max_dwell")
+    assert met.used_s == pytest.approx(24 * 3600)
+    # contact_attempts runs in sal only: the deal advance closed it, before the fact.
+    assert cancel_reasons(lead) == {"first_contact": "left:sql skipped:opportunity", "contact_attempts": "left:sal"}
+
+
+def test_a_fact_that_skips_nothing_keeps_the_plain_reason() -> None:
+    lead = Lead()
+    score_mql(lead)
+    lead.send("deal.lost", 1, reason="bad_luck")  # a reason outside the policy: applied all the same
+    assert cancel_reasons(lead) == {"mql_acceptance": "left:mql", "first_contact": "left:mql"}
+
+
 def test_erasure_cancels_every_open_clock() -> None:
     lead = Lead()
     score_mql(lead)
