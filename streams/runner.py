@@ -29,6 +29,7 @@ from schemas.outputs import DEAD_LETTER_ADAPTER, HANDOFF_ADAPTER, SLA_ADAPTER, T
 from schemas.policy import Allowance, Policy, load_policy
 from streams.broker import EmbeddedBroker
 from streams.producer import kafka_sender
+from streams.report_client import ReportSourceError, merged_report
 from streams.settings import Settings
 from streams.simulator import LiveSimulator
 from streams.topics import create_leadflow_topics
@@ -172,6 +173,19 @@ def compressed(policy: Policy, speed: float) -> Policy:
     return Policy.model_validate(updated.model_dump(by_alias=True))
 
 
+async def final_report(tally: FunnelTally, policy: Policy, web_port: int, console: Console) -> dict[str, Any]:
+    """The funnel report as the worker computes it from its table (GUIDE section 3: the shape `/funnel` and
+    `leadflow replay` give), with what only the output stream shows (dead letters, refusals) beside it."""
+    stream = tally.report()
+    extra = {key: stream[key] for key in ("dead_letters", "refusals", "transitions")}
+    try:
+        report = await merged_report([f"http://127.0.0.1:{web_port}"], policy, datetime.now(UTC))
+    except ReportSourceError as error:
+        console.print(f"[yellow]the worker's report could not be read ({error}); the stream's tally is written[/]")
+        return stream
+    return {**report, **extra}
+
+
 async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/run/stop sequence
     options.workdir.mkdir(parents=True, exist_ok=True)
     console = Console() if options.live else Console(width=120)  # a log file gets the full table
@@ -239,7 +253,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         reader_stop.set()
         await reader_task
         console.print(render(tally, simulator, started, "final summary"))
-        report = tally.report()
+        report = await final_report(tally, policy, options.web_port, console)
         if options.report_json:
             options.report_json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
             console.print(f"report written to {options.report_json}")
