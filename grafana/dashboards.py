@@ -299,11 +299,118 @@ def funnel() -> Json:
                 ),
             ],
         ),
+        (
+            9,
+            [
+                bars(
+                    "Process gaps: stage skips in the last hour",
+                    "Stage changes made by a fact from a system of record (deal.won, an external lead.qualified) "
+                    "that jumped over main-funnel stages, by the move, in the last hour "
+                    "(from_stage_to_stage:leadflow_stage_skips:rate1h): e.g. a deal won on an MQL that sales "
+                    "never accepted. Applied, not refused: a process gap to review.",
+                    [
+                        target(
+                            "from_stage_to_stage:leadflow_stage_skips:rate1h * 3600",
+                            "{{from_stage}} → {{to_stage}}",
+                            instant=True,
+                        )
+                    ],
+                    thresholds=[(None, "orange")],
+                ),
+                timeseries(
+                    "Process gaps per minute (stage skips by move)",
+                    "Stage changes that skipped main-funnel stages, per minute, by from and to stage "
+                    "(leadflow_stage_skips_total).",
+                    [
+                        target(
+                            "sum by (from_stage, to_stage) "
+                            f"(rate(leadflow_stage_skips_total[$__rate_interval])) {PER_MINUTE}",
+                            "{{from_stage}} → {{to_stage}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+            ],
+        ),
+        (
+            8,
+            [
+                stat(
+                    "Won deals in the last hour: known vs unknown revenue",
+                    "deal.won events applied in the last hour, with an amount (known revenue) and without one "
+                    "(unknown revenue: counted apart, never as 0).",
+                    [
+                        target(
+                            "sum(job:leadflow_deals_won:rate1h - job:leadflow_deals_won_unknown_amount:rate1h) * 3600",
+                            "known amount",
+                            instant=True,
+                        ),
+                        target(
+                            "sum(job:leadflow_deals_won_unknown_amount:rate1h) * 3600",
+                            "unknown amount",
+                            instant=True,
+                        ),
+                    ],
+                ),
+                timeseries(
+                    "Won deals per minute: known vs unknown revenue",
+                    "deal.won events applied per minute, with an amount and without one "
+                    "(leadflow_deals_won_total minus leadflow_deals_won_unknown_amount_total, and the latter).",
+                    [
+                        target(
+                            f"(sum(rate(leadflow_deals_won_total[$__rate_interval])) - "
+                            f"sum(rate(leadflow_deals_won_unknown_amount_total[$__rate_interval]))) {PER_MINUTE}",
+                            "known amount",
+                        ),
+                        target(
+                            f"sum(rate(leadflow_deals_won_unknown_amount_total[$__rate_interval])) {PER_MINUTE}",
+                            "unknown amount",
+                        ),
+                    ],
+                    stack=True,
+                ),
+                timeseries(
+                    "Won revenue per hour by currency (known amounts)",
+                    "Revenue of the wins with a known amount, per hour, in each currency "
+                    "(leadflow_deals_won_amount_total); wins of unknown revenue add nothing here.",
+                    [
+                        target(
+                            "sum by (currency) (rate(leadflow_deals_won_amount_total[$__rate_interval])) * 3600",
+                            "{{currency}}",
+                        )
+                    ],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                bars(
+                    "Lost deals by reason (last hour)",
+                    "deal.lost events applied in the last hour by reason (reason:leadflow_deals_lost:rate1h): the "
+                    "policy's deals.lost_reasons, any other reason as other.",
+                    [target("reason:leadflow_deals_lost:rate1h * 3600", "{{reason}}", instant=True)],
+                    thresholds=[(None, "orange")],
+                ),
+                timeseries(
+                    "Lost deals per minute by reason",
+                    "deal.lost events applied per minute, by reason (leadflow_deals_lost_total).",
+                    [
+                        target(
+                            f"sum by (reason) (rate(leadflow_deals_lost_total[$__rate_interval])) {PER_MINUTE}",
+                            "{{reason}}",
+                        )
+                    ],
+                    stack=True,
+                ),
+            ],
+        ),
     ]
     return dashboard(
         "leadflow-funnel",
         "leadflow / Funnel",
-        "Leads per lifecycle stage, the flow between stages, conversion and time in stage.",
+        "Leads per lifecycle stage, the flow between stages, conversion, time in stage, process gaps (stage skips), "
+        "won deals (known and unknown revenue) and lost deals by reason.",
         layout(rows),
     )
 
@@ -682,6 +789,41 @@ def pipeline() -> Json:
             ],
         ),
         (
+            8,
+            [
+                timeseries(
+                    "SLA clock delay per partition",
+                    "How far each partition's SLA clock (its partition time: the later of the newest event time "
+                    "applied and the last moment nothing waited on it) is behind the worker clock "
+                    "(leadflow_sla_clock_delay_seconds). SLA instants fire at partition time minus "
+                    "processing.sla_grace_seconds, so a backlog or a broker outage holds them back: no false "
+                    "breaches, and no true ones either until the backlog is applied. A second or two when the "
+                    "workers keep up; LeadSlaClocksHeldBack fires above 10 minutes for 10 minutes.",
+                    [
+                        target(
+                            f"max by (partition) (leadflow_sla_clock_delay_seconds{worker})",
+                            "partition {{partition}}",
+                        )
+                    ],
+                    "s",
+                ),
+                bars(
+                    "SLA clock delay now",
+                    "The current delay of each partition's SLA clock behind the worker clock; no bar while a "
+                    "partition's time is unknown (just after a rebalance).",
+                    [
+                        target(
+                            f"max by (partition) (leadflow_sla_clock_delay_seconds{worker})",
+                            "partition {{partition}}",
+                            instant=True,
+                        )
+                    ],
+                    "s",
+                    thresholds=[(None, "green"), (60, "yellow"), (600, "red")],
+                ),
+            ],
+        ),
+        (
             9,
             [
                 timeseries(
@@ -747,7 +889,7 @@ def pipeline() -> Json:
     return dashboard(
         "leadflow-pipeline",
         "leadflow / Pipeline health",
-        "Throughput, consumer lag, dead letters, event-time lag, timer sweeps and the workers.",
+        "Throughput, consumer lag, dead letters, SLA clock delay, event-time lag, timer sweeps and the workers.",
         layout(rows),
         [variable],
     )

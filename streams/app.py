@@ -41,6 +41,7 @@ from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
 from streams.metrics import (
     CONTENT_TYPE,
+    ClockDelayCollector,
     LagCollector,
     LeadCollector,
     Metrics,
@@ -446,10 +447,17 @@ def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
     return items, actives
 
 
+def partition_times(now: float) -> dict[int, float | None]:
+    """The SLA clock (partition time) of each active partition of the events topic, for the delay gauge."""
+    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
+    return {partition: timers.clock.time(partition, now) for partition in actives}
+
+
 metrics.watch(
     LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)),
     LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)),
     RoutingCollector(policy, lambda: routing.get(ROUTING_KEY) if runs_router() else None),
+    ClockDelayCollector(partition_times, time.time),
 )
 
 

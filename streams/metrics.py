@@ -5,10 +5,10 @@ shell already has in hand: the decoded event and its `Decision` (`observe`), dea
 and timer sweeps (`observe_sweep`). Gauges about the leads (per stage, open and overdue SLA clocks) and the
 consumer lag are computed at scrape time by collectors (`LeadCollector`, `LagCollector`) from the table and the
 consumer, for this worker's active partitions only, so they are right after a rebalance and add up across
-workers.
+workers; so is the delay of each partition's SLA clock (`ClockDelayCollector`, from the timers).
 
-The mapping from outputs to samples (`output_samples`), from applied deal events to samples (`deal_samples`)
-and the lead census (`census`) are pure functions.
+The mapping from outputs to samples (`output_samples`), from applied deal events to samples (`deal_samples`),
+the lead census (`census`) and the clock delays (`clock_delays`) are pure functions.
 """
 
 from __future__ import annotations
@@ -325,6 +325,45 @@ class LagCollector(Collector):
         )
         for (topic, partition), lag in sorted(lags.items()):
             family.add_metric([topic, str(partition)], max(lag, 0))
+        return family
+
+
+def clock_delays(times: Mapping[int, float | None], now: float) -> dict[int, float]:
+    """Seconds each partition's SLA clock (its partition time, core.partition_clock) is behind `now`; partitions
+    whose time is unknown are left out (pure)."""
+    return {partition: max(now - at, 0.0) for partition, at in times.items() if at is not None}
+
+
+class ClockDelayCollector(Collector):
+    """`leadflow_sla_clock_delay_seconds{partition}`: the worker clock minus the partition time SLA instants fire
+    on, per active partition of the events topic, read from the timers at scrape time.
+
+    `read(now)` gives each active partition's time at `now` (None while unknown: after a rebalance, until the
+    partition's first event is applied or a fetch finds nothing waiting on it); a partition whose time is
+    unknown has no sample rather than a made-up one. Small (a fetch wait and a sweep interval) when the worker
+    keeps up; it grows by one second per second while a backlog, a broker outage or a stuck consumer holds the
+    partition's clocks back."""
+
+    def __init__(self, read: Callable[[float], Mapping[int, float | None]], clock: Callable[[], float]) -> None:
+        self.read = read
+        self.clock = clock
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        now = self.clock()
+        return [self._family(clock_delays(self.read(now), now))]
+
+    @staticmethod
+    def _family(delays: Mapping[int, float]) -> Metric:
+        family = GaugeMetricFamily(
+            "leadflow_sla_clock_delay_seconds",
+            "Worker clock minus the partition time SLA instants fire on, per active partition of the events topic",
+            labels=["partition"],
+        )
+        for partition, delay in sorted(delays.items()):
+            family.add_metric([str(partition)], delay)
         return family
 
 

@@ -45,6 +45,11 @@ COUNTERS = {
     "leadflow_handoffs_total",
     "leadflow_routing_unassigned_total",
     "leadflow_timer_events_total",
+    "leadflow_stage_skips_total",
+    "leadflow_deals_won_total",
+    "leadflow_deals_won_unknown_amount_total",
+    "leadflow_deals_won_amount_total",
+    "leadflow_deals_lost_total",
 }
 GAUGES = {
     "leadflow_leads",
@@ -55,6 +60,7 @@ GAUGES = {
     "leadflow_timer_deadlines",
     "leadflow_routing_open_mqls",
     "leadflow_routing_capacity",
+    "leadflow_sla_clock_delay_seconds",
 }
 HISTOGRAMS = {"leadflow_sla_response_seconds", "leadflow_event_lag_seconds", "leadflow_timer_sweep_duration_seconds"}
 KNOWN = (
@@ -197,7 +203,7 @@ def _by_clause_labels(expr: str) -> Iterator[str]:
 def test_grouping_labels_exist() -> None:
     labels = {
         "sla", "team", "pool", "fraction", "action", "stage", "from_stage", "to_stage", "reason", "type",
-        "source", "outcome", "topic", "partition", "instance", "job", "le", "late", "owner",
+        "source", "outcome", "topic", "partition", "instance", "job", "le", "late", "owner", "currency",
     }  # fmt: skip
     for name, title, expr in exprs():
         for label in _by_clause_labels(expr):
@@ -228,12 +234,13 @@ def test_every_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
 def test_required_panels_exist() -> None:
     titles = {name: {panel["title"] for panel in board["panels"]} for name, board in committed().items()}
     wanted = {
-        "funnel.json": ["Leads per stage now", "Flow between stages", "Conversion", "time in stage"],
+        "funnel.json": ["Leads per stage now", "Flow between stages", "Conversion", "time in stage",
+                        "Process gaps", "unknown revenue", "Won revenue", "Lost deals by reason"],
         "sla.json": ["Compliance", "Response time percentiles", "Open clocks", "Overdue", "Warnings", "Breaches",
                      "team and pool"],
         "handoff.json": ["Hand-offs per pool", "Rejection reasons", "Recycled", "Escalations"],
         "pipeline.json": ["Throughput by outcome", "Consumer lag", "Dead letters", "Event-time lag",
-                          "Timer sweep duration", "last timer sweep", "Workers up"],
+                          "Timer sweep duration", "last timer sweep", "Workers up", "SLA clock delay"],
     }  # fmt: skip
     for name, parts in wanted.items():
         for part in parts:

@@ -14,11 +14,12 @@ import orjson
 import pytest
 from e2e import PARTITIONS, Deployment
 from factories import POLICY, make_event
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from core.decision import Decision, decide
+from core.partition_clock import PartitionClock
 from schemas.outputs import (
     DeadLetter,
     HandOff,
@@ -37,12 +38,14 @@ from streams.metrics import (
     CURRENCY_LIMIT,
     SOURCE_LIMIT,
     BoundedLabel,
+    ClockDelayCollector,
     LagCollector,
     LeadCollector,
     Metrics,
     Partitioner,
     RoutingCollector,
     census,
+    clock_delays,
     deal_samples,
     known_groups,
     output_samples,
@@ -397,6 +400,42 @@ def test_consumer_lag_per_partition() -> None:
     assert registry.get_sample_value("leadflow_consumer_lag", {"topic": "leads.events", "partition": "0"}) == 0
 
 
+def test_clock_delays_leave_out_unknown_partitions_and_are_never_negative() -> None:
+    assert clock_delays({0: 990.0, 1: None, 2: 1000.0, 3: 1002.5}, 1000.0) == {0: 10.0, 2: 0.0, 3: 0.0}
+    assert clock_delays({}, 1000.0) == {}
+
+
+def test_sla_clock_delay_per_partition_is_the_worker_clock_minus_partition_time() -> None:
+    now = T.timestamp()
+    clock = PartitionClock()
+    clock.applied(0, now - 5)  # keeps up: its newest event is 5 s old
+    clock.applied(1, now - 900)  # a backlog: the newest event applied is 15 min old...
+    clock.caught_up(1, now - 700)  # ...and nothing waited on it 700 s ago (the later of the two counts)
+    clock.applied(3, now + 30)  # an event dated ahead of the worker clock: partition time stops at now
+    asked: list[float] = []
+
+    def read(at: float) -> dict[int, float | None]:
+        asked.append(at)
+        return {partition: clock.time(partition, at) for partition in (0, 1, 2, 3)}  # 2: nothing known yet
+
+    registry = CollectorRegistry()
+    registry.register(ClockDelayCollector(read, lambda: now))
+    delays = {
+        partition: registry.get_sample_value("leadflow_sla_clock_delay_seconds", {"partition": str(partition)})
+        for partition in range(4)
+    }
+    assert delays == {0: 5.0, 1: 700.0, 2: None, 3: 0.0}
+    assert set(asked) == {now}  # the partition times are read at the scrape's own clock
+
+
+def test_the_clock_delay_gauge_is_described_without_samples_before_any_partition() -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ClockDelayCollector(lambda now: {}, T.timestamp))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert families["leadflow_sla_clock_delay_seconds"].type == "gauge"
+    assert families["leadflow_sla_clock_delay_seconds"].samples == []
+
+
 def test_the_exposition_parses_and_holds_process_metrics(metrics: Metrics) -> None:
     metrics.observe_outputs([stage_changed("mql", "sal", "accepted")])
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition().decode())}
@@ -455,7 +494,13 @@ async def test_a_worker_serves_its_metrics(broker: EmbeddedBroker, unique_topic_
         while True:  # gauges and lag are read at scrape time; the lag needs a fetch after the last record
             samples = await scrape(deployment.web_port)
             lags = samples.get("leadflow_consumer_lag", [])
-            if len(lags) == PARTITIONS and all(s.value == 0 for s in lags) and samples.get("leadflow_timer_deadlines"):
+            delays = samples.get("leadflow_sla_clock_delay_seconds", [])
+            if (
+                len(lags) == PARTITIONS
+                and all(s.value == 0 for s in lags)
+                and samples.get("leadflow_timer_deadlines")
+                and len(delays) == PARTITIONS
+            ):
                 break
             assert time.monotonic() < deadline, f"lags {lags}\n{worker.log_tail()}"
             await asyncio.sleep(0.2)
@@ -485,6 +530,10 @@ async def test_a_worker_serves_its_metrics(broker: EmbeddedBroker, unique_topic_
     decoded = sum(s.value for s in samples["leadflow_events_total"])  # e2e's 7, and what the worker sent itself
     assert sample_value(samples, "leadflow_event_lag_seconds_count") == decoded >= 7
     assert {s.labels["partition"] for s in samples["leadflow_consumer_lag"]} == {str(p) for p in range(PARTITIONS)}
+    # The events are dated 5 minutes ago, but every partition has been caught up since: its SLA clock is now.
+    delays = {s.labels["partition"]: s.value for s in samples["leadflow_sla_clock_delay_seconds"]}
+    assert set(delays) == {str(p) for p in range(PARTITIONS)}
+    assert all(0 <= delay < 30 for delay in delays.values()), delays
     assert samples.get("process_cpu_seconds_total")
 
 

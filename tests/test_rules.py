@@ -25,6 +25,7 @@ REQUIRED_ALERTS = {
     "LeadWorkerDown",
     "LeadTimerSweepStalled",
     "LeadRoutingUnassigned",
+    "LeadSlaClocksHeldBack",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
