@@ -104,6 +104,8 @@ _COMPANY_B: Final = ("Systems", "Labs", "Bank", "Retail", "Health", "Works", "So
 _CAMPAIGNS: Final = ("newsletter-weekly", "sla-playbook", "q4-nurture", "webinar-funnel-metrics", "retargeting")
 _PAGES: Final = ("/", "/blog/lead-scoring", "/blog/sla-marketing-sales", "/product", "/customers", "/integrations")
 _EXTERNAL_MQL_REASONS: Final = ("sdr_referral", "event_booth", "partner_referral", "manual_review")
+ORIGINS: Final = ("organic_search", "paid_search", "social", "email", "referral", "direct_traffic", "events")
+"""Marketing origins, sent as the custom attribute `origin` of lead.created (as RD Station and Olist do)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,11 @@ class FunnelShape:
     disqualify_student: float = 0.15
     assign: float = 0.10
     """P(a CRM assigns the MQL itself, overriding leadflow's routing)."""
+    crm_won_early: float = 0.05
+    """P(the CRM reports a deal won right after its qualification call: a fact that skips the pipeline stages
+    nobody recorded, as real exports do)."""
+    won_amount_unknown: float = 0.10
+    """P(a won deal comes without an amount, as in real exports: a customer with unknown revenue)."""
     ignored: float = 0.06
     """P(nobody in sales ever reviews the MQL: its acceptance SLA breaches and escalates)."""
     accept: float = 0.70
@@ -251,6 +258,8 @@ class LeadJourney:
         self._id_prefix = id_prefix
         self._shape = shape
         self._rng = random.Random(f"{seed}:lead:{index}")
+        # CRM-export quirks draw from their own stream, so they leave the rest of the journey as it was.
+        self._quirks = random.Random(f"{seed}:quirks:{index}")
         self._count = 0
         self._rep = self._rng.choice(REPS)
         self._steps = self._script()
@@ -348,6 +357,7 @@ class LeadJourney:
             created = {"email": profile["email"], "country": profile["country"], "initial_stage": "subscriber"}
         else:
             created = {**profile, "initial_stage": "lead"}
+        created["origin"] = _pick(self._quirks, ORIGINS, (5, 3, 2, 2, 1, 1, 0.5))
         yield self._marketing(0.0, "lead.created", created)
 
         roll = rng.random()
@@ -521,6 +531,9 @@ class LeadJourney:
             starts_in_s=call_in,
         )
         yield self._sales(call_in + 45 * MINUTE, "deal.stage_changed", _stage_data(*PIPELINE[0]))
+        if self._quirks.random() < shape.crm_won_early:
+            yield self._won(_lognormal(rng, 5 * DAY, 0.7, DAY, 30 * DAY), amount)
+            return
         for (stage, bant), advance in zip(PIPELINE[1:], shape.advance, strict=True):
             if rng.random() >= advance:
                 reason = _pick(
@@ -546,11 +559,13 @@ class LeadJourney:
                     {"kind": "demo"},
                     starts_in_s=_lognormal(rng, 2 * DAY, 0.5, HOUR, 7 * DAY),
                 )
-        yield self._sales(
-            _lognormal(rng, 3 * HOUR, 1.0, 10 * MINUTE, 3 * DAY), "deal.won", {"amount": amount, "currency": "USD"}
-        )
+        yield self._won(_lognormal(rng, 3 * HOUR, 1.0, 10 * MINUTE, 3 * DAY), amount)
         if rng.random() < shape.advocacy:
             yield self._activity(_lognormal(rng, 20 * DAY, 0.6, DAY, 90 * DAY), rng.choice(ADVOCACY_ACTIONS))
+
+    def _won(self, delay_s: float, amount: float) -> Step:
+        known = self._quirks.random() >= self._shape.won_amount_unknown
+        return self._sales(delay_s, "deal.won", {"amount": amount, "currency": "USD"} if known else {"currency": "USD"})
 
 
 def _stage_data(stage: str, bant: tuple[str, ...], amount: float | None = None) -> dict[str, Any]:

@@ -155,8 +155,14 @@ def test_funnel_shape(by_lead: dict[str, list[Event]]) -> None:
     assert 0.35 <= reached[0] / len(accepted) <= 0.65, "about half of SAL get a qualified call"
     assert all(a > b > 0 for a, b in itertools.pairwise(reached)), reached
     won = _leads_with(by_lead, "deal.won")
-    assert 1 <= len(won) <= 0.4 * reached[3], "about 20 % of proposals are won"
-    assert won <= _leads_with(by_lead, "deal.stage_changed", stage="contract_signed")
+    signed = _leads_with(by_lead, "deal.stage_changed", stage="contract_signed")
+    assert 1 <= len(won & signed) <= 0.4 * reached[3], "about 20 % of proposals are won"
+    early = won - signed  # the CRM reports some wins right after the qualification call (a fact that skips)
+    assert early, "some wins skip the pipeline stages"
+    assert all(
+        [e["data"]["stage"] for e in by_lead[lead] if e["type"] == "deal.stage_changed"] == [PIPELINE[0][0]]
+        for lead in early
+    )
 
     connected = {
         lead
@@ -178,9 +184,14 @@ def test_reasons_amounts_and_bant(events: list[Event], by_lead: dict[str, list[E
     assert set(rejections) <= set(REJECTION_REASONS)
     assert len(rejections) >= 6
     assert {e["data"]["reason"] for e in events if e["type"] == "deal.lost"} <= set(LOST_REASONS)
+    won = [e for e in events if e["type"] == "deal.won"]
+    assert 0 < sum("amount" not in e["data"] for e in won) < len(won) / 2, "some exports lack the amount"
+    origins = Counter(e["data"]["origin"] for e in events if e["type"] == "lead.created")
+    assert sum(origins.values()) == len(by_lead), "every lead says where it came from"
+    assert len(origins) >= 5
     for event in events:
         if event["type"] == "deal.won":
-            assert 5000 * 0.85 <= event["data"]["amount"] <= 50_000
+            assert "amount" not in event["data"] or 5000 * 0.85 <= event["data"]["amount"] <= 50_000
             assert event["data"]["currency"] == "USD"
         if event["type"] == "deal.stage_changed":
             confirmed = {k for k, v in event["data"]["bant"].items() if v}
