@@ -1,4 +1,4 @@
-"""The `leadflow` command: run, worker, simulate, produce, schema, policy check."""
+"""The `leadflow` command: run, worker, simulate, produce, replay, report, schema, policy check."""
 
 from __future__ import annotations
 
@@ -99,6 +99,48 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import ReplayOptions, run_replay
+
+    options = ReplayOptions(
+        events=Path(args.file),
+        policy=args.policy,
+        compare=args.compare,
+        report_json=args.report_json,
+        outputs=args.outputs,
+        until=args.until,
+        sort_buffer=args.sort_buffer,
+    )
+    return run_replay(options)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from streams.replay import report_summary
+    from streams.report_client import ReportSourceError, merged_report
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as error:
+        for problem in error.problems:
+            print(f"leadflow report: {error.source}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(merged_report(args.worker, policy, datetime.now(UTC), timeout_s=args.timeout))
+    except ReportSourceError as error:
+        print(f"leadflow report: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        try:
+            args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        except OSError as error:
+            print(f"leadflow report: --json {args.json}: cannot write: {error.strerror}", file=sys.stderr)
+            return 2
+    print("\n".join(report_summary(report)))
+    if args.json:
+        print(f"report written to {args.json}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from streams.schema_files import write_schemas
 
@@ -127,6 +169,32 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     print(f"{args.file or 'default policy'}: ok")
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`replay` (offline, in event time; what-if) and `report` (the merged report of running workers)."""
+    replay = sub.add_parser("replay", help="replay a JSONL file of events offline, in event time; what-if")
+    replay.add_argument("file", help="events, one envelope per line (.jsonl, or gzip: .jsonl.gz); need not be sorted")
+    replay.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    replay.add_argument("--compare", type=Path, default=None, metavar="POLICY_B", help="what-if: also replay with B")
+    replay.add_argument("--report-json", type=Path, required=True, metavar="OUT", help="write the funnel report here")
+    replay.add_argument("--outputs", type=Path, default=None, metavar="DIR", help="write the outputs, a file per topic")
+    replay.add_argument(
+        "--until", default=None, metavar="TIME|now", help="fire SLA timers up to this time (default: the last event)"
+    )
+    replay.add_argument(
+        "--sort-buffer", type=int, default=200_000, metavar="N", help="lines sorted in memory; more spill to disk"
+    )
+    replay.set_defaults(func=cmd_replay)
+
+    report = sub.add_parser("report", help="the funnel report of running workers, merged")
+    report.add_argument(
+        "--worker", action="append", required=True, metavar="URL", help="a worker's web address (repeat for each)"
+    )
+    report.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    report.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the report JSON here")
+    report.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each worker")
+    report.set_defaults(func=cmd_report)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,6 +252,8 @@ def parser() -> argparse.ArgumentParser:
     produce.add_argument("file")
     produce.add_argument("--topic", default="leads.events")
     produce.set_defaults(func=cmd_produce)
+
+    add_replay_commands(sub)
 
     schema = sub.add_parser("schema", help="write JSON Schema files for producers in other languages")
     schema.add_argument("--out", required=True, help="directory to write into")

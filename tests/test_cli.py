@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
@@ -111,3 +113,94 @@ def test_run_for_a_bounded_time_prints_a_summary_and_writes_the_report(tmp_path:
     assert sum(figures["dead_letters"].values()) > 0  # --bad-ratio defaults to 1 %: the dead-letter path is live
     assert set(figures) >= {"stage_counts", "reached", "conversion", "durations_s", "sla", "rejections"}
     assert figures["sla"]["mql_acceptance"]["started"] > 0
+
+
+def test_replay_writes_the_report_and_prints_one_summary_line(tmp_path: Path) -> None:
+    events = journeys(seed=4, n_leads=80, start=datetime(2026, 9, 7, tzinfo=UTC))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in reversed(events)) + b"{broken\n")
+    report = tmp_path / "report.json"
+    result = leadflow("replay", str(path), "--report-json", str(report), "--outputs", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    summary, written = result.stdout.splitlines()
+    assert summary.startswith(f"replayed events.jsonl: {len(events):,} events read, ")
+    assert ", 1 malformed lines, " in summary
+    assert written == f"report written to {report}"
+    figures = orjson.loads(report.read_bytes())
+    assert set(figures) >= {"stage_counts", "reached", "conversion", "durations_s", "sla", "rejections", "replay"}
+    assert figures["replay"]["malformed"]["examples"][0]["line"] == len(events) + 1
+    assert (tmp_path / "out" / "leads.deadletter.jsonl").read_bytes().count(b"\n") == 1
+
+
+def test_replay_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = leadflow("replay", str(tmp_path / "nope.jsonl"), "--report-json", str(tmp_path / "r.json"))
+    assert result.returncode == 2
+    assert result.stderr == f"leadflow replay: {tmp_path / 'nope.jsonl'}: no such file\n"
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"")
+    result = leadflow("replay", str(path), "--report-json", str(tmp_path / "r.json"), "--until", "soon")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("leadflow replay: --until 'soon': not an RFC 3339 time")
+
+
+def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
+    """A stand-in for a worker's web server: GET /funnel/leads answers `body` (JSON lines of summaries)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = 200 if self.path == "/funnel/leads" else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Content-Length", str(len(body) if status == 200 else 0))
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_report_merges_the_workers_summaries(tmp_path: Path) -> None:
+    from core.report import SUMMARY_ADAPTER, funnel_report, summaries_of
+    from schemas.policy import load_policy
+    from streams.replay import ReplayOptions, replay
+
+    events = journeys(seed=6, n_leads=120, start=datetime(2026, 9, 7, tzinfo=UTC))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    replayed = replay(ReplayOptions(events=path))
+    summaries = list(summaries_of(replayed.sides[0].engine.leads()))
+    halves = [summaries[::2], summaries[1::2]]
+    servers = [serve(b"".join(SUMMARY_ADAPTER.dump_json(s) + b"\n" for s in half)) for half in halves]
+    try:
+        out = tmp_path / "report.json"
+        result = leadflow("report", "--worker", servers[0][1], "--worker", servers[1][1], "--json", str(out))
+    finally:
+        for server, _ in servers:
+            server.shutdown()
+            server.server_close()
+    assert result.returncode == 0, result.stderr
+    merged = orjson.loads(out.read_bytes())
+    expected = funnel_report(summaries, load_policy(), datetime.now(UTC))
+    for key in ("leads", "stage_counts", "reached", "conversion", "rejections", "handoffs"):
+        assert merged[key] == expected[key], key
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"leads: {expected['leads']:,} (as of ")
+    assert lines[1].startswith("stages: subscriber ")
+    assert any(line.startswith("SLA mql_acceptance: compliance ") for line in lines)
+    assert lines[-2].startswith("overdue MQLs by owner: ")
+    assert lines[-1] == f"report written to {out}"
+
+
+def test_report_names_a_worker_it_cannot_reach(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = leadflow("report", "--worker", url, "--timeout", "5")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"leadflow report: {url}/funnel/leads: cannot connect")
+    assert "Traceback" not in result.stderr
