@@ -43,7 +43,8 @@ class Engine:
         self.routing = RoutingState()
         self.index = DeadlineIndex()
         self.clock: datetime | None = None
-        self.outcomes: Counter[str] = Counter()  # applied, reordered, late, refused, duplicate, ignored
+        self.outcomes: Counter[str] = Counter()  # every decision: applied, reordered, late, refused, duplicate, ...
+        self.inputs: Counter[str] = Counter()  # the same, for the events fed only (not timers, not router answers)
         self.unassigned = 0  # route requests nobody could take
         self.grace = timedelta(seconds=policy.processing.sla_grace_seconds)
 
@@ -52,7 +53,7 @@ class Engine:
         at = event.occurred_at.astimezone(UTC)
         self.clock = at if self.clock is None else max(self.clock, at)
         outputs = self.fire(self.clock - self.grace)
-        outputs += self.apply(event)
+        outputs += self.apply(event, counted=self.inputs)
         return outputs
 
     def finish(self, until: datetime | None = None) -> list[Output]:
@@ -71,9 +72,11 @@ class Engine:
                 self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
         return outputs
 
-    def apply(self, event: LeadEvent) -> list[Output]:
+    def apply(self, event: LeadEvent, counted: Counter[str] | None = None) -> list[Output]:
         assert self.clock is not None
         decision = self.decide(event)
+        if counted is not None:
+            counted[decision.outcome] += 1
         outputs = list(decision.outputs)
         for output in decision.outputs:
             if isinstance(output, RouteRequest):

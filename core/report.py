@@ -252,17 +252,22 @@ class Cohorts:
         return {pair: share(self.converted[pair], self.base[pair]) for pair in pairs if self.base[pair]}
 
     def durations(self, pairs: Iterable[str]) -> dict[str, dict[str, float]]:
-        result: dict[str, dict[str, float]] = {}
-        for pair in pairs:
-            spans = sorted(self.spans.get(pair, ()))
-            if spans:
-                result[pair] = {
-                    "count": len(spans),
-                    "p50": percentile(spans, 0.5),
-                    "p90": percentile(spans, 0.9),
-                    "mean": round(statistics.fmean(spans), 3),
-                }
-        return result
+        return spreads(self.spans, pairs)
+
+
+def spreads(spans: Mapping[str, list[float]], keys: Iterable[str]) -> dict[str, dict[str, float]]:
+    """{key: {count, p50, p90, mean}} of the seconds measured per key (keys with none are left out)."""
+    result: dict[str, dict[str, float]] = {}
+    for key in keys:
+        values = sorted(spans.get(key, ()))
+        if values:
+            result[key] = {
+                "count": len(values),
+                "p50": percentile(values, 0.5),
+                "p90": percentile(values, 0.9),
+                "mean": round(statistics.fmean(values), 3),
+            }
+    return result
 
 
 @dataclass
@@ -303,6 +308,7 @@ def sla_figures(counts: Mapping[str, int], *, full: bool) -> dict[str, float]:
             "cancelled": counts.get("cancelled", 0),
             "warnings": counts.get("warning", 0),
             "escalated": counts.get("escalated", 0),
+            "reassigned": counts.get("reassigned", 0),
         }
     else:
         figures = {key: counts.get(key, 0) for key in ("met", "late", "breached")}
@@ -346,6 +352,7 @@ class Tally:
     )
     source_leads: Counter[str] = field(default_factory=Counter)
     slas: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    time_to_met: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     rejections: Counter[str] = field(default_factory=Counter)
     lost: Counter[str] = field(default_factory=Counter)
     skips: Counter[str] = field(default_factory=Counter)
@@ -414,8 +421,16 @@ class Tally:
 
     def add_ledger(self, lead: LeadSummary) -> None:
         """SLA outcomes and hand-offs, for the owner, team and pool named on each entry."""
+        started: dict[str, datetime] = {}
         for entry in lead.sla:
             self.slas[entry.sla][entry.kind] += 1
+            if entry.kind == "started":
+                started[entry.sla] = entry.at
+            elif entry.kind in ("met", "late") and entry.sla in started:
+                # Wall seconds from the start to the met: for first_contact, the time to first contact.
+                self.time_to_met[entry.sla].append((entry.at - started.pop(entry.sla)).total_seconds())
+            elif entry.kind == "cancelled" and entry.reason == "reassigned":
+                self.slas[entry.sla]["reassigned"] += 1
             if entry.kind in ("met", "late", "breached"):
                 for group in self.groups(entry.owner_id, entry.team, entry.pool):
                     group.count(entry.sla, entry.kind)
@@ -458,6 +473,7 @@ class Tally:
             "conversion": self.overall.conversion(steps),
             "durations_s": self.overall.durations(steps),
             "sla": {name: sla_figures(self.slas[name], full=True) for name in sorted(self.slas)},
+            "sla_time_to_met_s": spreads(self.time_to_met, sorted(self.time_to_met)),
             "rejections": dict(sorted(self.rejections.items())),
             "lost": dict(sorted(self.lost.items())),
             "skips": dict(sorted(self.skips.items())),

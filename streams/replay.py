@@ -21,7 +21,6 @@ from __future__ import annotations
 import gc
 import gzip
 import heapq
-import statistics
 import struct
 import sys
 import tempfile
@@ -50,9 +49,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from core.decision import Decision
 from core.engine import Engine
-from core.funnel import percentile
 from core.intake import Origin, dead_letter, decode
 from core.report import LeadSummary, compare_reports, funnel_report, summaries_of
 from schemas.events import LeadEvent
@@ -255,28 +252,6 @@ def open_events(path: Path, stack: ExitStack) -> tuple[Iterable[bytes], IO[bytes
 # ---- the replay ---------------------------------------------------------------------------------------------
 
 
-class ReplayEngine(Engine):
-    """The core engine, counting what became of each input event apart from its own timer and router events."""
-
-    def __init__(self, policy: Policy) -> None:
-        super().__init__(policy)
-        self.inputs: Counter[str] = Counter()
-        self._input: LeadEvent | None = None
-
-    def feed(self, event: LeadEvent) -> list[Output]:
-        self._input = event
-        try:
-            return super().feed(event)
-        finally:
-            self._input = None
-
-    def decide(self, event: LeadEvent) -> Decision:
-        decision = super().decide(event)
-        if event is self._input:
-            self.inputs[decision.outcome] += 1
-        return decision
-
-
 class OutputFiles:
     """What the live worker would have sent, one JSONL file per topic, each line an output's JSON."""
 
@@ -302,7 +277,7 @@ class Side:
     name: str
     policy: Policy
     policy_file: Path | None
-    engine: ReplayEngine
+    engine: Engine
     files: OutputFiles | None = None
     outputs: Counter[str] = field(default_factory=Counter)
     defects: int = 0  # input events whose decision raised (dead-lettered as internal_error)
@@ -450,7 +425,7 @@ class Replay:
     def run(self) -> ReplayResult:
         with ExitStack() as stack:
             lines, raw = open_events(self.path, stack)
-            self.sides = [Side(name, policy, file, ReplayEngine(policy)) for name, file, policy in self.policies]
+            self.sides = [Side(name, policy, file, Engine(policy)) for name, file, policy in self.policies]
             if self.options.outputs is not None:
                 for side in self.sides:
                     many = len(self.sides) > 1
@@ -603,39 +578,7 @@ def replay_block(result: ReplayResult, side: Side, summaries: Sequence[LeadSumma
         "last_event_at": _iso(result.last_event_at),
         "clock": result.clock.isoformat(),
         "sort": {"buffer": result.sort_buffer, "runs_spilled": result.runs},
-        "sla_reassignments": reassignments(summaries, side.policy),
-        "sla_time_to_met_s": time_to_met(summaries),
     }
-
-
-def reassignments(summaries: Iterable[LeadSummary], policy: Policy) -> dict[str, int]:
-    """Per SLA: clocks closed because an escalation reassigned the lead (`sla.cancelled` reason reassigned)."""
-    counts = Counter({spec.name: 0 for spec in policy.slas})
-    for summary in summaries:
-        counts.update(e.sla for e in summary.sla if e.kind == "cancelled" and e.reason == "reassigned")
-    return dict(sorted(counts.items()))
-
-
-def time_to_met(summaries: Iterable[LeadSummary]) -> dict[str, dict[str, float]]:
-    """Per SLA: wall seconds from a clock's start to its met (in time or late), e.g. the time to first contact."""
-    spans: dict[str, list[float]] = {}
-    for summary in summaries:
-        started: dict[str, datetime] = {}
-        for entry in summary.sla:
-            if entry.kind == "started":
-                started[entry.sla] = entry.at
-            elif entry.kind in ("met", "late") and entry.sla in started:
-                spans.setdefault(entry.sla, []).append((entry.at - started.pop(entry.sla)).total_seconds())
-    result = {}
-    for name, values in sorted(spans.items()):
-        values.sort()
-        result[name] = {
-            "count": len(values),
-            "p50": percentile(values, 0.5),
-            "p90": percentile(values, 0.9),
-            "mean": round(statistics.fmean(values), 3),
-        }
-    return result
 
 
 # ---- what a person reads ------------------------------------------------------------------------------------
@@ -751,11 +694,11 @@ def comparison(a: dict[str, Any], b: dict[str, Any]) -> list[Row]:
     rows.append(row("time to acceptance p50 (mql->sal)", "seconds", "durations_s", "mql->sal", "p50"))
     for sla in _keys(a, b, "sla"):
         rows += [
-            row(f"{sla}: time to met p50", "seconds", "replay", "sla_time_to_met_s", sla, "p50"),
+            row(f"{sla}: time to met p50", "seconds", "sla_time_to_met_s", sla, "p50"),
             row(f"{sla}: compliance", "share", "sla", sla, "compliance"),
             row(f"{sla}: breaches", "count", "sla", sla, "breached"),
             row(f"{sla}: escalations", "count", "sla", sla, "escalated"),
-            row(f"{sla}: reassignments", "count", "replay", "sla_reassignments", sla),
+            row(f"{sla}: reassignments", "count", "sla", sla, "reassigned"),
         ]
     rows += [row(f"hand-offs, pool {pool}", "count", "handoffs", pool) for pool in _keys(a, b, "handoffs")]
     rows += [row(f"rejections: {reason}", "count", "rejections", reason) for reason in _keys(a, b, "rejections")]

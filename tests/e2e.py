@@ -114,3 +114,69 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, byt
         return records
     finally:
         await consumer.stop()
+
+
+async def topic_size(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> int:
+    """Records in a topic now (the sum of its end offsets; exact on the embedded broker with one record per
+    batch, which every leadflow producer uses there)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def produce_in_real_time(deployments: list[Deployment], timed: Iterable[tuple[float, bytes, bytes]]) -> float:
+    """Send each (unix time, key, value) record to every deployment's events topic when the wall clock reaches
+    its time (a real-time stream: occurred_at is when it is produced); records go in time order, and the
+    deployments see the same bytes in the same order. Tracks offsets for wait_processed. Returns the largest
+    lag behind schedule (seconds), for diagnostics."""
+    import asyncio
+    import time
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=deployments[0].broker.bootstrap, acks="all", **embedded_producer_settings()
+    )
+    await producer.start()
+    worst = 0.0
+    try:
+        for at, key, value in sorted(timed, key=lambda item: item[0]):
+            wait = at - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            worst = max(worst, time.time() - at)
+            sent = [await producer.send(d.events, value=value, key=key) for d in deployments]
+            for deployment, future in zip(deployments, sent, strict=True):
+                meta = await future
+                deployment.produced[meta.partition] = max(deployment.produced.get(meta.partition, 0), meta.offset + 1)
+    finally:
+        await producer.stop()
+    return worst
+
+
+async def read_partitions(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of a topic with `partitions` partitions (read_topic assumes PARTITIONS), e.g. the one
+    partition of the routing topic and its changelog."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                records.extend((m.key, m.value) for m in batch.get(tp, []))
+        return records
+    finally:
+        await consumer.stop()

@@ -354,6 +354,7 @@ def test_sla_counts_with_late_met_and_open_breached(report: dict[str, Any]) -> N
         "cancelled": 1,  # B
         "warnings": 1,
         "escalated": 1,
+        "reassigned": 0,
         "open": 2,  # E, F
         "overdue": 1,  # E: past its deadline at NOW although no breach was emitted yet
         "compliance": 0.75,  # 3 / (3 + 1)
@@ -366,6 +367,7 @@ def test_sla_counts_with_late_met_and_open_breached(report: dict[str, Any]) -> N
         "cancelled": 0,
         "warnings": 1,
         "escalated": 0,
+        "reassigned": 0,
         "open": 1,  # I
         "overdue": 1,
         "compliance": 0.0,
