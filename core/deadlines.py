@@ -10,9 +10,22 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
+from schemas.events import TimerDue
 from schemas.state import LeadState
+
+TIMER_SOURCE = "leadflow.timer"
+
+
+def timer_due(lead_id: str, instant: datetime) -> TimerDue:
+    """The timer event for one SLA instant of a lead: what the live sweep sends, the replay fires and a lead's
+    own later event applies first. The instant goes through its epoch timestamp (as the index keeps it), so
+    all three give the event the same id."""
+    at = datetime.fromtimestamp(instant.timestamp(), UTC)
+    return TimerDue(
+        event_id=f"timer:{at.isoformat()}", lead_id=lead_id, type="timer.due", occurred_at=at, source=TIMER_SOURCE
+    )
 
 
 def next_instant(state: LeadState | None, after: float | None = None) -> datetime | None:

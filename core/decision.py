@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from core.deadlines import next_instant, timer_due
 from core.handoff import hold_old_escalations, is_router_answer, unclaimed
 from core.ledger import record as keep_in_ledger
 from core.lifecycle import Step, apply, refuse
+from core.routing import answer_id
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import SLA_TYPES, Output, RouteRequest
 from schemas.policy import Policy
@@ -32,8 +34,10 @@ HARD_MAX_PENDING = 256
 ARRIVAL_STEP = timedelta(microseconds=1)
 # Time-driven SLA outputs remembered per lead (a few per clock; a lead has a handful of clocks at a time).
 MAX_EMITTED = 64
+# Events a lead holds while it waits for the router; past this it stops waiting (the router must be down).
+MAX_HELD = 256
 
-Outcome = Literal["applied", "reordered", "late", "refused", "duplicate", "ignored"]
+Outcome = Literal["applied", "reordered", "late", "refused", "duplicate", "ignored", "held"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,11 @@ def order_key(event: LeadEvent) -> tuple[datetime, str]:
 
 
 def is_duplicate(record: LeadRecord, event_id: str) -> bool:
-    return event_id in record.seen or any(p.event.event_id == event_id for p in record.pending)
+    return (
+        event_id in record.seen
+        or any(p.event.event_id == event_id for p in record.pending)
+        or any(h.event_id == event_id for h in record.held)
+    )
 
 
 def is_recreation(record: LeadRecord, event: LeadEvent) -> bool:
@@ -99,6 +107,67 @@ def fold(
 
 
 def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: datetime) -> Decision:
+    """Decide one event for its lead, so that the outcome depends only on the lead's events and their times,
+    never on when they reached the worker (a backlog, a restart, a slow router):
+    - time passes first: the instants of the lead's clocks that came before the event fire as their own steps,
+      in order (what the live timer and the replay do when they get there first);
+    - a lead that asked the router for an owner holds every later event (timer ticks too) until the answer
+      comes, then applies the answer at its own time and the held events after it, as a replay does.
+    """
+    if record is not None and not is_duplicate(record, event.event_id):
+        if record.awaiting and event.event_id not in record.awaiting:
+            return hold(record, event, (), policy, now)
+        ticked: list[Output] = []
+        while (tick := due_tick(record, event, now)) is not None:
+            decision = decide_one(record, tick, policy, now)
+            if not decision.changed:
+                break
+            record, ticked = decision.record, [*ticked, *decision.outputs]
+            if record.awaiting:  # the tick asked the router (an escalation): the event waits for the answer
+                return hold(record, event, tuple(ticked), policy, now)
+        if ticked:
+            decision = decide(record, event, policy, now)
+            return Decision(decision.record, (*ticked, *decision.outputs), decision.outcome, changed=True)
+    decision = decide_one(record, event, policy, now)
+    if record is not None and event.event_id in record.awaiting and not decision.record.awaiting:
+        return release_held(decision, policy, now)
+    return decision
+
+
+def due_tick(record: LeadRecord, event: LeadEvent, now: datetime) -> TimerDue | None:
+    """The timer event of the lead's earliest instant that came before this event, if one is still to fire."""
+    if record.state is None or isinstance(event, TimerDue):
+        return None
+    instant = next_instant(record.state)
+    if instant is None or instant > event.occurred_at or instant > now:
+        return None
+    return timer_due(record.lead_id, instant)
+
+
+def hold(record: LeadRecord, event: LeadEvent, outputs: tuple[Output, ...], policy: Policy, now: datetime) -> Decision:
+    """Keep the event until the router answers. A lead that waits too long (a router down for hours) stops
+    waiting: everything held is applied in arrival order, and the answer, when it comes, after it."""
+    if len(record.held) < MAX_HELD:
+        waiting = record.model_copy(update={"held": (*record.held, event), "version": record.version + 1})
+        return Decision(waiting, outputs, "held", changed=True)
+    gave_up = record.model_copy(update={"awaiting": (), "held": ()})
+    decision = release_held(Decision(gave_up, outputs, "applied", changed=True), policy, now, then=event)
+    return decision
+
+
+def release_held(decision: Decision, policy: Policy, now: datetime, then: LeadEvent | None = None) -> Decision:
+    """The answer has come: the events held meanwhile, in the order they arrived (then `then`)."""
+    record, outputs = decision.record, list(decision.outputs)
+    held = (*record.held, *((then,) if then is not None else ()))
+    record = record.model_copy(update={"held": ()})
+    for event in held:
+        later = decide(record, event, policy, now)
+        record, outputs = later.record, [*outputs, *later.outputs]
+    return Decision(record, tuple(outputs), decision.outcome, changed=True)
+
+
+def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: datetime) -> Decision:
+    """One event, in event-time order within the lateness window (see the module docstring)."""
     if record is None:
         record = LeadRecord(lead_id=event.lead_id, state=None)
     elif is_duplicate(record, event.event_id):
@@ -168,6 +237,8 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         return Decision(marker, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
+    asked = tuple(answer_id(o) for o in outputs if isinstance(o, RouteRequest) and o.lead_id == record.lead_id)
+    awaiting = (*(a for a in record.awaiting if a != event.event_id), *asked)
     timed = tuple(o.id for o in outputs if is_remembered(o))
     emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
@@ -180,6 +251,8 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
         seen=seen,
         watermark=watermark,
         emitted=emitted,
+        awaiting=awaiting,
+        held=record.held,
         version=record.version + 1,
     )
     return Decision(new_record, outputs, outcome, changed=True)

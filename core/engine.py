@@ -13,27 +13,14 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from core.deadlines import DeadlineIndex, next_instant
+from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import Decision, decide
 from core.handoff import ROUTER_SOURCE
-from core.routing import assigned_event, release, route
-from schemas.events import EVENT_ADAPTER, LeadEvent, TimerDue
+from core.routing import assigned_event, release, route, unassigned_event
+from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import Output, RouteRelease, RouteRequest
 from schemas.policy import Policy
 from schemas.state import LeadRecord, RoutingState
-
-TIMER_SOURCE = "leadflow.timer"
-
-
-def timer_due(lead_id: str, instant: datetime) -> TimerDue:
-    """The timer event for one SLA instant of a lead; the live sweep sends the same envelope."""
-    return TimerDue(
-        event_id=f"timer:{instant.isoformat()}",
-        lead_id=lead_id,
-        type="timer.due",
-        occurred_at=instant,
-        source=TIMER_SOURCE,
-    )
 
 
 class Engine:
@@ -66,8 +53,7 @@ class Engine:
         outputs: list[Output] = []
         while due := self.index.pop_due(cutoff):
             for lead_id, stamp in due:
-                instant = datetime.fromtimestamp(stamp, UTC)
-                outputs += self.apply(timer_due(lead_id, instant))
+                outputs += self.apply(timer_due(lead_id, datetime.fromtimestamp(stamp, UTC)))
                 record = self.records.get(lead_id)
                 self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
         return outputs
@@ -98,7 +84,7 @@ class Engine:
         self.routing, assignment = route(self.routing, request, self.policy)
         if assignment is None:
             self.unassigned += self.policy.routing is not None
-            return []
+            return self.apply(EVENT_ADAPTER.validate_python(unassigned_event(request, ROUTER_SOURCE)))
         answer = EVENT_ADAPTER.validate_python(assigned_event(assignment, ROUTER_SOURCE))
         return self.apply(answer)
 

@@ -43,6 +43,7 @@ from schemas.events import (
     LeadUpdated,
     MeetingScheduled,
     Profile,
+    RouteUnassigned,
     TimerDue,
 )
 from schemas.outputs import (
@@ -240,8 +241,9 @@ def is_recycling(sla: str, policy: Policy) -> bool:
 
 def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
     """What the event does to the lead's stage, scores and facts."""
-    if isinstance(event, TimerDue):
-        return Step(state)  # time passes: core.sla.follow emits what has come due
+    if isinstance(event, TimerDue | RouteUnassigned):
+        # Time passes (core.sla.follow emits what has come due), or the router found nobody: the lead waits on.
+        return Step(state)
     if isinstance(event, LeadCreated):
         if state is not None:
             return refuse(

@@ -140,6 +140,12 @@ def assignment(
     return Assignment(request.lead_id, owner_id, pool.name, pool.team, reason, request)
 
 
+def answer_id(request: RouteRequest) -> str:
+    """The event id of the router's answer to a request (an assignment or route.unassigned): one per request,
+    so an answer sent twice is a duplicate for the lead."""
+    return f"route:{request.id}"
+
+
 def assigned_event(assignment: Assignment, source: str) -> dict[str, object]:
     """The router's answer as a `lead.assigned` envelope for the lead's own partition. Its id follows from the
     request's, so an answer sent twice is a duplicate for the lead."""
@@ -153,13 +159,26 @@ def assigned_event(assignment: Assignment, source: str) -> dict[str, object]:
     if request.escalated_sla is not None:
         data["escalated_sla"] = request.escalated_sla
     return {
-        "event_id": f"route:{request.id}",
+        "event_id": answer_id(request),
         "lead_id": assignment.lead_id,
         "type": "lead.assigned",
         "occurred_at": (request.occurred_at + ANSWER_DELAY).isoformat(),
         "source": source,
         "actor": {"team": "system", "user_id": "router"},
         "data": data,
+    }
+
+
+def unassigned_event(request: RouteRequest, source: str) -> dict[str, object]:
+    """The router's answer when nobody can take the lead: the lead waits for an answer to every request."""
+    return {
+        "event_id": answer_id(request),
+        "lead_id": request.lead_id,
+        "type": "route.unassigned",
+        "occurred_at": (request.occurred_at + ANSWER_DELAY).isoformat(),
+        "source": source,
+        "actor": {"team": "system", "user_id": "router"},
+        "data": {"pool": request.pool},
     }
 
 

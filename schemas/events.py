@@ -368,6 +368,18 @@ class TimerDue(_Envelope):
     data: EmptyData = EmptyData()
 
 
+class RouteUnassignedData(Frozen):
+    pool: Code | None = Field(default=None, description="the pool asked (the router found nobody free there)")
+
+
+class RouteUnassigned(_Envelope):
+    """Internal: the router's answer when nobody could take the lead. The lead waits for every answer (see
+    core.decision), so a request must always be answered, with an owner or with this."""
+
+    type: Literal["route.unassigned"]
+    data: RouteUnassignedData = RouteUnassignedData()
+
+
 LeadEvent = Annotated[
     LeadCreated
     | LeadUpdated
@@ -386,11 +398,14 @@ LeadEvent = Annotated[
     | LeadResumed
     | LeadMerged
     | LeadErased
-    | TimerDue,
+    | TimerDue
+    | RouteUnassigned,
     Field(discriminator="type"),
 ]
 
 EVENT_ADAPTER: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
+# Sent by leadflow itself (the timer, the router), not by producers.
+INTERNAL_EVENT_TYPES = ("route.unassigned", "timer.due")
 EVENT_TYPES: tuple[str, ...] = tuple(
     sorted(m.model_fields["type"].annotation.__args__[0] for m in _Envelope.__subclasses__())  # type: ignore[union-attr]
 )

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from schemas.base import Code
 from schemas.errors import describe_errors
-from schemas.events import EVENT_TYPES, PROFILE_ATTRIBUTES
+from schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, PROFILE_ATTRIBUTES
 
 Points = Annotated[int, Field(ge=-1000, le=1000)]
 BantField = Literal["budget", "authority", "need", "timeline"]
@@ -270,8 +270,8 @@ class SlaOverride(PolicyModel):
     allowance: Allowance
 
 
-# Event types producers send (timer.due is the worker's own).
-INPUT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if not t.startswith("timer."))
+# Event types producers send (the timer's and the router's are the worker's own).
+INPUT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in INTERNAL_EVENT_TYPES)
 EventType = Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")]
 
 

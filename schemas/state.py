@@ -133,6 +133,12 @@ class LeadRecord(Frozen):
         default=None,
         description="set when the lead was erased: the record then keeps no state, only ids for dedupe",
     )
+    awaiting: tuple[str, ...] = Field(
+        default=(),
+        description="event ids of router answers the lead waits for (route:<request id>); events that arrive "
+        "meanwhile wait in `held`, so an answer takes effect at its own time, before them (core.decision)",
+    )
+    held: tuple[LeadEvent, ...] = Field(default=(), description="events that arrived while awaiting, in order")
     version: int = 0
 
 

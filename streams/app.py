@@ -21,13 +21,12 @@ from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from pydantic import TypeAdapter
 
-from core.deadlines import DeadlineIndex, next_instant
+from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import decide
-from core.engine import timer_due
 from core.handoff import ROUTER_SOURCE
 from core.intake import Origin, dead_letter, decode, decode_routing
 from core.partition_clock import PartitionClock, is_caught_up
-from core.routing import assigned_event, release, route
+from core.routing import assigned_event, release, route, unassigned_event
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
@@ -316,6 +315,8 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         metrics.observe_unassigned(routed.pool)
         log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
                     routed.pool)  # fmt: skip
+        # Still an answer: the lead holds its later events until its request is answered (core.decision).
+        events_topic.send_soon(key=routed.lead_id.encode(), value=orjson.dumps(unassigned_event(routed, ROUTER_SOURCE)))
         return state
     answer = assigned_event(assignment, ROUTER_SOURCE)
     events_topic.send_soon(key=assignment.lead_id.encode(), value=orjson.dumps(answer))

@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
-from core.decision import advance
+from core.decision import Decision, decide
+from core.handoff import ROUTER_SOURCE
 from core.lifecycle import Step
+from core.routing import assigned_event, release, route, unassigned_event
 from schemas.events import EVENT_ADAPTER, LeadEvent
-from schemas.outputs import EventRefused, StageChanged, Transition
+from schemas.outputs import EventRefused, Output, RouteRelease, RouteRequest, StageChanged, Transition
 from schemas.policy import Policy, load_policy, parse_policy
-from schemas.state import LeadState
+from schemas.state import LeadRecord, LeadState, RoutingState
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 DAY = 86_400.0
@@ -71,14 +73,60 @@ def make_policy(change: Callable[[dict[str, Any]], None]) -> Policy:
     return parse_policy(document, "test")
 
 
+class Router:
+    """The router agent in process, for tests of the lead side: `decide` decides an event for its lead and
+    answers at once every route request it makes (an owner, or route.unassigned), as the router agent would,
+    so a lead never waits for an answer; releases give capacity back."""
+
+    def __init__(self, policy: Policy = POLICY) -> None:
+        self.policy = policy
+        self.state = RoutingState()
+
+    def decide(self, record: LeadRecord | None, event: LeadEvent, now: datetime) -> Decision:
+        decision = decide(record, event, self.policy, now)
+        record, outputs = decision.record, list(decision.outputs)
+        waiting = list(decision.outputs)
+        while waiting:
+            output = waiting.pop(0)
+            answer = self.answer(output)
+            if answer is not None:
+                answered = decide(record, answer, self.policy, now)
+                record, outputs = answered.record, [*outputs, *answered.outputs]
+                waiting += answered.outputs
+        return Decision(record, tuple(outputs), decision.outcome, decision.changed or record is not decision.record)
+
+    def answer(self, output: Output) -> LeadEvent | None:
+        if isinstance(output, RouteRelease):
+            self.state = release(self.state, output)
+        elif isinstance(output, RouteRequest):
+            self.state, assignment = route(self.state, output, self.policy)
+            message = (
+                assigned_event(assignment, ROUTER_SOURCE) if assignment else unassigned_event(output, ROUTER_SOURCE)
+            )
+            return EVENT_ADAPTER.validate_python(message)
+        return None
+
+
+def _unrouted(document: dict[str, Any]) -> None:
+    document.pop("routing")
+    for sla in document["slas"]:
+        sla["escalate"] = [action for action in sla.get("escalate", []) if action != "reassign"]
+
+
+# The default policy without routing: for tests of the ordering machinery, where no router answers.
+UNROUTED = make_policy(_unrouted)
+
+
 def run(
     events: Iterable[LeadEvent], policy: Policy = POLICY, state: LeadState | None = None, now: datetime | None = None
 ) -> LeadState | None:
-    """Apply events in the given order as `core.decision` does (lifecycle, escalation horizon, ledger); the final
-    state. The clock is each event's own time unless `now` is given."""
+    """Deliver events in the given order to one lead (starting from `state`), its route requests answered at
+    once (`Router`); the final state. The worker clock is each event's own time unless `now` is given."""
+    router = Router(policy)
+    record = None if state is None else LeadRecord(lead_id=state.lead_id, state=state, watermark=state.updated_at)
     for event in events:
-        state = advance(state, event, policy, now or event.occurred_at).state
-    return state
+        record = router.decide(record, event, now or event.occurred_at).record
+    return None if record is None else record.state
 
 
 def lead_in(stage: str, policy: Policy = POLICY) -> LeadState:

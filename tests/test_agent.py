@@ -12,7 +12,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, StageChanged
+from core.handoff import ROUTER_SOURCE
+from core.routing import assigned_event, route
+from schemas.outputs import DEAD_LETTER_ADAPTER, ROUTING_ADAPTER, TRANSITION_ADAPTER, RouteRequest, StageChanged
+from schemas.state import RoutingState
 from streams import app as worker
 
 
@@ -21,6 +24,7 @@ class Captured:
         self.transitions: list[bytes] = []
         self.dead_letters: list[bytes] = []
         self.sla: list[bytes] = []
+        self.routing: list[bytes] = []
         self.changed = asyncio.Event()
 
     def total(self) -> int:
@@ -60,7 +64,17 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
     monkeypatch.setattr(worker.transitions_topic, "send_soon", capture(sink.transitions))
     monkeypatch.setattr(worker.deadletter_topic, "send_soon", capture(sink.dead_letters))
     monkeypatch.setattr(worker.sla_topic, "send_soon", capture(sink.sla))
+    monkeypatch.setattr(worker.routing_topic, "send_soon", capture(sink.routing))
     return sink
+
+
+def router_answer(message: bytes) -> bytes:
+    """What the router agent answers to a route request (no router runs in test_context)."""
+    request = ROUTING_ADAPTER.validate_json(message)
+    assert isinstance(request, RouteRequest)
+    _, assignment = route(RoutingState(), request, worker.policy)
+    assert assignment is not None
+    return orjson.dumps(assigned_event(assignment, ROUTER_SOURCE))
 
 
 async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None:
@@ -72,7 +86,9 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
         await agent.put(envelope("e2", "activity", 5, action="demo_request"), key=b"agent-lead")
         await captured.wait_for(3)
         await agent.put(envelope("e2", "activity", 5, action="demo_request"), key=b"agent-lead")  # redelivery
-        await agent.put(envelope("e3", "lead.accepted", 9), key=b"agent-lead")
+        await agent.put(envelope("e3", "lead.accepted", 9), key=b"agent-lead")  # held: the lead waits for an owner
+        (request,) = [m for m in captured.routing if b'"route.request"' in m]
+        await agent.put(router_answer(request), key=b"agent-lead")
         await captured.wait_for(4)
 
     changes = [TRANSITION_ADAPTER.validate_json(v) for v in captured.transitions]
@@ -87,7 +103,8 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
     record = worker.leads[b"agent-lead"]
     assert record.state is not None
     assert record.state.stage == "sal"
-    assert record.version == 3  # the redelivered e2 changed nothing
+    assert record.state.owner_id is not None, "the router's answer came before the held acceptance"
+    assert record.version == 5  # e1, e2, e3 held, the answer, e3 applied; the redelivered e2 changed nothing
 
 
 async def test_a_defect_in_the_core_costs_one_event_not_the_worker(

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from factories import DAY, LEAD, POLICY, T0, at, make_event, run
+from factories import DAY, LEAD, T0, UNROUTED, at, make_event, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +20,9 @@ from schemas.events import LeadEvent
 from schemas.outputs import EventRefused, LeadErasedNotice, StageChanged, Transition
 from schemas.state import LeadRecord
 
+# The machinery under test (dedupe, event-time order, lateness) is routing-blind; routing is tested with its
+# router in test_handoff.py.
+POLICY = UNROUTED
 LATENESS = POLICY.processing.lateness_seconds
 SKEW = POLICY.processing.max_clock_skew_seconds
 NOW = at(365 * DAY)  # the worker clock: after every generated event
@@ -179,7 +182,7 @@ def test_reordered_within_the_bound_equals_in_order() -> None:
     record, decisions = deliver([created, accepted, qualified])
     assert [d.outcome for d in decisions] == ["applied", "refused", "reordered"]
     assert record is not None
-    assert record.state == run([created, qualified, accepted])
+    assert record.state == run([created, qualified, accepted], POLICY, now=NOW)
     moves = [(o.from_stage, o.to_stage) for o in emitted(decisions) if isinstance(o, StageChanged)]
     assert moves == [(None, "lead"), ("lead", "mql"), ("mql", "sal")]
 
@@ -195,7 +198,7 @@ def test_an_output_that_comes_back_after_two_reorders_is_not_emitted_again() -> 
     ids = [o.id for o in emitted(decisions)]
     assert len(ids) == len(set(ids)), Counter(ids).most_common(2)
     assert record is not None
-    assert record.state == run([created, disqualified, qualified, accepted])
+    assert record.state == run([created, disqualified, qualified, accepted], POLICY, now=NOW)
 
 
 def test_beyond_the_bound_is_late_and_still_applied() -> None:
@@ -225,7 +228,7 @@ def test_late_within_the_pending_window_is_still_exact() -> None:
     record, decisions = deliver([created, view, pricing])
     assert decisions[-1].outcome == "late"
     assert record is not None
-    assert record.state == run([created, pricing, view])
+    assert record.state == run([created, pricing, view], POLICY, now=NOW)
 
 
 # --- properties --------------------------------------------------------------------------------------------
@@ -330,7 +333,7 @@ def test_arrival_order_within_the_bound_does_not_change_the_final_state(data: st
     events = data.draw(histories())
     order = arrival_within_bound(data.draw, events)
     assert is_within_bound(order)
-    expected = run(events)
+    expected = run(events, POLICY, now=NOW)
     record, decisions = deliver(order)
     assert record is not None
     assert expected is not None
@@ -385,14 +388,15 @@ def test_scores_never_negative_and_version_counts_events(data: st.DataObject) ->
             continue
         record = decision.record
         assert record is not None
-        assert record.version == before + 1
+        # One step or more: the clock instants that came before the event fire first as their own steps.
+        assert record.version >= before + 1
         for state in (record.state, record.base):
             if state is not None:
                 assert state.fit >= 0
                 assert state.engagement_score >= 0
                 assert all(points >= 0 for points in state.engagement.values())
     assert record is not None
-    assert record.version == len(order)
+    assert record.version >= len(order)
 
 
 @PROPERTY
@@ -434,5 +438,5 @@ def test_a_burst_inside_the_window_does_not_grow_the_record_without_bound() -> N
     assert record is not None
     assert len(record.pending) <= HARD_MAX_PENDING + 1
     assert all(d.outcome == "applied" for d in decisions)
-    in_order = run(events)
+    in_order = run(events, POLICY, now=NOW)
     assert record.state == in_order

@@ -401,10 +401,6 @@ def assert_same_outcomes(reference: Outcome, trial: Outcome, stream: Stream) -> 
     assert one_owner_per_mql(trial) == [], report
 
 
-ARRIVAL_ORDER = "router answers take effect on arrival: in a backlog they come after the lead's later events"
-
-
-@pytest.mark.xfail(strict=True, reason=ARRIVAL_ORDER)
 async def test_backlog_after_restart_gives_uninterrupted_outcomes(pair: Pair, tmp_path: Path) -> None:
     """The trial's worker is stopped (SIGTERM) 14 s into the stream and restarted 18 s later: its backlog holds
     acceptances that met their clocks in time, and deadlines the wall clock passed meanwhile."""
@@ -451,7 +447,6 @@ async def wait_progress(deployment: Deployment, worker: WorkerProcess, beyond: i
     return done
 
 
-@pytest.mark.xfail(strict=True, reason=ARRIVAL_ORDER)
 async def test_worker_killed_five_times_gives_uninterrupted_outcomes(pair: Pair, tmp_path: Path) -> None:
     """SIGKILL (no commit, no flush) five times during the stream, each time once the worker has processed part
     of it, and restarted a second later."""

@@ -13,7 +13,7 @@ from factories import POLICY, make_event, make_policy
 from core.calendar import BusinessCalendar
 from core.decision import decide
 from core.handoff import ROUTER_SOURCE
-from core.routing import ANSWER_DELAY, assigned_event, load, route
+from core.routing import ANSWER_DELAY, assigned_event, load, route, unassigned_event
 from core.routing import release as router_release
 from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import (
@@ -86,10 +86,10 @@ class World:
             self.routing = router_release(self.routing, output)
         elif isinstance(output, RouteRequest):
             self.routing, answer = route(self.routing, output, self.policy)
-            if answer is not None:
-                event = EVENT_ADAPTER.validate_python(assigned_event(answer, ROUTER_SOURCE))
-                self.answers.append(event)
-                self.queued.append(event)
+            message = assigned_event(answer, ROUTER_SOURCE) if answer else unassigned_event(output, ROUTER_SOURCE)
+            event = EVENT_ADAPTER.validate_python(message)
+            self.answers.append(event)
+            self.queued.append(event)
 
     def deliver(self) -> list[Output]:
         delivered: list[Output] = []
@@ -229,32 +229,21 @@ def test_an_external_assignment_in_mql_is_handed_off_and_releases_the_routed_own
     assert len(world.of(RouteRelease)) == 1
 
 
-def test_an_external_assignment_made_before_a_late_answer_wins_and_the_answer_is_released() -> None:
+@pytest.mark.parametrize("window_moves_on", [False, True])
+def test_an_external_assignment_that_arrives_before_the_answer_waits_for_it_then_wins(window_moves_on: bool) -> None:
+    """The lead holds what arrives while it waits for the router: the answer takes effect at its own time (the
+    router's owner is handed the lead), then the external assignment overrides it and the capacity goes back.
+    The same outcome as a replay, whenever the answer arrives."""
     world = World(hold=True)
     hand_raiser(world)
-    world.send("lead.assigned", 0.2, owner_id="rep-99", team="field_sales")
-    world.send("contact.attempted", 1, channel="email", outcome="other")  # the lateness window moves past both
+    assert world.send("lead.assigned", 0.2, owner_id="rep-99", team="field_sales") == []
+    if window_moves_on:
+        world.send("contact.attempted", 1, channel="email", outcome="other")
+    assert world.state().owner_id is None, "held until the answer"
     assert world.load() == {"rep-04": 1}, "the router took rep-04 meanwhile"
-    outputs = world.deliver()
-    (released,) = outputs
-    assert isinstance(released, RouteRelease)
-    assert (released.pool, released.owner_id) == ("latam", "rep-04")
-    assert world.load() == {}
+    world.deliver()
     assert world.state().owner_id == "rep-99"
-    assert [h.owner_id for h in world.of(HandOff)] == ["rep-99"]
-
-
-def test_an_answer_that_arrives_after_an_external_assignment_is_released_even_inside_the_window() -> None:
-    """The answer is dated just after the request, but it takes effect when it arrives: after the external
-    assignment that overtook it, which wins. No hand-off to the router's owner."""
-    world = World(hold=True)
-    hand_raiser(world)
-    world.send("lead.assigned", 0.2, owner_id="rep-99", team="field_sales")
-    (released,) = world.deliver()
-    assert isinstance(released, RouteRelease)
-    assert released.owner_id == "rep-04"
-    assert [(h.owner_id, h.previous_owner_id) for h in world.of(HandOff)] == [("rep-99", None)]
-    assert world.state().owner_id == "rep-99"
+    assert [(h.owner_id, h.previous_owner_id) for h in world.of(HandOff)] == [("rep-04", None), ("rep-99", "rep-04")]
     assert world.load() == {}
 
 
@@ -295,28 +284,19 @@ def test_a_redelivered_event_releases_nothing_more() -> None:
     assert len(world.of(RouteRelease)) == 1
 
 
-def test_a_lead_accepted_before_a_late_answer_releases_the_answer() -> None:
+@pytest.mark.parametrize("accepted_at", [0.15, 0.5])
+def test_an_acceptance_that_arrives_before_the_answer_waits_for_it(accepted_at: float) -> None:
+    """The acceptance is held until the router answers: the owner is handed the lead at the answer's time, then
+    the acceptance moves it to sal and gives the MQL capacity back."""
     world = World(hold=True)
     hand_raiser(world)
-    world.send("lead.accepted", 0.5)
-    world.send("contact.attempted", 1, channel="email", outcome="other")  # the lateness window moves on
-    assert world.load() == {"rep-04": 1}
-    (released,) = world.deliver()
-    assert isinstance(released, RouteRelease)
-    assert world.load() == {}
-    assert world.state().owner_id is None
-    assert world.of(HandOff) == []
-
-
-def test_an_answer_that_arrives_after_the_acceptance_is_released_even_inside_the_window() -> None:
-    """No hand-off for a lead already accepted: the answer takes effect when it arrives."""
-    world = World(hold=True)
-    hand_raiser(world)
-    world.send("lead.accepted", 0.15)
-    outputs = world.deliver()
-    assert [type(o) for o in outputs] == [RouteRelease]
-    assert world.state().owner_id is None
-    assert world.of(HandOff) == []
+    world.send("lead.accepted", accepted_at)
+    world.send("contact.attempted", 1, channel="email", outcome="other")
+    assert world.state().stage == "mql", "held until the answer"
+    world.deliver()
+    state = world.state()
+    assert (state.stage, state.owner_id) == ("sal", "rep-04")
+    assert [h.owner_id for h in world.of(HandOff)] == ["rep-04"]
     assert world.load() == {}
 
 
@@ -330,33 +310,23 @@ def test_a_late_answer_to_a_merged_or_erased_lead_gives_the_capacity_back(kind: 
     assert world.load() == {}
 
 
-def test_a_lead_back_in_mql_keeps_the_owner_of_a_late_answer_when_the_second_answer_repeats_it() -> None:
-    """Two requests for one lead: the router answers the second with the holder of the first. The lead takes the
-    first answer (late: after it left mql and came back), and the second one must not release what it holds."""
-    world = World(hold=True)
-    hand_raiser(world)
-    world.send("lead.rejected", 0.2, reason="no_budget")  # left mql without an owner: nothing to release
-    world.send("activity", 0.3, action="demo_request")  # back in mql: a second request
-    world.send("contact.attempted", 1.5, channel="email", outcome="other")  # the lateness window moves on
-    assert len(world.of(RouteRequest)) == 2
-    world.deliver()
-    state = world.state()
-    assert (state.stage, state.owner_id, state.pool) == ("mql", "rep-04", "latam")
-    assert world.load() == {"rep-04": 1}, "the router counts the lead the lead says it holds"
-    world.send("lead.accepted", 2)
-    assert world.load() == {}
-
-
-def test_a_lead_back_in_mql_before_the_answer_arrives_is_counted_by_the_router() -> None:
-    """Rejected and qualified again while the first answer was on its way: the router answered both requests with
-    rep-04; the lead takes the answer when it arrives (in mql again), so router and lead agree."""
+@pytest.mark.parametrize("window_moves_on", [False, True])
+def test_a_lead_rejected_and_qualified_again_while_waiting_is_routed_twice(window_moves_on: bool) -> None:
+    """Rejected and qualified again while the first answer was on its way: the answer comes first (rep-04), the
+    rejection sends the lead back to marketing without its owner (capacity released), the new MQL asks again and
+    gets the next owner. Router and lead agree on who holds what."""
     world = World(hold=True)
     hand_raiser(world)
     world.send("lead.rejected", 0.2, reason="no_budget")
     world.send("activity", 0.3, action="demo_request")
+    if window_moves_on:
+        world.send("contact.attempted", 1.5, channel="email", outcome="other")
     world.deliver()
-    assert (world.state().owner_id, world.load()) == ("rep-04", {"rep-04": 1})
-    world.send("lead.accepted", 1)
+    assert len(world.of(RouteRequest)) == 2
+    state = world.state()
+    assert (state.stage, state.owner_id, state.pool) == ("mql", "rep-05", "latam")
+    assert world.load() == {"rep-05": 1}, "the router counts the lead the lead says it holds"
+    world.send("lead.accepted", 2)
     assert world.load() == {}
 
 
@@ -388,9 +358,10 @@ def breached_acceptance(world: World) -> datetime:
 def test_a_breached_acceptance_is_escalated_once_to_the_pools_manager_and_the_next_owner() -> None:
     world = World(hold=True)
     deadline = breached_acceptance(world)
+    assert world.sla(SlaBreached, "mql_acceptance") == [], "the timer waits for the router's answer"
+    world.deliver()
     (breach,) = world.sla(SlaBreached, "mql_acceptance")
-    assert (breach.owner_id, breach.pool, breach.occurred_at) == (None, None, deadline), "no answer yet: no owner"
-    assert world.sla(SlaEscalated, "mql_acceptance") == [], "nobody to escalate from before the answer"
+    assert (breach.owner_id, breach.pool, breach.occurred_at) == ("rep-04", "latam", deadline)
 
     world = World(hold=False)
     deadline = breached_acceptance(world)
@@ -516,62 +487,43 @@ def escalated_on_hold(world: World) -> datetime:
     return deadline
 
 
-def test_an_external_assignment_made_before_a_late_escalation_answer_wins() -> None:
+@pytest.mark.parametrize("window_moves_on", [False, True])
+def test_an_external_assignment_after_the_breach_waits_for_the_escalation_answer_then_wins(
+    window_moves_on: bool,
+) -> None:
+    """The escalation answer takes effect at its time (rep-05, clock restarted), then the external owner wins;
+    both routed owners let go."""
     world = World(hold=True)
     deadline = escalated_on_hold(world)
     world.send("lead.assigned", deadline + timedelta(minutes=1), owner_id="rep-99", team="field_sales")
-    world.send("contact.attempted", deadline + timedelta(hours=1), channel="phone", outcome="connected")
-    (released,) = world.deliver()
-    assert isinstance(released, RouteRelease)
-    assert released.owner_id == "rep-05"
-    state = world.state()
-    assert (state.owner_id, state.pool) == ("rep-99", None)
-    assert world.load() == {}, "both routed owners let go"
-    assert [h.owner_id for h in world.of(HandOff)] == ["rep-04", "rep-99"]
-    assert world.state().clocks["mql_acceptance"].breached, "no restart for an owner the router did not choose"
-
-
-def test_an_escalation_answer_dated_before_an_external_assignment_is_applied_in_its_place() -> None:
-    world = World(hold=True)
-    deadline = escalated_on_hold(world)
-    world.send("lead.assigned", deadline + timedelta(minutes=1), owner_id="rep-99", team="field_sales")
+    if window_moves_on:
+        world.send("contact.attempted", deadline + timedelta(hours=1), channel="phone", outcome="connected")
     world.deliver()
     state = world.state()
     assert (state.owner_id, state.pool) == ("rep-99", None)
-    assert world.load() == {}
+    assert world.load() == {}, "both routed owners let go"
+    assert [h.owner_id for h in world.of(HandOff)] == ["rep-04", "rep-05", "rep-99"]
     assert world.of(HandOff)[-1].owner_id == "rep-99", "the last hand-off names the owner"
 
 
-def test_an_escalation_answer_after_the_lead_was_accepted_is_released() -> None:
+@pytest.mark.parametrize("accepted_after", [timedelta(minutes=5), timedelta(hours=1)])
+def test_an_acceptance_after_the_breach_waits_for_the_escalation_answer(accepted_after: timedelta) -> None:
+    """rep-04 accepts after the deadline, before the escalation answer arrives: the answer comes first (at the
+    deadline), so the lead was rep-05's when accepted. The old clock stays breached and is closed as reassigned;
+    the restarted one is met in time, for rep-05. The same as a replay of these events."""
     world = World(hold=True)
     deadline = escalated_on_hold(world)
-    world.send("lead.accepted", deadline + timedelta(hours=1))  # late, but rep-04 accepted it
-    world.send("contact.attempted", deadline + timedelta(hours=2), channel="phone", outcome="connected")
-    (released,) = world.deliver()
-    assert isinstance(released, RouteRelease)
-    assert released.owner_id == "rep-05"
-    assert world.state().owner_id == "rep-04"
-    assert world.load() == {}
-    assert [h.reason for h in world.of(HandOff)] == ["routed"]
-
-
-def test_an_acceptance_that_overtakes_the_escalation_answer_is_credited_to_the_old_owner_once() -> None:
-    """rep-04 accepts five minutes after the deadline, before the escalation answer arrives: the old clock is met
-    late, once; the answer finds the clock gone and is released (no restart, no second clock to count)."""
-    world = World(hold=True)
-    deadline = escalated_on_hold(world)
-    world.send("lead.accepted", deadline + timedelta(minutes=5))
-    (released,) = world.deliver()
-    assert isinstance(released, RouteRelease)
-    assert released.owner_id == "rep-05"
+    world.send("lead.accepted", deadline + accepted_after)
+    world.deliver()
     state = world.state()
-    assert (state.stage, state.owner_id) == ("sal", "rep-04")
+    assert (state.stage, state.owner_id) == ("sal", "rep-05")
     assert world.load() == {}
+    assert [h.reason for h in world.of(HandOff)] == ["routed", "escalated"]
+    (cancelled,) = world.sla(SlaCancelled, "mql_acceptance")
+    assert cancelled.reason == "reassigned"
     (met,) = world.sla(SlaMet, "mql_acceptance")
-    assert met.late
-    assert met.owner_id == "rep-04"
-    assert world.sla(SlaCancelled, "mql_acceptance") == []
-    assert len(world.sla(SlaStarted, "mql_acceptance")) == 1
+    assert (met.late, met.owner_id) == (False, "rep-05")
+    assert len(world.sla(SlaStarted, "mql_acceptance")) == 2
 
 
 def test_an_escalation_outside_mql_gives_the_capacity_back() -> None:

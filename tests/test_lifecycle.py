@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.lifecycle import FACTS, REQUESTS, Step, apply
-from schemas.events import EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
+from schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
 from schemas.outputs import EventRefused, LeadErasedNotice, LeadMergedNotice, SlaCancelled
 from schemas.state import LeadState
 
@@ -36,9 +36,11 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "lead.merged": {"into_lead_id": "L2"},
     "lead.erased": {},
     "timer.due": {},
+    "route.unassigned": {"pool": "general"},
 }
-# What producers send; the internal timer.due never refuses (time passes) and is covered in test_sla.py.
-BUSINESS_TYPES = sorted(set(EVENT_TYPES) - {"timer.due"})
+# What producers send. The internal types never refuse: timer.due (time passes) is covered in test_sla.py,
+# route.unassigned (the router found nobody; the lead only stops waiting) below.
+BUSINESS_TYPES = sorted(set(EVENT_TYPES) - set(INTERNAL_EVENT_TYPES))
 STAGES = ["subscriber", "lead", "mql", "sal", "sql", "opportunity", "customer", "nurturing", "disqualified"]
 HIGH_FIT = {"seniority": "director", "company_size": 300, "industry": "saas"}  # 20 + 15 + 10 = 45 >= 40
 
@@ -97,6 +99,16 @@ def walked(stage: str) -> LeadState:
 
 def test_sample_data_covers_every_event_type() -> None:
     assert sorted(SAMPLE_DATA) == sorted(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("stage", [*STAGES, "evangelist"])
+def test_the_router_finding_nobody_changes_nothing_in_the_lead(stage: str) -> None:
+    """route.unassigned only ends the lead's wait for an owner (core.decision): no stage, owner or time changes."""
+    state = walked(stage)
+    step = send(state, "route.unassigned", **SAMPLE_DATA["route.unassigned"])
+    assert not step.refused
+    assert step.state is state
+    assert step.outputs == ()
 
 
 # --- creation ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from factories import POLICY, make_event, make_policy
+from factories import POLICY, Router, make_event, make_policy
 
 from core.calendar import BusinessCalendar
 from core.decision import decide
@@ -28,17 +28,20 @@ def local(hours: float) -> datetime:
 
 
 class Lead:
-    """One lead fed event by event; collects every output."""
+    """One lead fed event by event; collects every output. Its route requests are answered at once by the
+    router of its world (`router`: pass one Router to leads that share their owners; a new one otherwise)."""
 
-    def __init__(self, lead_id: str = "L1", policy: Policy = POLICY) -> None:
+    def __init__(self, lead_id: str = "L1", policy: Policy = POLICY, router: Router | None = None) -> None:
         self.lead_id = lead_id
         self.policy = policy
+        self.router = router or Router(policy)
         self.record: LeadRecord | None = None
         self.outputs: list[Any] = []
 
     def send(self, kind: str, hours: float, **data: Any) -> list[Any]:
         event: LeadEvent = make_event(kind, local(hours), lead_id=self.lead_id, **data)
-        decision = decide(self.record, event, self.policy, NOW)
+        decision = self.router.decide(self.record, event, NOW)
+        assert not decision.record.awaiting, "the router answers every request at once: nothing is held"
         self.record = decision.record
         self.outputs.extend(decision.outputs)
         return list(decision.outputs)
@@ -240,7 +243,8 @@ def test_bad_sla_definitions_are_explained(change: Any, problem: str) -> None:
 def test_the_funnel_report_counts_clocks_per_sla() -> None:
     from core.funnel import FunnelTally
 
-    late, on_time = Lead("L1"), Lead("L2")
+    router = Router(POLICY)  # one world: the two leads share the pools' owners
+    late, on_time = Lead("L1", router=router), Lead("L2", router=router)
     for lead in (late, on_time):
         score_mql(lead)
     on_time.send("contact.attempted", 0.5, channel="phone", outcome="no_answer")
@@ -297,9 +301,9 @@ def test_a_timer_event_fires_what_is_due_at_its_instant_once() -> None:
     assert lead.record.state is not None
     deadline = lead.record.state.clocks["first_contact"].deadline
     tick = make_event("timer.due", deadline, event_id=f"timer:{deadline.isoformat()}")
-    decision = decide(lead.record, tick, POLICY, NOW)
+    decision = lead.router.decide(lead.record, tick, NOW)
     assert [type(o).__name__ for o in decision.outputs] == ["SlaWarning", "SlaWarning", "SlaBreached"]
-    again = decide(decision.record, tick, POLICY, NOW)
+    again = lead.router.decide(decision.record, tick, NOW)
     assert again.outcome == "duplicate"
 
 
@@ -307,7 +311,7 @@ def test_a_timer_for_a_time_not_yet_come_or_an_unknown_lead_does_nothing() -> No
     lead = Lead()
     score_mql(lead)
     future = make_event("timer.due", NOW + timedelta(hours=1))
-    assert decide(lead.record, future, POLICY, NOW).outcome == "ignored"
+    assert lead.router.decide(lead.record, future, NOW).outcome == "ignored"
     unknown = decide(None, make_event("timer.due", local(1), lead_id="nobody"), POLICY, NOW)
     assert (unknown.outcome, unknown.outputs, unknown.changed) == ("ignored", (), False)
 
@@ -364,7 +368,7 @@ def test_too_few_attempts_recycle_the_lead_to_nurturing_when_the_time_is_up() ->
     assert lead.record.state is not None
     deadline = lead.record.state.clocks["contact_attempts"].deadline
     tick = make_event("timer.due", deadline, event_id=f"timer:{deadline.isoformat()}")
-    decision = decide(lead.record, tick, POLICY, NOW)
+    decision = lead.router.decide(lead.record, tick, NOW)
     kinds = [o.type for o in decision.outputs]
     assert "sla.breached" in kinds
     assert decision.record.state is not None
