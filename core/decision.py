@@ -46,6 +46,8 @@ class Decision:
     outputs: tuple[Output, ...]
     outcome: Outcome
     changed: bool  # False when nothing needs writing (duplicates)
+    # Events held earlier and applied with this one (the router's answer came), with what became of each.
+    released: tuple[tuple[LeadEvent, Outcome], ...] = ()
 
 
 def is_remembered(output: Output) -> bool:
@@ -127,7 +129,8 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
                 return hold(record, event, tuple(ticked), policy, now)
         if ticked:
             decision = decide(record, event, policy, now)
-            return Decision(decision.record, (*ticked, *decision.outputs), decision.outcome, changed=True)
+            outputs = (*ticked, *decision.outputs)
+            return Decision(decision.record, outputs, decision.outcome, changed=True, released=decision.released)
     decision = decide_one(record, event, policy, now)
     if record is not None and event.event_id in record.awaiting and not decision.record.awaiting:
         return release_held(decision, policy, now)
@@ -157,13 +160,14 @@ def hold(record: LeadRecord, event: LeadEvent, outputs: tuple[Output, ...], poli
 
 def release_held(decision: Decision, policy: Policy, now: datetime, then: LeadEvent | None = None) -> Decision:
     """The answer has come: the events held meanwhile, in the order they arrived (then `then`)."""
-    record, outputs = decision.record, list(decision.outputs)
+    record, outputs, released = decision.record, list(decision.outputs), list(decision.released)
     held = (*record.held, *((then,) if then is not None else ()))
     record = record.model_copy(update={"held": ()})
     for event in held:
         later = decide(record, event, policy, now)
         record, outputs = later.record, [*outputs, *later.outputs]
-    return Decision(record, tuple(outputs), decision.outcome, changed=True)
+        released += [(event, later.outcome), *later.released]
+    return Decision(record, tuple(outputs), decision.outcome, changed=True, released=tuple(released))
 
 
 def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: datetime) -> Decision:

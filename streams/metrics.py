@@ -536,14 +536,20 @@ class Metrics:
             self.counters["leadflow_deals_lost"].labels(reason)
 
     def observe(self, event: LeadEvent, decision: Decision, now: datetime) -> None:
-        """One decoded event and what deciding it gave."""
-        self.counters["leadflow_events"].labels(event.type, self.source(event.source), decision.outcome).inc()
+        """One decoded event and what deciding it gave (with the events held before and applied with it)."""
+        for decided, outcome in ((event, decision.outcome), *decision.released):
+            self.observe_event(decided, outcome, now)
+        self.observe_outputs(decision.outputs)
+
+    def observe_event(self, event: LeadEvent, outcome: str, now: datetime) -> None:
+        if outcome == "held":
+            return  # counted once, when the router's answer comes and the event is applied (core.decision)
+        self.counters["leadflow_events"].labels(event.type, self.source(event.source), outcome).inc()
         self.event_lag.observe(max((now - event.occurred_at).total_seconds(), 0.0))
-        self.count(deal_samples(event, decision.outcome, self.lost_reasons))
-        if decision.outcome in APPLIED and isinstance(event, DealWon) and event.data.amount is not None:
+        self.count(deal_samples(event, outcome, self.lost_reasons))
+        if outcome in APPLIED and isinstance(event, DealWon) and event.data.amount is not None:
             # Revenue only from known amounts: an unknown one is counted apart, never as 0.
             self.won_amount.labels(self.currency(event.data.currency)).inc(event.data.amount)
-        self.observe_outputs(decision.outputs)
 
     def count(self, samples: Iterable[Sample]) -> None:
         for name, labels in samples:
