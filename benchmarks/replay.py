@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import re
 import resource
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from benchmarks.machine import machine_info
 from streams.replay import DEFAULT_SORT_BUFFER, ReplayOptions, replay
 from streams.simulator import journeys
 
@@ -136,21 +136,6 @@ def replay_case(path: Path, workdir: Path, sort_buffer: int) -> CaseResult:
 
 
 # -- report ------------------------------------------------------------------------------------------------
-def machine_info() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "cpu model", "hardware")):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "arch": platform.machine(),
-        "cpu": cpu,
-        "cpus": str(os.cpu_count()),
-        "python": platform.python_version(),
-    }
 
 
 def format_table(results: list[CaseResult]) -> str:

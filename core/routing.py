@@ -147,38 +147,33 @@ def answer_id(request: RouteRequest) -> str:
 
 
 def assigned_event(assignment: Assignment, source: str) -> dict[str, object]:
-    """The router's answer as a `lead.assigned` envelope for the lead's own partition. Its id follows from the
-    request's, so an answer sent twice is a duplicate for the lead."""
-    request = assignment.request
+    """The router's answer as a `lead.assigned` envelope for the lead's own partition."""
     data: dict[str, object] = {
         "owner_id": assignment.owner_id,
         "team": assignment.team,
         "pool": assignment.pool,
         "reason": assignment.reason,
     }
-    if request.escalated_sla is not None:
-        data["escalated_sla"] = request.escalated_sla
-    return {
-        "event_id": answer_id(request),
-        "lead_id": assignment.lead_id,
-        "type": "lead.assigned",
-        "occurred_at": (request.occurred_at + ANSWER_DELAY).isoformat(),
-        "source": source,
-        "actor": {"team": "system", "user_id": "router"},
-        "data": data,
-    }
+    if assignment.request.escalated_sla is not None:
+        data["escalated_sla"] = assignment.request.escalated_sla
+    return answer(assignment.request, "lead.assigned", data, source)
 
 
 def unassigned_event(request: RouteRequest, source: str) -> dict[str, object]:
     """The router's answer when nobody can take the lead: the lead waits for an answer to every request."""
+    return answer(request, "route.unassigned", {"pool": request.pool}, source)
+
+
+def answer(request: RouteRequest, kind: str, data: dict[str, object], source: str) -> dict[str, object]:
+    """An answer envelope: dated just after the request, with the id that follows from the request's."""
     return {
         "event_id": answer_id(request),
         "lead_id": request.lead_id,
-        "type": "route.unassigned",
+        "type": kind,
         "occurred_at": (request.occurred_at + ANSWER_DELAY).isoformat(),
         "source": source,
         "actor": {"team": "system", "user_id": "router"},
-        "data": {"pool": request.pool},
+        "data": data,
     }
 
 

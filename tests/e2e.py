@@ -93,27 +93,7 @@ class Deployment:
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of a topic, partition by partition, up to its current end."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=32 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[tuple[bytes | None, bytes | None]] = []
-        for tp in partitions:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                records.extend((m.key, m.value) for m in batch.get(tp, []))
-        return records
-    finally:
-        await consumer.stop()
+    return await read_partitions(bootstrap, topic, PARTITIONS)
 
 
 async def topic_size(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> int:
@@ -157,8 +137,8 @@ async def produce_in_real_time(deployments: list[Deployment], timed: Iterable[tu
 
 
 async def read_partitions(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of a topic with `partitions` partitions (read_topic assumes PARTITIONS), e.g. the one
-    partition of the routing topic and its changelog."""
+    """Every record of a topic with `partitions` partitions, partition by partition, up to its current end (e.g.
+    the one partition of the routing topic and its changelog)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
