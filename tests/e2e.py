@@ -58,7 +58,7 @@ class Deployment:
         await create_leadflow_topics(self.settings())
 
     def worker(self, name: str = "worker", **extra_env: str) -> WorkerProcess:
-        env = {**extra_env, **self.settings().as_env()}
+        env = {**self.settings().as_env(), **extra_env}  # extra_env wins: a second worker needs its own port
         return WorkerProcess(env, self.workdir / f"{name}.log", loglevel="info")
 
     async def committed(self) -> dict[int, int]:
