@@ -153,7 +153,7 @@ def hold(record: LeadRecord, event: LeadEvent, outputs: tuple[Output, ...], poli
     if len(record.held) < MAX_HELD:
         waiting = record.model_copy(update={"held": (*record.held, event), "version": record.version + 1})
         return Decision(waiting, outputs, "held", changed=True)
-    gave_up = record.model_copy(update={"awaiting": (), "held": ()})
+    gave_up = record.model_copy(update={"awaiting": ()})
     decision = release_held(Decision(gave_up, outputs, "applied", changed=True), policy, now, then=event)
     return decision
 

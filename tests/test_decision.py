@@ -11,14 +11,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from factories import DAY, LEAD, T0, UNROUTED, at, make_event, run
+from factories import POLICY as ROUTED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.decision import HARD_MAX_PENDING, MAX_PENDING, Decision, decide
+from core.deadlines import timer_due
+from core.decision import HARD_MAX_PENDING, MAX_HELD, MAX_PENDING, Decision, decide
+from core.handoff import ROUTER_SOURCE
 from core.lifecycle import apply
-from schemas.events import LeadEvent
-from schemas.outputs import EventRefused, LeadErasedNotice, StageChanged, Transition
-from schemas.state import LeadRecord
+from core.routing import answer_id, assigned_event, route, unassigned_event
+from schemas.events import EVENT_ADAPTER, LeadEvent
+from schemas.outputs import EventRefused, LeadErasedNotice, RouteRequest, SlaBreached, StageChanged, Transition
+from schemas.policy import Policy
+from schemas.state import LeadRecord, RoutingState
 
 # The machinery under test (dedupe, event-time order, lateness) is routing-blind; routing is tested with its
 # router in test_handoff.py.
@@ -29,11 +34,11 @@ NOW = at(365 * DAY)  # the worker clock: after every generated event
 
 
 def deliver(
-    events: list[LeadEvent], record: LeadRecord | None = None, now: datetime = NOW
+    events: list[LeadEvent], record: LeadRecord | None = None, now: datetime = NOW, policy: Policy = POLICY
 ) -> tuple[LeadRecord | None, list[Decision]]:
     decisions = []
     for event in events:
-        decision = decide(record, event, POLICY, now)
+        decision = decide(record, event, policy, now)
         decisions.append(decision)
         record = decision.record
     return record, decisions
@@ -440,3 +445,84 @@ def test_a_burst_inside_the_window_does_not_grow_the_record_without_bound() -> N
     assert all(d.outcome == "applied" for d in decisions)
     in_order = run(events, POLICY, now=NOW)
     assert record.state == in_order
+
+
+# --- waiting for the router, time passing first ------------------------------------------------------------
+
+
+def hand_raiser_waiting() -> tuple[LeadRecord, RouteRequest]:
+    """A hand-raiser that asked the router for an owner (default policy, routing on); no answer yet."""
+    record, decisions = deliver(
+        [make_event("lead.created", 0, event_id="c"), make_event("activity", 60, action="demo_request", event_id="d")],
+        policy=ROUTED,
+    )
+    assert record is not None
+    (request,) = [o for d in decisions for o in d.outputs if isinstance(o, RouteRequest)]
+    assert record.awaiting == (answer_id(request),)
+    return record, request
+
+
+def test_events_that_come_while_the_lead_waits_for_the_router_are_held_then_applied_after_the_answer() -> None:
+    record, request = hand_raiser_waiting()
+    accepted = make_event("lead.accepted", 120, event_id="a")
+    held = decide(record, accepted, ROUTED, NOW)
+    assert (held.outcome, held.outputs) == ("held", ())
+    assert held.record.state == record.state, "nothing applied yet"
+    assert decide(held.record, accepted, ROUTED, NOW).outcome == "duplicate", "a held event is remembered"
+    _, assignment = route(RoutingState(), request, ROUTED)
+    assert assignment is not None
+    answer = EVENT_ADAPTER.validate_python(assigned_event(assignment, ROUTER_SOURCE))
+    released = decide(held.record, answer, ROUTED, NOW)
+    assert released.record.awaiting == ()
+    assert released.record.held == ()
+    assert [(e.event_id, outcome) for e, outcome in released.released] == [("a", "applied")]
+    state = released.record.state
+    assert state is not None
+    assert (state.stage, state.owner_id) == ("sal", assignment.owner_id), "the answer first, then the acceptance"
+    kinds = [type(o).__name__ for o in released.outputs]
+    assert kinds.index("HandOff") < kinds.index("StageChanged"), "handed off, then accepted"
+
+
+def test_the_routers_unassigned_answer_ends_the_wait_without_an_owner() -> None:
+    record, request = hand_raiser_waiting()
+    held = decide(record, make_event("lead.accepted", 120, event_id="a"), ROUTED, NOW)
+    answer = EVENT_ADAPTER.validate_python(unassigned_event(request, ROUTER_SOURCE))
+    released = decide(held.record, answer, ROUTED, NOW)
+    state = released.record.state
+    assert state is not None
+    assert (state.stage, state.owner_id, released.record.held) == ("sal", None, ())
+
+
+def test_a_lead_that_waits_too_long_stops_waiting_and_applies_what_it_held_in_arrival_order() -> None:
+    record, _ = hand_raiser_waiting()
+    for n in range(MAX_HELD):
+        record = decide(
+            record, make_event("activity", 120 + n, action="page_view", event_id=f"v{n}"), ROUTED, NOW
+        ).record
+    assert len(record.held) == MAX_HELD
+    last = decide(record, make_event("lead.accepted", 1000, event_id="a"), ROUTED, NOW)
+    assert last.record.awaiting == ()
+    assert last.record.held == ()
+    assert [e.event_id for e, _ in last.released] == [f"v{n}" for n in range(MAX_HELD)] + ["a"], "nothing lost"
+    assert last.record.state is not None
+    assert last.record.state.stage == "sal"
+
+
+def test_time_passes_first_an_event_after_a_deadline_applies_the_instant_as_the_timer_would() -> None:
+    """No timer came (a backlog): the lead's next event fires the instants before it first, as their own
+    steps with the live timer's ids, so the breach is decided on the lead as it was at the deadline."""
+    policy = UNROUTED
+    created = make_event("lead.created", 0, event_id="c")
+    demo = make_event("activity", 60, action="demo_request", event_id="d")  # first_contact: 15 minutes
+    record, _ = deliver([created, demo], policy=policy)
+    assert record is not None
+    assert record.state is not None
+    clock = record.state.clocks["first_contact"]
+    late_call = make_event("contact.attempted", 3600, channel="phone", outcome="connected", event_id="call")
+    decision = decide(record, late_call, policy, NOW)
+    kinds = [(type(o).__name__, getattr(o, "sla", None)) for o in decision.outputs]
+    assert kinds.index(("SlaBreached", "first_contact")) < kinds.index(("SlaMet", "first_contact"))
+    timer = decide(record, timer_due("L1", clock.deadline), policy, NOW)
+    (breach,) = [o for o in timer.outputs if isinstance(o, SlaBreached) and o.sla == "first_contact"]
+    assert breach.id in {o.id for o in decision.outputs}, "the same breach as the timer's"
+    assert decide(decision.record, timer_due("L1", clock.deadline), policy, NOW).outcome == "duplicate"
