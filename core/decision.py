@@ -125,7 +125,8 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
             if not decision.changed:
                 break
             record, ticked = decision.record, [*ticked, *decision.outputs]
-            if record.awaiting:  # the tick asked the router (an escalation): the event waits for the answer
+            if record.awaiting and event.event_id not in record.awaiting:
+                # The tick asked the router (an escalation): the event waits for that answer.
                 return hold(record, event, tuple(ticked), policy, now)
         if ticked:
             decision = decide(record, event, policy, now)
