@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, time
+from fractions import Fraction
 from functools import cached_property
 from importlib import resources
 from itertools import pairwise
@@ -17,7 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_data
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from schemas.base import Code
 from schemas.errors import describe_errors
@@ -413,6 +424,186 @@ class Processing(PolicyModel):
     )
 
 
+# ---- goals: the revenue goal and the reverse funnel (`leadflow plan`, core/plan.py) -------------------------
+
+Amount = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+SHARE_EXAMPLE = "e.g. 0.2, 1/5 or 20% for one in five"
+
+
+def _share(value: object) -> Fraction:
+    """A conversion share in (0, 1], exactly as written: a number (0.06 is 3/50, not its binary double), a
+    fraction ("1/3": no decimal gives a third exactly) or a percentage ("20%")."""
+    if isinstance(value, Fraction):
+        share = value
+    elif isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"must be a share: a number, a fraction or a percentage, {SHARE_EXAMPLE}")
+    else:
+        text = str(value).replace(" ", "")
+        try:
+            if text.endswith("%"):
+                share = Fraction(text.removesuffix("%")) / 100
+            else:
+                numerator, _, denominator = text.partition("/")
+                share = Fraction(numerator) / Fraction(denominator or 1)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"must be a share: a number, a fraction or a percentage, {SHARE_EXAMPLE}") from None
+    if share <= 0:
+        raise ValueError(
+            f"must be greater than 0: no goal can be planned through a step nobody passes; {SHARE_EXAMPLE}"
+        )
+    if share > 1:
+        raise ValueError(
+            f"must be at most 1 (of the units at one stage, the share that reaches the next); {SHARE_EXAMPLE}"
+        )
+    return share
+
+
+Share = Annotated[
+    Fraction,
+    PlainValidator(_share),
+    PlainSerializer(str, return_type=str),  # "1/3", "3/50": exact, and read back by the validator
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(/\s*\d+(\.\d+)?|%)?\s*$"},
+            ],
+            "description": f"a share in (0, 1]: a number, a fraction or a percentage, {SHARE_EXAMPLE}",
+        }
+    ),
+]
+
+
+class PeriodAmount(PolicyModel):
+    """An amount per period: per month, per quarter, or both when the quarter is three months of it."""
+
+    month: Amount | None = Field(default=None, description="per calendar month")
+    quarter: Amount | None = Field(default=None, description="per quarter; a month is a third of it")
+
+    @model_validator(mode="after")
+    def _one_period(self) -> Self:
+        if self.month is None and self.quarter is None:
+            raise ValueError("give month or quarter (or both, when quarter is three times month)")
+        if self.month is not None and self.quarter is not None and self.exact_quarter != 3 * self.exact_month:
+            raise ValueError(
+                f"quarter: {self.quarter:g} is not three times month ({self.month:g}): give one of them, or make "
+                "them agree"
+            )
+        return self
+
+    @property
+    def exact_month(self) -> Fraction:
+        """Per month, exactly (the quarter's third when only the quarter is given)."""
+        if self.month is not None:
+            return Fraction(str(self.month))
+        return self.exact_quarter / 3
+
+    @property
+    def exact_quarter(self) -> Fraction:
+        return Fraction(str(self.quarter)) if self.quarter is not None else 3 * self.exact_month
+
+
+class Conversion(PolicyModel):
+    """Step by step, the share of the units at one stage of the reverse funnel that reach the next. Given: used
+    as written. `leadflow plan --from-history EVENTS.jsonl` measures every step it can from the history and uses
+    that instead (an unset step must then be measurable)."""
+
+    visitor_to_lead: Share | None = Field(
+        default=None,
+        description="site visitors who become leads; given only (visits are not in the event history): without "
+        "it the plan stops at leads",
+    )
+    lead_to_mql: Share | None = Field(default=None, description="leads who become marketing qualified leads")
+    mql_to_qualification_call: Share | None = Field(
+        default=None, description="MQLs who get a qualification call (sales accepts them)"
+    )
+    qualification_call_to_sql: Share | None = Field(
+        default=None, description="qualification calls that find a sales qualified lead"
+    )
+    sql_to_proposal: Share | None = Field(default=None, description="SQLs who receive a proposal")
+    proposal_to_customer: Share | None = Field(default=None, description="proposals won: new customers")
+
+
+class GoalStages(PolicyModel):
+    """The lifecycle stage whose entries count each step of the reverse funnel, when its conversion is measured
+    from history (the funnel report's `conversion` between those stages)."""
+
+    leads: Code = "lead"
+    mqls: Code = "mql"
+    qualification_calls: Code = Field(default="sal", description="an accepted MQL gets its qualification call")
+    sqls: Code = "sql"
+    proposals: Code = Field(default="opportunity", description="a deal with a proposal (framing, proposal_sent...)")
+    customers: Code = "customer"
+
+
+class ProductLine(PolicyModel):
+    """A pipeline or product line with its own goal; what it leaves unset comes from the goals section."""
+
+    revenue: PeriodAmount = Field(description="this line's revenue goal")
+    average_deal_value: Amount | None = Field(default=None, description="default: the goals section's")
+    conversion: Conversion = Field(default_factory=Conversion, description="default, per step: the goals section's")
+
+
+class SalesCapacity(PolicyModel):
+    """What a sales rep can do: turns the plan's qualified leads into contacts, rep-hours and reps."""
+
+    contacts_per_hour: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = Field(
+        description="contacts (calls, e-mails, messages) one rep makes in an hour"
+    )
+    hours_per_week: Annotated[float, Field(gt=0, le=168, allow_inf_nan=False)] = Field(
+        description="hours a rep spends contacting leads in a week (not the whole working week)"
+    )
+    qualified_leads_per_sale: Annotated[float, Field(ge=1, le=100_000, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="qualified leads (SQLs, qualification calls) sales works per sale; unset: the plan's "
+        "qualification calls are the qualified leads",
+    )
+    contacts_per_qualified_lead: Annotated[float, Field(ge=1, le=1000, allow_inf_nan=False)] = Field(
+        default=1, description="contact attempts each qualified lead takes"
+    )
+
+
+class Costs(PolicyModel):
+    """Marketing cost, for cost per lead, per MQL, per customer (CAC) and ROI: a spend per period or a cost per
+    lead, exactly one."""
+
+    marketing_spend: PeriodAmount | None = Field(default=None, description="marketing spend per month or quarter")
+    cost_per_lead: Amount | None = Field(default=None, description="what a lead costs: spend = cost x leads")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.marketing_spend is None) == (self.cost_per_lead is None):
+            raise ValueError("give exactly one of marketing_spend or cost_per_lead")
+        return self
+
+
+class Goals(PolicyModel):
+    """The revenue goal and what it takes: the reverse funnel of `leadflow plan` (core/plan.py)."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="ISO 4217 code of the amounts (revenue, deal value, costs), e.g. BRL; display only"
+    )
+    revenue: PeriodAmount | None = Field(default=None, description="the revenue goal; with lines, leave it out")
+    average_deal_value: Amount | None = Field(
+        default=None, description="revenue of one won deal; unset: measured from history (won amounts)"
+    )
+    conversion: Conversion = Field(default_factory=Conversion)
+    lines: dict[Code, ProductLine] = Field(
+        default_factory=dict, description="pipelines or product lines, each with its own goal; the plan adds them up"
+    )
+    stages: GoalStages = Field(default_factory=GoalStages)
+    capacity: SalesCapacity | None = None
+    costs: Costs | None = None
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> Self:
+        if self.lines and self.revenue is not None:
+            raise ValueError("revenue: leave it out when lines are given (the goal is the sum of the lines' revenue)")
+        if not self.lines and self.revenue is None:
+            raise ValueError("revenue: give the revenue goal (month or quarter), or lines with a revenue each")
+        return self
+
+
 class Policy(PolicyModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: str = "default"
@@ -425,6 +616,24 @@ class Policy(PolicyModel):
     calendars: dict[Code, CalendarSpec] = Field(default_factory=dict, description="business calendars by team")
     slas: tuple[SlaSpec, ...] = ()
     routing: Routing | None = Field(default=None, description="who gets each MQL; no routing when unset")
+    goals: Goals | None = Field(default=None, description="the revenue goal and its reverse funnel (leadflow plan)")
+
+    @model_validator(mode="after")
+    def _goal_stages(self) -> Self:
+        if self.goals is None:
+            return self
+        funnel = {stage: rank for rank, stage in enumerate(self.lifecycle.stages)}
+        ranks = []
+        for step, stage in self.goals.stages:
+            if stage not in funnel:
+                raise ValueError(f"goals.stages.{step}: {stage!r} is not a stage of lifecycle.stages")
+            ranks.append(funnel[stage])
+        if ranks != sorted(set(ranks)):
+            raise ValueError(
+                "goals.stages: the stages must follow lifecycle.stages in order, each after the one before "
+                "(leads, mqls, qualification_calls, sqls, proposals, customers)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:

@@ -1,4 +1,4 @@
-"""The `leadflow` command: run, worker, simulate, produce, replay, report, schema, policy check."""
+"""The `leadflow` command: run, worker, simulate, produce, replay, report, plan, schema, policy check."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from schemas.policy import PolicyError, load_policy
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from core.plan import TextTable
 
 
 def _broker_env(broker: str | None, embedded: bool | None = None) -> None:
@@ -141,6 +147,83 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """`leadflow plan`: the reverse funnel of the policy's goals, measured from a history with --from-history."""
+    from rich.console import Console
+
+    from core.plan import Measured, PlanError, measure, plan, plan_document, plan_tables
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as error:
+        for problem in error.problems:
+            print(f"leadflow plan: {error.source}: {problem}", file=sys.stderr)
+        return 2
+    if policy.goals is None:
+        print(
+            f"leadflow plan: {args.policy or 'the policy'} has no goals section: add one (copy `goals:` from the "
+            "shipped schemas/default_policy.yaml; README, 'Goals and the reverse funnel')",
+            file=sys.stderr,
+        )
+        return 2
+    measured: Measured | None = None
+    if args.from_history is not None:
+        from streams.replay import ReplayError, ReplayOptions, RichProgress, replay
+
+        options = ReplayOptions(events=args.from_history, policy=args.policy)
+        err = Console(stderr=True)
+        try:
+            if err.is_terminal and args.from_history.is_file():
+                with RichProgress(err, args.from_history.stat().st_size) as bar:
+                    result = replay(options, bar)
+            else:
+                result = replay(options)
+        except ReplayError as error:
+            print(f"leadflow plan: --from-history: {'; '.join(error.lines)}", file=sys.stderr)
+            return 2
+        measured = measure(result.reports[0], policy, str(args.from_history))
+    try:
+        the_plan = plan(policy, measured)
+    except PlanError as error:
+        print(f"leadflow plan: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(plan_document(the_plan), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    out, tables = Console(), plan_tables(the_plan)
+    if out.is_terminal:
+        for table in tables:
+            out.print(_rich_table(table))
+    else:
+        print("\n\n".join(_text_table(table) for table in tables), flush=True)
+    return 0
+
+
+def _rich_table(table: TextTable) -> RenderableType:
+    from rich.table import Table
+
+    view = Table(title=table.title, caption="\n".join(table.notes) or None, caption_justify="left")
+    for i, column in enumerate(table.columns):
+        view.add_column(column, justify="right" if i in (1, 2) else "left", no_wrap=i < 3)
+    for row in table.rows:
+        view.add_row(*row)
+    return view
+
+
+def _text_table(table: TextTable) -> str:
+    """Plain text for a pipe or a file: the title, aligned columns (numbers right-aligned), then the notes."""
+    rows = [table.columns, *table.rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(table.columns))]
+    lines = [table.title]
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i in (1, 2) else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join([*lines, *table.notes])
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from streams.schema_files import write_schemas
 
@@ -172,7 +255,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`replay` (offline, in event time; what-if) and `report` (the merged report of running workers)."""
+    """`replay` (offline, in event time; what-if), `report` (the merged report of running workers) and `plan`."""
     replay = sub.add_parser("replay", help="replay a JSONL file of events offline, in event time; what-if")
     replay.add_argument("file", help="events, one envelope per line (.jsonl, or gzip: .jsonl.gz); need not be sorted")
     replay.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
@@ -195,6 +278,25 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     report.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the report JSON here")
     report.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each worker")
     report.set_defaults(func=cmd_report)
+
+    add_plan_command(sub)  # the reverse funnel, measured from a replayed history with --from-history
+
+
+def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`plan`: the reverse funnel of the policy's goals (core/plan.py)."""
+    plan = sub.add_parser(
+        "plan", help="the reverse funnel: what the revenue goal takes at each stage, per month and week"
+    )
+    plan.add_argument("--policy", type=Path, default=None, help="policy YAML with a goals section (default: shipped)")
+    plan.add_argument(
+        "--from-history",
+        type=Path,
+        default=None,
+        metavar="EVENTS.jsonl",
+        help="replay these events and use the conversion and average deal value they measure",
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(func=cmd_plan)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import orjson
@@ -203,4 +205,118 @@ def test_report_names_a_worker_it_cannot_reach(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"leadflow report: {url}/funnel/leads: cannot connect")
+    assert "Traceback" not in result.stderr
+
+
+# ---- leadflow plan: the reverse funnel -------------------------------------------------------------------------
+
+
+def policy_file(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    document = yaml.safe_load(Path("schemas/default_policy.yaml").read_text())
+    change(document)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_plan_prints_the_reverse_funnel_per_month_and_week_with_capacity_and_costs() -> None:
+    result = leadflow("plan")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("  ")[0].strip(): line.split() for line in result.stdout.splitlines() if "  " in line}
+    # The shipped goals are the worked example ten times over: 10 customers = 50 proposals = 100 SQLs = 300
+    # qualification calls = 5,000 MQLs = 25,000 leads = 75,000 visitors a month.
+    assert rows["customers"][:3] == ["customers", "10", "3"]
+    assert rows["proposals"][:3] == ["proposals", "50", "12"]
+    assert rows["SQLs"][:3] == ["SQLs", "100", "24"]
+    assert rows["qualification calls"][2:4] == ["300", "70"]
+    assert rows["MQLs"][:3] == ["MQLs", "5,000", "1,154"]
+    assert rows["leads"][:3] == ["leads", "25,000", "5,770"]
+    assert rows["visitors"][:3] == ["visitors", "75,000", "17,308"]
+    assert rows["rep-hours"][:3] == ["rep-hours", "450.00", "105.00"]
+    assert rows["reps needed"][2:4] == ["4", "4"]
+    assert rows["cost per customer (CAC)"][4] == "3,000.00"
+    assert rows["marketing ROI"][2] == "300.0%"
+    assert "weeks per month: 52/12 = 4.33" in result.stdout
+    assert "given: goals.conversion.lead_to_mql" in result.stdout
+
+
+def test_plan_json_is_the_plan_document() -> None:
+    from core.plan import plan, plan_document
+    from schemas.policy import load_policy
+
+    result = leadflow("plan", "--json")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == plan_document(plan(load_policy()))
+
+
+def test_plan_from_history_uses_what_the_replay_measures_and_says_so(tmp_path: Path) -> None:
+    from core.plan import measure, plan, plan_document
+    from schemas.policy import load_policy
+    from streams.replay import ReplayOptions, replay
+
+    events = journeys(seed=4, n_leads=400, start=datetime(2026, 9, 7, tzinfo=UTC))
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
+    result = leadflow("plan", "--from-history", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    document = orjson.loads(result.stdout)
+    policy = load_policy()
+    report = replay(ReplayOptions(events=path)).reports[0]
+    assert document == plan_document(plan(policy, measure(report, policy, str(path))))
+    assert document["history"]["file"] == str(path)
+    assert document["average_deal_value"]["source"] == "measured"
+    assert document["average_deal_value"]["value"] == round(
+        report["revenue"]["amount"] / report["revenue"]["won_known"], 2
+    )
+    assert document["shares"]["lead_to_mql"] == {
+        "share": report["conversion"]["lead->mql"],
+        "fraction": document["shares"]["lead_to_mql"]["fraction"],
+        "source": "measured",
+        "from": f"lead->mql over {report['reached']['lead']:,} leads",
+    }
+    assert document["shares"]["visitor_to_lead"]["source"] == "given"
+    text = leadflow("plan", "--from-history", str(path))
+    assert text.returncode == 0, text.stderr
+    assert f"measured from {path}: {report['leads']:,} leads" in text.stdout
+    assert "measured: lead->mql over " in text.stdout
+
+
+def test_plan_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    no_goals = policy_file(tmp_path, lambda document: document.pop("goals"))
+    result = leadflow("plan", "--policy", str(no_goals))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"leadflow plan: {no_goals} has no goals section: add one (copy `goals:` from the shipped "
+        "schemas/default_policy.yaml; README, 'Goals and the reverse funnel')\n"
+    )
+
+    zero = policy_file(tmp_path, lambda document: document["goals"]["conversion"].update(lead_to_mql=0))
+    result = leadflow("plan", "--policy", str(zero))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"leadflow plan: {zero}: goals.conversion.lead_to_mql: must be greater than 0: no goal can be planned "
+        "through a step nobody passes; e.g. 0.2, 1/5 or 20% for one in five\n"
+    )
+
+    unmeasured = policy_file(tmp_path, lambda document: document["goals"].pop("average_deal_value"))
+    history = tmp_path / "no-won.jsonl"
+    created = {"type": "lead.created", "occurred_at": "2026-11-24T10:00:00Z", "source": "test", "data": {}}
+    history.write_bytes(
+        b"".join(orjson.dumps({**created, "event_id": f"e{i}", "lead_id": f"L{i}"}) + b"\n" for i in range(3))
+    )
+    result = leadflow("plan", "--policy", str(unmeasured), "--from-history", str(history))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"leadflow plan: --from-history {history}: no won deal with a known amount (0 won without one): the "
+        "average deal value cannot be measured; give goals.average_deal_value in the policy\n"
+    )
+
+    result = leadflow("plan", "--policy", str(unmeasured))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("leadflow plan: goals.average_deal_value is not given: give it ")
+
+    result = leadflow("plan", "--from-history", str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 2
+    assert result.stderr == f"leadflow plan: --from-history: {tmp_path / 'nope.jsonl'}: no such file\n"
     assert "Traceback" not in result.stderr
