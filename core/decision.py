@@ -87,14 +87,30 @@ def is_from_future(event: LeadEvent, now: datetime, policy: Policy) -> bool:
 
 
 def advance(state: LeadState | None, event: LeadEvent, policy: Policy, now: datetime) -> Step:
-    """One event through the lifecycle (core.lifecycle.apply), then what only the present decides: escalations
-    of old breaches are held back (`now` is the worker clock live, the replay clock offline), and the outputs
-    go into the lead's ledger."""
-    step = apply(state, event, policy)
-    if step.refused:
-        return step
-    outputs = hold_old_escalations(step.outputs, now, policy)
-    return Step(keep_in_ledger(step.state, event, outputs), outputs, erased=step.erased)
+    """One event: first the clock instants before it (time passes first, here too when a window is applied
+    again after a late event), then the event through the lifecycle (core.lifecycle.apply), then what only the
+    present decides: escalations of old breaches are held back (`now` is the worker clock live, the replay
+    clock offline), and the outputs go into the lead's ledger."""
+    ticked: list[Output] = []
+    if state is not None and not isinstance(event, TimerDue):
+        while (instant := next_instant(state)) is not None and instant <= min(event.occurred_at, now):
+            tick = timer_due(state.lead_id, instant)
+            passed = step(state, tick, policy, now)
+            if passed.state is state or passed.state is None:
+                break
+            state, ticked = passed.state, [*ticked, *passed.outputs]
+    done = step(state, event, policy, now)
+    if not ticked:
+        return done
+    return Step(done.state, (*ticked, *done.outputs), refused=done.refused, erased=done.erased)
+
+
+def step(state: LeadState | None, event: LeadEvent, policy: Policy, now: datetime) -> Step:
+    applied = apply(state, event, policy)
+    if applied.refused:
+        return applied
+    outputs = hold_old_escalations(applied.outputs, now, policy)
+    return Step(keep_in_ledger(applied.state, event, outputs), outputs, erased=applied.erased)
 
 
 def fold(
@@ -149,21 +165,29 @@ def due_tick(record: LeadRecord, event: LeadEvent, now: datetime) -> TimerDue | 
 
 
 def hold(record: LeadRecord, event: LeadEvent, outputs: tuple[Output, ...], policy: Policy, now: datetime) -> Decision:
-    """Keep the event until the router answers. A lead that waits too long (a router down for hours) stops
-    waiting: everything held is applied in arrival order, and the answer, when it comes, after it."""
-    if len(record.held) < MAX_HELD:
+    """Keep the event until the router answers. A lead that has waited too long (`processing.router_wait_seconds`
+    of its own event time, timer ticks included, or MAX_HELD events: a router down, a request lost in a crash)
+    stops waiting: what it held is applied in arrival order, then this event; a late answer after them."""
+    if len(record.held) < MAX_HELD and not has_waited_too_long(record, event, policy):
         waiting = record.model_copy(update={"held": (*record.held, event), "version": record.version + 1})
         return Decision(waiting, outputs, "held", changed=True)
-    gave_up = record.model_copy(update={"awaiting": ()})
-    decision = release_held(Decision(gave_up, outputs, "applied", changed=True), policy, now, then=event)
-    return decision
+    gave_up = release_held(Decision(record, outputs, "applied", changed=True), policy, now, give_up=True)
+    last = decide(gave_up.record, event, policy, now)
+    return Decision(
+        last.record, (*gave_up.outputs, *last.outputs), last.outcome, True, (*gave_up.released, *last.released)
+    )
 
 
-def release_held(decision: Decision, policy: Policy, now: datetime, then: LeadEvent | None = None) -> Decision:
-    """The answer has come: the events held meanwhile, in the order they arrived (then `then`)."""
+def has_waited_too_long(record: LeadRecord, event: LeadEvent, policy: Policy) -> bool:
+    since = record.awaiting_since
+    return since is not None and event.occurred_at > since + timedelta(seconds=policy.processing.router_wait_seconds)
+
+
+def release_held(decision: Decision, policy: Policy, now: datetime, *, give_up: bool = False) -> Decision:
+    """The answer has come (or the lead gives up waiting): the events held meanwhile, in the order they came."""
     record, outputs, released = decision.record, list(decision.outputs), list(decision.released)
-    held = (*record.held, *((then,) if then is not None else ()))
-    record = record.model_copy(update={"held": ()})
+    held = record.held
+    record = record.model_copy(update={"held": (), **({"awaiting": (), "awaiting_since": None} if give_up else {})})
     for event in held:
         later = decide(record, event, policy, now)
         record, outputs = later.record, [*outputs, *later.outputs]
@@ -244,6 +268,7 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     asked = tuple(answer_id(o) for o in outputs if isinstance(o, RouteRequest) and o.lead_id == record.lead_id)
     awaiting = (*(a for a in record.awaiting if a != event.event_id), *asked)
+    awaiting_since = (record.awaiting_since or watermark) if awaiting else None
     timed = tuple(o.id for o in outputs if is_remembered(o))
     emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
@@ -257,6 +282,7 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         watermark=watermark,
         emitted=emitted,
         awaiting=awaiting,
+        awaiting_since=awaiting_since,
         held=record.held,
         version=record.version + 1,
     )

@@ -10,14 +10,14 @@ partition a moment later). Timer events carry the ids the live timer gives them,
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import Decision, decide
 from core.handoff import ROUTER_SOURCE
 from core.routing import assigned_event, release, route, unassigned_event
-from schemas.events import EVENT_ADAPTER, LeadEvent
+from schemas.events import EVENT_ADAPTER, LeadEvent, TimerDue
 from schemas.outputs import Output, RouteRelease, RouteRequest
 from schemas.policy import Policy
 from schemas.state import LeadRecord, RoutingState
@@ -30,7 +30,7 @@ class Engine:
         self.routing = RoutingState()
         self.index = DeadlineIndex()
         self.clock: datetime | None = None
-        self.outcomes: Counter[str] = Counter()  # every decision: applied, reordered, late, refused, duplicate, ...
+        self.outcomes: Counter[str] = Counter()  # every event: applied, reordered, late, refused, duplicate, ...
         self.inputs: Counter[str] = Counter()  # the same, for the events fed only (not timers, not router answers)
         self.unassigned = 0  # route requests nobody could take
         self.grace = timedelta(seconds=policy.processing.sla_grace_seconds)
@@ -40,7 +40,7 @@ class Engine:
         at = event.occurred_at.astimezone(UTC)
         self.clock = at if self.clock is None else max(self.clock, at)
         outputs = self.fire(self.clock - self.grace)
-        outputs += self.apply(event, counted=self.inputs)
+        outputs += self.apply(event)
         return outputs
 
     def finish(self, until: datetime | None = None) -> list[Output]:
@@ -58,11 +58,9 @@ class Engine:
                 self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
         return outputs
 
-    def apply(self, event: LeadEvent, counted: Counter[str] | None = None) -> list[Output]:
+    def apply(self, event: LeadEvent) -> list[Output]:
         assert self.clock is not None
         decision = self.decide(event)
-        if counted is not None:
-            counted[decision.outcome] += 1
         outputs = list(decision.outputs)
         for output in decision.outputs:
             if isinstance(output, RouteRequest):
@@ -74,11 +72,20 @@ class Engine:
     def decide(self, event: LeadEvent) -> Decision:
         assert self.clock is not None
         decision = decide(self.records.get(event.lead_id), event, self.policy, max(self.clock, event.occurred_at))
-        self.outcomes[decision.outcome] += 1
+        self.count(((event, decision.outcome), *decision.released))
         if decision.changed:
             self.records[event.lead_id] = decision.record
             self.index.set(event.lead_id, next_instant(decision.record.state))
         return decision
+
+    def count(self, decided: Iterable[tuple[LeadEvent, str]]) -> None:
+        """What became of each event, once: a held event counts when it is applied, with the answer."""
+        for event, outcome in decided:
+            if outcome == "held":
+                continue
+            self.outcomes[outcome] += 1
+            if not isinstance(event, TimerDue) and event.source != ROUTER_SOURCE:
+                self.inputs[outcome] += 1
 
     def route(self, request: RouteRequest) -> list[Output]:
         self.routing, assignment = route(self.routing, request, self.policy)

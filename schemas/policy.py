@@ -417,6 +417,11 @@ class Processing(PolicyModel):
         description="an SLA instant fires once the lead's partition time is this far past it: events that "
         "producers deliver a little late (a CRM webhook retry, a batching tool) still count before a breach",
     )
+    router_wait_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=86400.0,
+        description="a lead waits for its router answer (holding its later events) at most this long in its own "
+        "event time; then it applies what it held in arrival order (a router down, a request lost in a crash)",
+    )
     escalation_horizon_seconds: Annotated[float, Field(ge=0)] = Field(
         default=3600.0,
         description="breaches older than this (against the worker clock) are emitted as history, without "

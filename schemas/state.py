@@ -138,6 +138,7 @@ class LeadRecord(Frozen):
         description="event ids of router answers the lead waits for (route:<request id>); events that arrive "
         "meanwhile wait in `held`, so an answer takes effect at its own time, before them (core.decision)",
     )
+    awaiting_since: datetime | None = Field(default=None, description="the lead's event time when it began to wait")
     held: tuple[LeadEvent, ...] = Field(default=(), description="events that arrived while awaiting, in order")
     version: int = 0
 

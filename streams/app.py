@@ -248,7 +248,7 @@ def handle(
         received_at=now,
         max_bytes=settings.max_event_bytes,
     )
-    timers.saw(message.partition, message.offset, None if isinstance(decoded, DeadLetter) else decoded)
+    timers.saw(message.partition, message.offset, None if isinstance(decoded, DeadLetter) else decoded, now)
     if isinstance(decoded, DeadLetter):
         send_dead_letter(decoded, message.key)
         return
@@ -297,6 +297,11 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
         routing[ROUTING_KEY] = state
 
 
+def send_unassigned(request: RouteRequest) -> None:
+    """Still an answer: the lead holds its later events until its request is answered (core.decision)."""
+    events_topic.send_soon(key=request.lead_id.encode(), value=orjson.dumps(unassigned_event(request, ROUTER_SOURCE)))
+
+
 def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> RoutingState:
     message = event.message
     origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, datetime.now(UTC))
@@ -310,13 +315,16 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         state, assignment = route(state, routed, policy)
     except Exception as error:  # a defect in the core: see send_defect
         send_defect("router", error, origin, None)
+        if isinstance(routed, RouteRequest):  # the lead waits for an answer to every request
+            events_topic.send_soon(
+                key=routed.lead_id.encode(), value=orjson.dumps(unassigned_event(routed, ROUTER_SOURCE))
+            )
         return state
     if assignment is None:
         metrics.observe_unassigned(routed.pool)
         log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
                     routed.pool)  # fmt: skip
-        # Still an answer: the lead holds its later events until its request is answered (core.decision).
-        events_topic.send_soon(key=routed.lead_id.encode(), value=orjson.dumps(unassigned_event(routed, ROUTER_SOURCE)))
+        send_unassigned(routed)
         return state
     answer = assigned_event(assignment, ROUTER_SOURCE)
     events_topic.send_soon(key=assignment.lead_id.encode(), value=orjson.dumps(answer))
@@ -350,10 +358,11 @@ class Timers:
     def set(self, partition: int, lead_id: str, instant: datetime | None) -> None:
         self.indexes.setdefault(partition, DeadlineIndex()).set(lead_id, instant)
 
-    def saw(self, partition: int, offset: int, event: LeadEvent | None) -> None:
+    def saw(self, partition: int, offset: int, event: LeadEvent | None, received_at: datetime) -> None:
         """The agent handled this record (an event, or a dead letter when `event` is None)."""
         self.applied[partition] = max(offset, self.applied.get(partition, -1))
-        if event is not None and not isinstance(event, TimerDue):
+        if event is not None and not isinstance(event, TimerDue) and event.occurred_at <= received_at:
+            # An event dated ahead of the worker clock says nothing of what was appended before it.
             self.clock.applied(partition, event.occurred_at.timestamp())
 
     def rebuild(self) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from schemas.policy import PolicyError, load_policy
+from streams.replay import DEFAULT_SORT_BUFFER
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -266,7 +267,11 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--until", default=None, metavar="TIME|now", help="fire SLA timers up to this time (default: the last event)"
     )
     replay.add_argument(
-        "--sort-buffer", type=int, default=200_000, metavar="N", help="lines sorted in memory; more spill to disk"
+        "--sort-buffer",
+        type=int,
+        default=DEFAULT_SORT_BUFFER,
+        metavar="N",
+        help="lines sorted in memory; more spill to disk",
     )
     replay.set_defaults(func=cmd_replay)
 

@@ -168,13 +168,14 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
         for request_id, lead in (("r1", "lead-a"), ("r2", "lead-b"), ("r3", "lead-c")):
             await router.put(route_request(request_id, lead), key=b"latam")
         async with asyncio.timeout(10):
-            while len(answers) + len(captured.dead_letters) < 3:
+            while len(answers) + len(captured.dead_letters) < 4:
                 captured.changed.clear()
                 await captured.changed.wait()
-    assigned = [(key, orjson.loads(value)) for key, value in answers]
-    assert [(key, a["data"]["owner_id"], a["source"]) for key, a in assigned] == [
-        (b"lead-a", "rep-04", "leadflow.routing"),
-        (b"lead-c", "rep-05", "leadflow.routing"),
+    sent = [(key, orjson.loads(value)) for key, value in answers]
+    assert [(key, a["type"], a["data"].get("owner_id"), a["source"]) for key, a in sent] == [
+        (b"lead-a", "lead.assigned", "rep-04", "leadflow.routing"),
+        (b"lead-b", "route.unassigned", None, "leadflow.routing"),  # still answered: the lead waits for it
+        (b"lead-c", "lead.assigned", "rep-05", "leadflow.routing"),
     ]
     [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in captured.dead_letters]
     assert (letter.reason, letter.errors) == ("internal_error", ("(router): RuntimeError: boom",))

@@ -503,7 +503,8 @@ def test_a_lead_that_waits_too_long_stops_waiting_and_applies_what_it_held_in_ar
     last = decide(record, make_event("lead.accepted", 1000, event_id="a"), ROUTED, NOW)
     assert last.record.awaiting == ()
     assert last.record.held == ()
-    assert [e.event_id for e, _ in last.released] == [f"v{n}" for n in range(MAX_HELD)] + ["a"], "nothing lost"
+    assert [e.event_id for e, _ in last.released] == [f"v{n}" for n in range(MAX_HELD)], "nothing lost"
+    assert last.outcome == "applied", "the event that ended the wait is counted once, as itself"
     assert last.record.state is not None
     assert last.record.state.stage == "sal"
 
@@ -526,3 +527,20 @@ def test_time_passes_first_an_event_after_a_deadline_applies_the_instant_as_the_
     (breach,) = [o for o in timer.outputs if isinstance(o, SlaBreached) and o.sla == "first_contact"]
     assert breach.id in {o.id for o in decision.outputs}, "the same breach as the timer's"
     assert decide(decision.record, timer_due("L1", clock.deadline), policy, NOW).outcome == "duplicate"
+
+
+def test_a_lead_whose_answer_never_comes_stops_waiting_after_the_router_wait_of_its_own_event_time() -> None:
+    """A request lost in a crash, a router down: the lead's own later events (or its timer ticks) end the wait
+    once they are `router_wait_seconds` past its start; everything held is applied, the trigger last, once."""
+    record, _ = hand_raiser_waiting()
+    wait = ROUTED.processing.router_wait_seconds
+    record = decide(record, make_event("lead.accepted", 120, event_id="a"), ROUTED, NOW).record
+    assert [e.event_id for e in record.held] == ["a"]
+    late = make_event("contact.attempted", 60 + wait + 1, channel="phone", outcome="connected", event_id="call")
+    decision = decide(record, late, ROUTED, NOW)
+    assert decision.record.awaiting == ()
+    assert decision.record.held == ()
+    assert decision.outcome == "applied"
+    assert [e.event_id for e, _ in decision.released] == ["a"], "the trigger is not counted twice"
+    assert decision.record.state is not None
+    assert decision.record.state.stage == "sal"
