@@ -11,6 +11,7 @@ Events older than the window are applied after what has settled and counted as l
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -63,6 +64,15 @@ def in_arrival_order(record: LeadRecord, event: LeadEvent) -> LeadEvent:
     if not is_router_answer(event) or record.watermark is None or event.occurred_at > record.watermark:
         return event
     return event.model_copy(update={"occurred_at": record.watermark + ARRIVAL_STEP})
+
+
+def once(outputs: Iterable[Output]) -> tuple[Output, ...]:
+    """Each id once: ids name what happened (a clock by its SLA and start), so two steps that say the same thing
+    at the same instant (a lead disqualified and qualified again in one second) emit it once."""
+    first: dict[str, Output] = {}
+    for output in outputs:
+        first.setdefault(output.id, output)
+    return tuple(first.values())
 
 
 def order_key(event: LeadEvent) -> tuple[datetime, str]:
@@ -238,7 +248,7 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
         state, erased = step.state, step.erased
-        outputs = tuple(o for o in step.outputs if o.id not in already_emitted)
+        outputs = once(o for o in step.outputs if o.id not in already_emitted)
         before_last: tuple[LeadState | None] | None = (record.state,)
         outcome: Outcome = "refused" if step.refused else ("late" if is_late else "applied")
     else:
@@ -251,7 +261,7 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
             PendingEvent(event=p.event, output_ids=tuple(dict.fromkeys((*p.output_ids, *(o.id for o in s.outputs)))))
             for p, s in zip(pending, steps, strict=True)
         ]
-        outputs = tuple(o for s in steps for o in s.outputs if o.id not in already_emitted)
+        outputs = once(o for s in steps for o in s.outputs if o.id not in already_emitted)
         erased = any(s.erased for s in steps)
         before_last = None  # not kept by the fold; a settle here re-applies the prefix instead
         mine = steps[[p.event.event_id for p in pending].index(event.event_id)]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import Decision, decide
 from core.handoff import ROUTER_SOURCE
-from core.routing import assigned_event, release, route, unassigned_event
+from core.routing import answer_to, release
 from schemas.events import EVENT_ADAPTER, LeadEvent, TimerDue
 from schemas.outputs import Output, RouteRelease, RouteRequest
 from schemas.policy import Policy
@@ -88,12 +88,9 @@ class Engine:
                 self.inputs[outcome] += 1
 
     def route(self, request: RouteRequest) -> list[Output]:
-        self.routing, assignment = route(self.routing, request, self.policy)
-        if assignment is None:
-            self.unassigned += self.policy.routing is not None
-            return self.apply(EVENT_ADAPTER.validate_python(unassigned_event(request, ROUTER_SOURCE)))
-        answer = EVENT_ADAPTER.validate_python(assigned_event(assignment, ROUTER_SOURCE))
-        return self.apply(answer)
+        self.routing, answer, assignment = answer_to(self.routing, request, self.policy, ROUTER_SOURCE)
+        self.unassigned += assignment is None and self.policy.routing is not None
+        return self.apply(EVENT_ADAPTER.validate_python(answer))
 
     def leads(self) -> Iterator[LeadRecord]:
         return iter(self.records.values())

@@ -159,6 +159,16 @@ def assigned_event(assignment: Assignment, source: str) -> dict[str, object]:
     return answer(assignment.request, "lead.assigned", data, source)
 
 
+def answer_to(
+    state: RoutingState, request: RouteRequest, policy: Policy, source: str
+) -> tuple[RoutingState, dict[str, object], Assignment | None]:
+    """Route a request and build the answer the lead waits for: `lead.assigned` with the owner, or
+    `route.unassigned` when nobody can take it (the router agent and the replay answer the same way)."""
+    state, assignment = route(state, request, policy)
+    envelope = assigned_event(assignment, source) if assignment else unassigned_event(request, source)
+    return state, envelope, assignment
+
+
 def unassigned_event(request: RouteRequest, source: str) -> dict[str, object]:
     """The router's answer when nobody can take the lead: the lead waits for an answer to every request."""
     return answer(request, "route.unassigned", {"pool": request.pool}, source)

@@ -26,7 +26,7 @@ from core.decision import decide
 from core.handoff import ROUTER_SOURCE
 from core.intake import Origin, dead_letter, decode, decode_routing
 from core.partition_clock import PartitionClock, is_caught_up
-from core.routing import assigned_event, release, route, unassigned_event
+from core.routing import answer_to, release, unassigned_event
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
@@ -312,22 +312,17 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
     try:
         if not isinstance(routed, RouteRequest):
             return release(state, routed)
-        state, assignment = route(state, routed, policy)
+        state, answer, assignment = answer_to(state, routed, policy, ROUTER_SOURCE)
     except Exception as error:  # a defect in the core: see send_defect
         send_defect("router", error, origin, None)
-        if isinstance(routed, RouteRequest):  # the lead waits for an answer to every request
-            events_topic.send_soon(
-                key=routed.lead_id.encode(), value=orjson.dumps(unassigned_event(routed, ROUTER_SOURCE))
-            )
+        if isinstance(routed, RouteRequest):
+            send_unassigned(routed)
         return state
     if assignment is None:
         metrics.observe_unassigned(routed.pool)
         log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
                     routed.pool)  # fmt: skip
-        send_unassigned(routed)
-        return state
-    answer = assigned_event(assignment, ROUTER_SOURCE)
-    events_topic.send_soon(key=assignment.lead_id.encode(), value=orjson.dumps(answer))
+    events_topic.send_soon(key=routed.lead_id.encode(), value=orjson.dumps(answer))
     return state
 
 

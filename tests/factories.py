@@ -17,7 +17,7 @@ import yaml
 from core.decision import Decision, decide
 from core.handoff import ROUTER_SOURCE
 from core.lifecycle import Step
-from core.routing import assigned_event, release, route, unassigned_event
+from core.routing import answer_to, release
 from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import EventRefused, Output, RouteRelease, RouteRequest, StageChanged, Transition
 from schemas.policy import Policy, load_policy, parse_policy
@@ -99,11 +99,8 @@ class Router:
         if isinstance(output, RouteRelease):
             self.state = release(self.state, output)
         elif isinstance(output, RouteRequest):
-            self.state, assignment = route(self.state, output, self.policy)
-            message = (
-                assigned_event(assignment, ROUTER_SOURCE) if assignment else unassigned_event(output, ROUTER_SOURCE)
-            )
-            return EVENT_ADAPTER.validate_python(message)
+            self.state, answer, _ = answer_to(self.state, output, self.policy, ROUTER_SOURCE)
+            return EVENT_ADAPTER.validate_python(answer)
         return None
 
 

@@ -13,7 +13,7 @@ from factories import POLICY, make_event, make_policy
 from core.calendar import BusinessCalendar
 from core.decision import decide
 from core.handoff import ROUTER_SOURCE
-from core.routing import ANSWER_DELAY, assigned_event, load, route, unassigned_event
+from core.routing import ANSWER_DELAY, answer_to, load
 from core.routing import release as router_release
 from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import (
@@ -85,8 +85,7 @@ class World:
         if isinstance(output, RouteRelease):
             self.routing = router_release(self.routing, output)
         elif isinstance(output, RouteRequest):
-            self.routing, answer = route(self.routing, output, self.policy)
-            message = assigned_event(answer, ROUTER_SOURCE) if answer else unassigned_event(output, ROUTER_SOURCE)
+            self.routing, message, _ = answer_to(self.routing, output, self.policy, ROUTER_SOURCE)
             event = EVENT_ADAPTER.validate_python(message)
             self.answers.append(event)
             self.queued.append(event)
