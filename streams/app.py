@@ -230,6 +230,7 @@ async def process(stream: faust.StreamT[bytes]) -> None:
             as_current(event)
             leads[key] = record
             timers.set(event.message.partition, record.lead_id, next_instant(record.state))
+        await sent_to_producer()
 
 
 def handle(
@@ -295,6 +296,19 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
             state = handle_routing(event, state)
         as_current(batch[-1])
         routing[ROUTING_KEY] = state
+        await sent_to_producer()
+
+
+async def sent_to_producer() -> None:
+    """Wait until every record this batch queued (outputs, changelog) has left Faust's producer buffer.
+
+    take_events acks the batch when the agent asks for the next one, and a commit then trusts
+    producer.flush(); but the buffer's flush gives up after 0.1 s without a send (a slow broker, a stop), so
+    an offset could be committed while the batch's changelog record was still queued, and lost at a stop.
+    """
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
 
 
 def send_unassigned(request: RouteRequest) -> None:
