@@ -3,19 +3,21 @@
 The funnel report (core.report) is computed from lead records, so that the live worker (its table) and an
 offline replay (the engine's records) give the same report by the same function. Stages and their times are
 in the lead's history already; the ledger adds what only the outputs tell: SLA outcomes with the owner, team
-and pool they count for, and hand-offs. Bounded: the oldest entries go first.
+and pool they count for, hand-offs, and when each contact attempt happened (the review counts them per
+period). Bounded: the oldest entries go first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.events import LeadCreated, LeadEvent
+from schemas.events import ContactAttempted, LeadCreated, LeadEvent
 from schemas.outputs import SLA_TYPES, HandOff, Output, SlaBreached, SlaCancelled, SlaMet, SlaOutput
 from schemas.state import HandOffEntry, LeadState, SlaEntry, SlaEntryKind
 
 MAX_SLA_ENTRIES = 64
 MAX_HANDOFFS = 16
+MAX_CONTACTS = 32  # well past any contact-attempts SLA; the review counts attempts per period
 
 
 def kind_of(output: SlaOutput) -> SlaEntryKind:
@@ -48,6 +50,7 @@ def entry(output: SlaOutput) -> SlaEntry:
         team=output.team,
         pool=output.pool,
         reason=reason_of(output),
+        used_s=output.used_s if isinstance(output, SlaMet) else None,
     )
 
 
@@ -62,7 +65,8 @@ def record(state: LeadState | None, event: LeadEvent, outputs: Sequence[Output])
         if isinstance(o, HandOff)
     )
     created = isinstance(event, LeadCreated) and state.ledger.source is None
-    if not slas and not handoffs and not created:
+    contacted = isinstance(event, ContactAttempted)
+    if not slas and not handoffs and not created and not contacted:
         return state
     ledger = state.ledger
     updates: dict[str, object] = {}
@@ -72,4 +76,6 @@ def record(state: LeadState | None, event: LeadEvent, outputs: Sequence[Output])
         updates["handoffs"] = (*ledger.handoffs, *handoffs)[-MAX_HANDOFFS:]
     if created:
         updates["source"] = event.source
+    if contacted:
+        updates["contacts"] = (*ledger.contacts, event.occurred_at)[-MAX_CONTACTS:]
     return state.model_copy(update={"ledger": ledger.model_copy(update=updates)})

@@ -78,8 +78,12 @@ class LeadSummary(Frozen):
     entered: dict[str, datetime] = Field(description="stage -> first entry into it")
     skips: tuple[Skip, ...] = ()
     rejections: tuple[str, ...] = Field(default=(), description="rejection reason codes, one per rejection")
+    rejected_at: tuple[datetime, ...] = Field(default=(), description="when each of `rejections` happened")
     lost: tuple[str, ...] = Field(default=(), description="lost-deal reasons, one per lost deal")
+    lost_at: tuple[datetime, ...] = Field(default=(), description="when each of `lost` happened")
     won: bool = False
+    won_at: datetime | None = None
+    contacts: tuple[datetime, ...] = Field(default=(), description="when each contact attempt happened")
     won_amount: float | None = Field(default=None, description="None for a won deal of unknown amount")
     sla: tuple[SlaEntry, ...] = Field(default=(), description="the ledger's SLA outputs")
     handoffs: tuple[HandOffEntry, ...] = Field(default=(), description="the ledger's hand-offs")
@@ -122,8 +126,10 @@ def summarize(record: LeadRecord | LeadState) -> LeadSummary | None:
     entered: dict[str, datetime] = {}
     skips: list[Skip] = []
     rejections: list[str] = []
+    rejected_at: list[datetime] = []
     lost: list[str] = []
-    won = False
+    lost_at: list[datetime] = []
+    won_at: datetime | None = None
     previous: str | None = None
     for entry in state.history:
         first = entered.get(entry.stage)
@@ -138,10 +144,12 @@ def summarize(record: LeadRecord | LeadState) -> LeadSummary | None:
         kind, _, detail = entry.reason.partition(":")
         if kind == "rejected" and detail:
             rejections.append(detail)
+            rejected_at.append(entry.entered_at)
         elif kind == "lost" and detail:
             lost.append(detail)
+            lost_at.append(entry.entered_at)
         elif entry.reason == "won":
-            won = True
+            won_at = entry.entered_at
         previous = entry.stage
     entered.setdefault(state.stage, state.stage_entered_at)  # a history that lost its oldest entries
     clocks = tuple(
@@ -169,9 +177,13 @@ def summarize(record: LeadRecord | LeadState) -> LeadSummary | None:
         entered=entered,
         skips=tuple(skips),
         rejections=tuple(rejections),
+        rejected_at=tuple(rejected_at),
         lost=tuple(lost),
-        won=won,
-        won_amount=state.won_amount if won else None,
+        lost_at=tuple(lost_at),
+        won=won_at is not None,
+        won_at=won_at,
+        won_amount=state.won_amount if won_at is not None else None,
+        contacts=state.ledger.contacts,
         sla=state.ledger.sla,
         handoffs=state.ledger.handoffs,
         clocks=clocks,

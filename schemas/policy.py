@@ -6,6 +6,8 @@ invalid field by its path in the file (e.g. `scoring.engagement[2].points: must 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from datetime import date, time
 from fractions import Fraction
@@ -582,8 +584,52 @@ class Costs(PolicyModel):
         return self
 
 
+class MarketingCommitments(PolicyModel):
+    """What marketing commits to each week. Unset: derived from the plan (core/commitments.py)."""
+
+    mqls_per_week: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="MQLs handed to sales a week; default: the plan's weekly MQLs"
+    )
+    acceptance_rate: Share | None = Field(
+        default=None,
+        description="quality floor: accepted / (accepted + rejected) MQLs; default: the plan's "
+        "mql_to_qualification_call share",
+    )
+
+
+class SalesCommitments(PolicyModel):
+    """What sales commits to each week. Unset: derived from the plan and the SLAs (core/commitments.py)."""
+
+    contact_attempts_per_week: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="contact attempts a week; default: the plan's weekly contacts (goals.capacity)"
+    )
+    response_sla: Code | None = Field(
+        default=None,
+        description="the SLA that measures the response time; default: the first SLA started on the MQL stage "
+        "and met by contact.attempted (else the first started on the MQL stage)",
+    )
+    response_compliance: Share = Field(
+        default=Fraction(9, 10), description="floor: share of the response SLA's clocks met in time"
+    )
+    follow_up_depth: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="floor: mean contact attempts per contacted lead; default: goals.capacity."
+        "contacts_per_qualified_lead",
+    )
+
+
+class Commitments(PolicyModel):
+    marketing: MarketingCommitments = Field(default_factory=MarketingCommitments)
+    sales: SalesCommitments = Field(default_factory=SalesCommitments)
+
+
 class Goals(PolicyModel):
     """The revenue goal and what it takes: the reverse funnel of `leadflow plan` (core/plan.py)."""
+
+    timezone: str = Field(
+        default="UTC", description="IANA time zone of the goal periods (where a week and a month begin)"
+    )
+    commitments: Commitments = Field(default_factory=Commitments)
 
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(
         default=None, description="ISO 4217 code of the amounts (revenue, deal value, costs), e.g. BRL; display only"
@@ -602,6 +648,10 @@ class Goals(PolicyModel):
 
     @model_validator(mode="after")
     def _one_goal(self) -> Self:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo)") from None
         if self.lines and self.revenue is not None:
             raise ValueError("revenue: leave it out when lines are given (the goal is the sum of the lines' revenue)")
         if not self.lines and self.revenue is None:
@@ -627,6 +677,12 @@ class Policy(PolicyModel):
     def _goal_stages(self) -> Self:
         if self.goals is None:
             return self
+        response_sla = self.goals.commitments.sales.response_sla
+        if response_sla is not None and response_sla not in {sla.name for sla in self.slas}:
+            raise ValueError(
+                f"goals.commitments.sales.response_sla: {response_sla!r} is not an SLA; name one of: "
+                f"{', '.join(sla.name for sla in self.slas) or '(no slas defined)'}"
+            )
         funnel = {stage: rank for rank, stage in enumerate(self.lifecycle.stages)}
         ranks = []
         for step, stage in self.goals.stages:
@@ -676,6 +732,13 @@ class Policy(PolicyModel):
         if not self.rejection_reasons:
             raise ValueError("rejection_reasons: give at least one reason code sales may use")
         return self
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits of the SHA-256 of the policy's canonical JSON (sorted keys, defaults filled in): two
+        files that mean the same agreement share it; any change to what the policy says changes it."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     # Lookups the core uses on every event, computed once per policy (cached_property bypasses frozen).
     @cached_property

@@ -54,6 +54,7 @@ class SlaEntry(Frozen):
     team: str | None = None
     pool: str | None = None
     reason: str | None = Field(default=None, description="why a clock was cancelled, or a breach not escalated")
+    used_s: float | None = Field(default=None, description="met or late: the allowance used (sla.met used_s)")
 
 
 class HandOffEntry(Frozen):
@@ -71,6 +72,7 @@ class Ledger(Frozen):
     source: str | None = Field(default=None, description="envelope source of the lead.created")
     sla: tuple[SlaEntry, ...] = ()
     handoffs: tuple[HandOffEntry, ...] = ()
+    contacts: tuple[datetime, ...] = Field(default=(), description="when each contact attempt happened, newest last")
 
 
 class LeadState(Frozen):

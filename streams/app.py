@@ -24,9 +24,10 @@ from pydantic import TypeAdapter
 from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import decide
 from core.handoff import ROUTER_SOURCE
-from core.intake import Origin, dead_letter, decode, decode_routing
+from core.intake import Origin, dead_letter, decode, decode_routing, decode_visits
 from core.partition_clock import PartitionClock, is_caught_up
 from core.routing import answer_to, release, unassigned_event
+from core.visits import newer
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
@@ -38,6 +39,8 @@ from schemas.outputs import (
 )
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
+from schemas.visits import VISITS_ADAPTER, SiteVisits
+from streams.goal_metrics import GoalCollector
 from streams.metrics import (
     CONTENT_TYPE,
     ClockDelayCollector,
@@ -50,7 +53,7 @@ from streams.metrics import (
     fetch_state,
 )
 from streams.settings import Settings
-from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS
+from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS, POLICY_HEADER
 
 
 class ModelCodec(codecs.Codec):
@@ -69,6 +72,7 @@ class ModelCodec(codecs.Codec):
 
 codecs.register("leadrecord", ModelCodec(RECORD_ADAPTER))
 codecs.register("routingstate", ModelCodec(ROUTING_STATE_ADAPTER))
+codecs.register("sitevisits", ModelCodec(VISITS_ADAPTER))
 log = logging.getLogger(__name__)
 Value = TypeVar("Value")
 
@@ -162,6 +166,9 @@ sla_topic = app.topic(settings.topic_sla, key_serializer="raw", value_serializer
 handoffs_topic = app.topic(settings.topic_handoffs, key_serializer="raw", value_serializer="raw")
 # One partition: routing is one decision per MQL, and every pool (the fallback pool too) must be at hand.
 routing_topic = app.topic(settings.topic_routing, partitions=1, key_serializer="raw", value_serializer="raw")
+visits_topic = app.topic(
+    settings.topic_visits, partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
+)
 
 
 class ModelTable(faust.Table[bytes, Value]):
@@ -189,16 +196,24 @@ class RoutingTable(ModelTable[RoutingState]):
     value_codec = "routingstate"
 
 
+class VisitsTable(ModelTable[SiteVisits]):
+    """<date>|<traffic_source> -> the newest site-visits report of that day (schemas.visits)."""
+
+    value_codec = "sitevisits"
+
+
 leads = LeadTable(app, name="leads", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
 app.tables.add(leads)
 routing = RoutingTable(app, name="routing", partitions=1, key_type=bytes, beacon=app.tables.beacon)
 app.tables.add(routing)
 ROUTING_KEY = b"pools"
+visits = VisitsTable(app, name="visits", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
+app.tables.add(visits)
 
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
     metrics.observe_dead_letter(letter)
-    deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter))
+    deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter), headers=POLICY_HEADERS)
 
 
 def send_defect(where: str, error: Exception, origin: Origin, key: bytes | None) -> None:
@@ -267,20 +282,24 @@ def handle(
         touched[key] = (event, decision.record)
 
 
+# Every output names the agreement that produced it (the review and the leadflow_policy_info metric show the same).
+POLICY_HEADERS = [(POLICY_HEADER, f"{policy.name}@{policy.version}#{policy.fingerprint}".encode())]
+
+
 def send_output(output: Output, key: bytes) -> None:
     """Each kind of output to its topic (schemas.outputs.OUTPUT_TOPICS), keyed by lead (routing messages: by
-    pool, on the router's partition)."""
+    pool, on the router's partition), with the policy header."""
     value = output.model_dump_json().encode()
     match topic_of(output):
         case "sla":
-            sla_topic.send_soon(key=key, value=value)
+            sla_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
         case "handoffs":
-            handoffs_topic.send_soon(key=key, value=value)
+            handoffs_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
         case "routing":
             assert isinstance(output, ROUTING_TYPES)
-            routing_topic.send_soon(key=output.pool.encode(), value=value)
+            routing_topic.send_soon(key=output.pool.encode(), value=value, headers=POLICY_HEADERS)
         case "transitions":
-            transitions_topic.send_soon(key=key, value=value)
+            transitions_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
         case unknown:
             assert_never(unknown)
 
@@ -299,6 +318,20 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
         await sent_to_producer()
 
 
+@app.agent(visits_topic)
+async def count_visits(stream: faust.StreamT[bytes]) -> None:
+    """Site-visits reports: the newest of each day and traffic source is kept (core.visits.newer)."""
+    async for event in cast(faust.Stream[bytes], stream).events():
+        message = event.message
+        origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, datetime.now(UTC))
+        report = decode_visits(origin)
+        if isinstance(report, DeadLetter):
+            send_dead_letter(report, message.key)
+        elif newer(visits.get(report.key), report):
+            visits[report.key] = report
+        await sent_to_producer()
+
+
 async def sent_to_producer() -> None:
     """Wait until every record this batch queued (outputs, changelog) has left Faust's producer buffer.
 
@@ -307,7 +340,7 @@ async def sent_to_producer() -> None:
     an offset could be committed while the batch's changelog record was still queued, and lost at a stop.
     """
     buffer = app.producer.buffer
-    while buffer.size:
+    while buffer.size and buffer.state != "init":  # "init": never started (an agent's test_context)
         await buffer.flush()
 
 
@@ -472,8 +505,15 @@ def partition_times(now: float) -> dict[int, float | None]:
     return {partition: timers.clock.time(partition, now) for partition in actives}
 
 
+def active_visits() -> list[SiteVisits]:
+    """The site-visits reports of this worker's active partitions of the visits topic."""
+    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_visits}
+    return [report for key, report in visits.items() if partition_of(key) in actives]
+
+
 metrics.watch(
     LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)),
+    GoalCollector(policy, lambda: active_summaries(), active_visits, lambda: datetime.now(UTC)),  # noqa: PLW0108 (defined below)
     LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)),
     RoutingCollector(policy, lambda: routing.get(ROUTING_KEY) if runs_router() else None),
     ClockDelayCollector(partition_times, time.time),
@@ -535,6 +575,13 @@ async def funnel_view(web: Any, request: Any) -> Any:
     summaries = await active_summaries()
     report = await asyncio.to_thread(funnel_report, summaries, policy, datetime.now(UTC))
     return web.bytes(orjson.dumps(report), content_type="application/json")
+
+
+@app.page("/visits")
+async def visits_view(web: Any, request: Any) -> Any:
+    """This worker's site-visits reports as JSON lines: what `leadflow report --period ... --worker URL` reads."""
+    body = b"".join(VISITS_ADAPTER.dump_json(report) + b"\n" for report in active_visits())
+    return web.bytes(body, content_type="application/x-ndjson")
 
 
 @app.page("/funnel/leads")

@@ -131,6 +131,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"leadflow report: {error.source}: {problem}", file=sys.stderr)
         return 2
+    if args.period is not None:
+        from streams.review_command import cmd_review
+
+        return cmd_review(args, policy)
+    if args.events is not None or args.html is not None or args.start is not None:
+        print("leadflow report: --events, --html and --from need --period week|month", file=sys.stderr)
+        return 2
     try:
         report = asyncio.run(merged_report(args.worker, policy, datetime.now(UTC), timeout_s=args.timeout))
     except ReportSourceError as error:
@@ -275,10 +282,16 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     replay.set_defaults(func=cmd_replay)
 
-    report = sub.add_parser("report", help="the funnel report of running workers, merged")
-    report.add_argument(
-        "--worker", action="append", required=True, metavar="URL", help="a worker's web address (repeat for each)"
+    report = sub.add_parser(
+        "report", help="the funnel report of running workers, merged; with --period, the weekly or monthly review"
     )
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument("--worker", action="append", metavar="URL", help="a worker's web address (repeat for each)")
+    source.add_argument("--events", type=Path, metavar="FILE", help="an events file, replayed offline (--period)")
+    report.add_argument("--period", choices=("week", "month"), help="the SLA review of a week or a month")
+    report.add_argument("--from", dest="start", metavar="DATE", help="a day of the period to review (default: now)")
+    report.add_argument("--html", type=Path, metavar="OUT", help="write the review page here (--period)")
+    report.add_argument("--lang", choices=("en", "pt-BR", "es"), default="en", help="language of the review page")
     report.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
     report.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the report JSON here")
     report.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each worker")

@@ -25,6 +25,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Histogram,
+    Info,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
@@ -515,7 +516,11 @@ class Metrics:
             buckets=SWEEP_BUCKETS,
             registry=self.registry,
         )
+        policy_info = Info("leadflow_policy", "The policy in force: its name, version and content fingerprint",
+                           registry=self.registry)  # fmt: skip
+        policy_info.info({"name": policy.name, "version": str(policy.version), "fingerprint": policy.fingerprint})
         self.leads: LeadCollector | None = None
+        self.refreshed: list[Any] = []  # scrape-time collectors with an async refresh()
         self.preset(policy)
 
     def preset(self, policy: Policy) -> None:
@@ -580,12 +585,13 @@ class Metrics:
         self.registry.register(leads)
         for collector in others:
             self.registry.register(collector)
+        self.refreshed = [c for c in (leads, *others) if hasattr(c, "refresh")]
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
     async def render(self) -> bytes:
-        """The /metrics page: the lead gauges recounted, then every metric in the text format."""
-        if self.leads is not None:
-            await self.leads.refresh()
+        """The /metrics page: the scrape-time gauges recounted (leads, goals), then every metric in text."""
+        for collector in self.refreshed:
+            await collector.refresh()
         return self.exposition()

@@ -50,8 +50,9 @@ from rich.table import Table
 from rich.text import Text
 
 from core.engine import Engine
-from core.intake import Origin, dead_letter, decode
+from core.intake import Origin, dead_letter, decode, decode_visits, is_visits
 from core.report import LeadSummary, compare_reports, funnel_report, summaries_of
+from core.visits import Visits
 from schemas.events import LeadEvent
 from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, OutputTopic, topic_of
 from schemas.policy import Policy, PolicyError, load_policy
@@ -340,6 +341,7 @@ class ReplayResult:
     read_s: float
     replay_s: float
     report_s: float
+    visits: Visits = field(default_factory=Visits)  # the site-visits reports read (schemas.visits)
 
     @property
     def elapsed_s(self) -> float:
@@ -421,6 +423,7 @@ class Replay:
         self.events = 0
         self.first: datetime | None = None
         self.last: datetime | None = None
+        self.visits = Visits()  # site-visits reports among the lines: not lead events (schemas.visits)
 
     def run(self) -> ReplayResult:
         with ExitStack() as stack:
@@ -452,6 +455,13 @@ class Replay:
         return decode(
             key or None, value, topic=self.path.name, partition=0, offset=number, received_at=self.received_at
         )
+
+    def add_visits(self, number: int, key: bytes, value: bytes) -> None:
+        report = decode_visits(Origin(key or None, value, self.path.name, 0, number, self.received_at))
+        if isinstance(report, DeadLetter):
+            self.dead_letter(number, report)
+        else:
+            self.visits.add(report)
 
     def dead_letter(self, number: int, letter: DeadLetter) -> None:
         self.malformed.add(number, letter)
@@ -492,6 +502,9 @@ class Replay:
                     gc.collect(1)
                     if self.progress is not None:
                         self.progress.replaying(done, total)
+                if is_visits(value):
+                    self.add_visits(number, key, value)
+                    continue
                 event = self.decode(number, key, value)
                 if isinstance(event, DeadLetter):
                     self.dead_letter(number, event)
@@ -527,6 +540,7 @@ class Replay:
             read_s=read_s,
             replay_s=replay_s,
             report_s=0.0,
+            visits=self.visits,
         )
         for side in self.sides:
             summaries = list(summaries_of(side.engine.leads()))

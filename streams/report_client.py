@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report
 from schemas.policy import Policy
+from schemas.visits import VISITS_ADAPTER, SiteVisits
 
 SUMMARIES_PATH = "/funnel/leads"
+VISITS_PATH = "/visits"
 DEFAULT_TIMEOUT_S = 60.0
+Line = TypeVar("Line")
 
 
 class ReportSourceError(RuntimeError):
@@ -31,47 +34,50 @@ class ReportSourceError(RuntimeError):
         super().__init__(f"{url}: {problem}; {fix}")
 
 
-def summaries_url(url: str) -> str:
-    """The summaries address of a worker: its web address (http://host:port) or the full /funnel/leads one."""
+def worker_url(url: str, path: str = SUMMARIES_PATH) -> str:
+    """An address of a worker: `path` under its web address (http://host:port), or the full address given."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ReportSourceError(
             url, "not an http(s) address", "give the worker's web address, e.g. http://127.0.0.1:6066"
         )
-    path = parts.path.rstrip("/")
-    if not path.endswith(SUMMARIES_PATH):
-        path += SUMMARIES_PATH
-    return parts._replace(path=path, query="", fragment="").geturl()
+    base = parts.path.rstrip("/")
+    for known in (SUMMARIES_PATH, VISITS_PATH):
+        base = base.removesuffix(known)
+    return parts._replace(path=base + path, query="", fragment="").geturl()
 
 
-def parse_summaries(url: str, body: bytes) -> list[LeadSummary]:
-    """JSON lines of summaries; a bad line raises with its number and the first problem."""
-    summaries = []
+def summaries_url(url: str) -> str:
+    """The summaries address of a worker: its web address (http://host:port) or the full /funnel/leads one."""
+    return worker_url(url, SUMMARIES_PATH)
+
+
+def parse_lines(url: str, body: bytes, adapter: TypeAdapter[Line], what: str) -> list[Line]:
+    """JSON lines of `what`; a bad line raises with its number and the first problem."""
+    parsed = []
     for number, line in enumerate(body.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            summaries.append(SUMMARY_ADAPTER.validate_json(line))
+            parsed.append(adapter.validate_json(line))
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(line)"
             raise ReportSourceError(
                 url,
-                f"line {number} is not a lead summary ({where}: {first['msg']})",
+                f"line {number} is not {what} ({where}: {first['msg']})",
                 "check that the address is a leadflow worker of the same version as this command",
             ) from None
-    return summaries
+    return parsed
 
 
-async def fetch_summaries(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[LeadSummary]:
-    """The lead summaries one worker serves for its active partitions.
+def parse_summaries(url: str, body: bytes) -> list[LeadSummary]:
+    return parse_lines(url, body, SUMMARY_ADAPTER, "a lead summary")
 
-    `url` is the worker's web address (`http://127.0.0.1:6066`, `LEADFLOW_WEB_PORT`) or its full
-    `/funnel/leads` address. Raises `ReportSourceError` naming the address and the fix when the worker cannot be
-    reached, does not answer within `timeout_s`, answers with another status than 200, or sends something
-    that is not summaries.
-    """
-    address = summaries_url(url)
+
+async def fetch_body(address: str, timeout_s: float) -> bytes:
+    """GET one worker address; raises `ReportSourceError` naming the address and the fix when the worker cannot
+    be reached, does not answer within `timeout_s`, or answers with another status than 200."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
@@ -100,7 +106,23 @@ async def fetch_summaries(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
             f"HTTP {status} {reason or ''}".rstrip(),
             "check that the address is a leadflow worker (one that serves /funnel/leads)",
         )
-    return parse_summaries(address, body)
+    return body
+
+
+async def fetch_summaries(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[LeadSummary]:
+    """The lead summaries one worker serves for its active partitions.
+
+    `url` is the worker's web address (`http://127.0.0.1:6066`, `LEADFLOW_WEB_PORT`) or its full
+    `/funnel/leads` address. Raises `ReportSourceError` (see `fetch_body`), or when the answer is not summaries.
+    """
+    address = summaries_url(url)
+    return parse_summaries(address, await fetch_body(address, timeout_s))
+
+
+async def fetch_visits(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[SiteVisits]:
+    """The site-visits reports one worker holds for its active partitions (`GET /visits`)."""
+    address = worker_url(url, VISITS_PATH)
+    return parse_lines(address, await fetch_body(address, timeout_s), VISITS_ADAPTER, "a site-visits report")
 
 
 async def merged_report(

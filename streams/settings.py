@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     topic_sla: str = "leads.sla"
     topic_handoffs: str = "leads.handoffs"
     topic_routing: str = Field(default="leads.routing", description="internal: route requests and releases")
+    topic_visits: str = Field(default="leads.visits", description="site visits per day and traffic source in")
     batch_max: int = Field(default=5000, ge=1, description="events handled per batch (state written once per lead)")
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     producer_buffer_messages: int = Field(
@@ -67,3 +68,7 @@ class Settings(BaseSettings):
     @property
     def routing_changelog_topic(self) -> str:
         return f"{self.app_id}-routing-changelog"
+
+    @property
+    def visits_changelog_topic(self) -> str:
+        return f"{self.app_id}-visits-changelog"

@@ -37,6 +37,9 @@ _TOPIC_ALREADY_EXISTS: Final = 36
 #: aiokafka producer kwargs for the embedded broker only. A record batch header alone is 61 bytes, and
 #: aiokafka always accepts the first record of a batch whatever its size, so a 64-byte cap means one record
 #: per batch: tansu's high watermark is then exact. Costs throughput; never use it against a real Kafka.
+# Kafka header on every output record: the policy that produced it, as name@version#fingerprint.
+POLICY_HEADER: Final = "leadflow-policy"
+
 EMBEDDED_PRODUCER_SETTINGS: Final[Mapping[str, int]] = {"max_batch_size": 64, "linger_ms": 0}
 
 #: Faust app settings for the embedded broker only (dev, tests, benchmarks).
@@ -158,9 +161,11 @@ async def create_leadflow_topics(settings: Settings) -> None:
             settings.topic_sla: settings.partitions,
             settings.topic_handoffs: settings.partitions,
             settings.topic_routing: 1,
+            settings.topic_visits: settings.partitions,
             settings.changelog_topic: settings.partitions,
             settings.routing_changelog_topic: 1,
+            settings.visits_changelog_topic: settings.partitions,
         },
-        compacted={settings.changelog_topic, settings.routing_changelog_topic},
+        compacted={settings.changelog_topic, settings.routing_changelog_topic, settings.visits_changelog_topic},
         configs={settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes)}},
     )

@@ -25,6 +25,7 @@ class Captured:
         self.dead_letters: list[bytes] = []
         self.sla: list[bytes] = []
         self.routing: list[bytes] = []
+        self.headers: list[object] = []  # the headers of every record sent, in order
         self.changed = asyncio.Event()
 
     def total(self) -> int:
@@ -55,8 +56,9 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
     sink = Captured()
 
     def capture(into: list[bytes]):  # type: ignore[no-untyped-def]
-        def send_soon(*, key: bytes, value: bytes) -> None:
+        def send_soon(*, key: bytes, value: bytes, headers: object = None) -> None:
             into.append(value)
+            sink.headers.append(headers)
             sink.changed.set()
 
         return send_soon
@@ -105,6 +107,10 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
     assert record.state.stage == "sal"
     assert record.state.owner_id is not None, "the router's answer came before the held acceptance"
     assert record.version == 5  # e1, e2, e3 held, the answer, e3 applied; the redelivered e2 changed nothing
+    policy = worker.policy
+    stamp = f"{policy.name}@{policy.version}#{policy.fingerprint}".encode()
+    assert captured.headers, "nothing was sent"
+    assert all(h == [("leadflow-policy", stamp)] for h in captured.headers), "every output names the policy in force"
 
 
 async def test_a_defect_in_the_core_costs_one_event_not_the_worker(

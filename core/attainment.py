@@ -1,0 +1,82 @@
+"""What a period actually reached, counted from lead summaries (core.report) and site visits (core.visits).
+
+One function for the live worker (its table, per scrape) and the review (a replay or the workers' summaries),
+so the dashboard and the meeting see the same figures. Every count is additive: a worker counts the leads of
+its partitions, and the sums over workers are the totals (the floors are ratios of these counts).
+
+- a stage measure counts the leads whose first entry into that stage (`goals.stages`) falls in the period;
+- revenue is the won amount of the deals won in the period (a win of unknown amount adds nothing: it is not 0,
+  it is unknown, and the funnel report counts those apart);
+- contact attempts are the attempts made in the period, contacted leads the leads with at least one;
+- MQLs accepted are the entries into the qualification-call stage, MQLs rejected the rejections, both in the
+  period (marketing's quality floor is accepted / (accepted + rejected));
+- responses are the response SLA's clocks met or breached in the period (a late one counts once, as breached),
+  in time the met ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from core.period import contains
+from core.report import LeadSummary
+from core.targets import STAGE_MEASURES
+from core.visits import visits_between
+from schemas.policy import Policy
+from schemas.review import Period
+from schemas.visits import SiteVisits
+
+ACTUAL_MEASURES: Final = (
+    *STAGE_MEASURES,
+    "revenue",
+    "contact_attempts",
+    "contacted_leads",
+    "mqls_accepted",
+    "mqls_rejected",
+    "responses",
+    "responses_in_time",
+)
+
+
+def stage_of_measure(policy: Policy) -> dict[str, str]:
+    """Goal measure -> the lifecycle stage whose first entries count it (visitors have none)."""
+    stages = policy.goals.stages if policy.goals is not None else None
+    if stages is None:
+        return {m: m.removesuffix("s") for m in STAGE_MEASURES if m != "visitors"}
+    return dict(stages)
+
+
+def actuals(
+    summaries: Iterable[LeadSummary],
+    visits: Iterable[SiteVisits],
+    policy: Policy,
+    period: Period,
+    response_sla: str | None,
+) -> dict[str, float]:
+    """measure -> what the period reached (see the module docstring)."""
+    counts = dict.fromkeys(ACTUAL_MEASURES, 0.0)
+    measures = stage_of_measure(policy)
+    accepted_stage = measures["qualification_calls"]
+    for lead in summaries:
+        entered = lead.entered
+        for measure, stage in measures.items():
+            at = entered.get(stage)
+            if at is not None and contains(period, at):
+                counts[measure] += 1
+        at = entered.get(accepted_stage)
+        if at is not None and contains(period, at):
+            counts["mqls_accepted"] += 1
+        counts["mqls_rejected"] += sum(1 for at in lead.rejected_at if contains(period, at))
+        if lead.won_at is not None and lead.won_amount is not None and contains(period, lead.won_at):
+            counts["revenue"] += lead.won_amount
+        attempts = sum(1 for at in lead.contacts if contains(period, at))
+        counts["contact_attempts"] += attempts
+        counts["contacted_leads"] += 1 if attempts else 0
+        if response_sla is not None:
+            for entry in lead.sla:
+                if entry.sla == response_sla and entry.kind in ("met", "breached") and contains(period, entry.at):
+                    counts["responses"] += 1
+                    counts["responses_in_time"] += 1 if entry.kind == "met" else 0
+    counts["visitors"] = float(visits_between(visits, period.start.date(), period.end.date()))
+    return counts
