@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from schemas.policy import PolicyError, load_policy
+from schemas.policy import Policy, PolicyError, load_policy
 from streams.replay import DEFAULT_SORT_BUFFER
 
 if TYPE_CHECKING:
@@ -256,10 +256,21 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         "engagement_rules": len(policy.scoring.engagement),
         "rejection_reasons": sorted(policy.rejection_codes),
         "pipeline": [p.stage for p in policy.deals.pipeline],
+        "fingerprint": policy.fingerprint,
+        "goals": goals_summary(policy),
     }
     print(f"{args.file or 'default policy'}: ok")
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def goals_summary(policy: Policy) -> dict[str, object] | None:
+    """The week's and month's targets the goals section gives (plan and commitments), for `policy check`."""
+    from core.targets import targets
+
+    if policy.goals is None:
+        return None
+    return {"timezone": policy.goals.timezone, "week": targets(policy, "week"), "month": targets(policy, "month")}
 
 
 def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,7 +11,9 @@ from pydantic import TypeAdapter
 from schemas.events import EVENT_ADAPTER
 from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER
 from schemas.policy import Policy
+from schemas.review import Review
 from schemas.state import RECORD_ADAPTER
+from schemas.visits import VISITS_ADAPTER
 
 SCHEMAS: dict[str, tuple[TypeAdapter[Any], str]] = {
     "lead-event": (EVENT_ADAPTER, "An input event on leads.events (key = lead_id); `type` selects `data`."),
@@ -19,6 +21,8 @@ SCHEMAS: dict[str, tuple[TypeAdapter[Any], str]] = {
     "dead-letter": (DEAD_LETTER_ADAPTER, "An output on leads.deadletter: reason, errors, original bytes."),
     "lead-record": (RECORD_ADAPTER, "A value of the leads table (its changelog topic)."),
     "policy": (TypeAdapter(Policy), "The SLA policy file (YAML), as validated by `leadflow policy check`."),
+    "site-visits": (VISITS_ADAPTER, "A site-visits report on leads.visits (key = <date>|<traffic_source>)."),
+    "review": (TypeAdapter(Review), "The weekly or monthly SLA review: `leadflow report --period ... --json`."),
 }
 
 

@@ -56,8 +56,20 @@ def test_schema_files_describe_the_events_producers_send(tmp_path: Path) -> None
         "lead-event.schema.json",
         "lead-record.schema.json",
         "policy.schema.json",
+        "review.schema.json",
+        "site-visits.schema.json",
         "transition.schema.json",
     ]
+    visits = jsonschema.Draft202012Validator(
+        orjson.loads((tmp_path / "site-visits.schema.json").read_bytes()),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+    report = {"event_id": "v1", "type": "site.visits", "occurred_at": "2026-11-30T23:00:00-03:00", "source": "ga4",
+              "data": {"date": "2026-11-30", "traffic_source": "google/cpc", "visits": 1234}}  # fmt: skip
+    visits.validate(report)
+    for bad in ({"visits": -1}, {"date": "yesterday"}, {"traffic_source": ""}):
+        with pytest.raises(jsonschema.ValidationError):
+            visits.validate({**report, "data": {**report["data"], **bad}})
     schema = orjson.loads((tmp_path / "lead-event.schema.json").read_bytes())
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -320,3 +332,53 @@ def test_plan_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr == f"leadflow plan: --from-history: {tmp_path / 'nope.jsonl'}: no such file\n"
     assert "Traceback" not in result.stderr
+
+
+def test_report_period_reviews_an_events_file_with_its_site_visits(tmp_path: Path) -> None:
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    events = journeys(seed=5, n_leads=300, start=start, mean_gap_s=4000)  # arrivals spread over ~two weeks
+    visits = [
+        {"event_id": f"v{day}-{n}", "type": "site.visits", "occurred_at": f"2026-11-{day:02d}T{12 + n}:00:00Z",
+         "source": "ga4", "data": {"date": f"2026-11-{day:02d}", "traffic_source": "cpc", "visits": 100 * (n + 1)}}
+        for day in range(2, 9)
+        for n in range(3)  # three reports a day, growing: the last one (300) counts
+    ]  # fmt: skip
+    history = tmp_path / "history.jsonl"
+    history.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in [*visits, *events]))
+    out = tmp_path / "review.json"
+    result = leadflow(
+        "report", "--period", "week", "--from", "2026-11-04", "--events", str(history), "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    review = orjson.loads(out.read_bytes())
+    assert review["period"]["label"] == "2026-W45"
+    goals = {g["measure"]: g for g in review["goals"]}
+    assert goals["visitors"]["actual"] == 7 * 300
+    # The funnel report of `leadflow replay` counts each week's first entries on its own: the same figures.
+    funnel = tmp_path / "funnel.json"
+    assert leadflow("replay", str(history), "--report-json", str(funnel)).returncode == 0
+    entered = orjson.loads(funnel.read_bytes())["by_period"]["week"]["2026-W45"]["entered"]
+    stages = {"leads": "lead", "mqls": "mql", "qualification_calls": "sal", "sqls": "sql", "customers": "customer"}
+    assert {m: goals[m]["actual"] for m in stages} == {m: entered.get(stage, 0) for m, stage in stages.items()}
+    assert goals["leads"]["actual"] > 0
+    assert review["policy"]["fingerprint"] in result.stdout
+    assert "bottleneck:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--events", "x.jsonl", "--html", "out.html"], "--events, --html and --from need --period week|month"),
+        (["--period", "week", "--events", "missing.jsonl"], "--events missing.jsonl: no such file"),
+        (["--period", "week", "--events", "x", "--from", "last monday"], "--from 'last monday': not a date"),
+    ],
+)
+def test_report_period_says_what_is_wrong_with_its_options(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "x").write_text("")
+    (tmp_path / "x.jsonl").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "report", *args],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
