@@ -118,12 +118,40 @@ def stat(
     unit: str = "short",
     *,
     thresholds: list[tuple[float | None, str]] | None = None,
+    text_mode: str = "auto",
 ) -> Json:
-    options = {"colorMode": "value", "graphMode": "area", "justifyMode": "auto", "textMode": "auto"}
+    options = {"colorMode": "value", "graphMode": "area", "justifyMode": "auto", "textMode": text_mode}
     field_config = _field_config(unit, thresholds=thresholds)
     return _panel(
         "stat", title, description, targets, field_config=field_config, options={**options, "reduceOptions": LAST}
     )
+
+
+def table(title: str, description: str, columns: list[tuple[str, Json, str]], *, hide: Iterable[str] = ()) -> Json:
+    """One row per label set, one column per instant query: columns are (header, target, unit); Grafana merges
+    the queries on their labels ("merge" transformation) and names each value column by its header."""
+    targets = [{**t, "format": "table", "instant": True, "range": False} for _, t, _ in columns]
+    refs = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    renames = {f"Value #{refs[i]}": header for i, (header, _, _) in enumerate(columns)}
+    overrides = [
+        {"matcher": {"id": "byName", "options": header}, "properties": [{"id": "unit", "value": unit}]}
+        for header, _, unit in columns
+    ]
+    field_config = {**_field_config("short"), "overrides": overrides}
+    panel = _panel(
+        "table",
+        title,
+        description,
+        targets,
+        field_config=field_config,
+        options={"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
+    )
+    panel["transformations"] = [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {"excludeByName": {"Time": True, **dict.fromkeys(hide, True)},
+                                       "renameByName": renames}},
+    ]  # fmt: skip
+    return panel
 
 
 def layout(rows: Iterable[tuple[int, list[Json]]]) -> list[Json]:
@@ -164,7 +192,30 @@ def query_variable(name: str, label: str, query: str) -> Json:
     }
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Json], variables: Iterable[Json] = ()) -> Json:
+def custom_variable(name: str, label: str, values: list[str]) -> Json:
+    """A single-choice variable over fixed values (the first is the default)."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "custom",
+        "query": ",".join(values),
+        "multi": False,
+        "includeAll": False,
+        "current": {"selected": True, "text": values[0], "value": values[0]},
+        "options": [{"selected": i == 0, "text": value, "value": value} for i, value in enumerate(values)],
+        "hide": 0,
+    }
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    panels: list[Json],
+    variables: Iterable[Json] = (),
+    *,
+    time_from: str = "now-6h",
+) -> Json:
     return {
         "uid": uid,
         "title": title,
@@ -174,7 +225,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[Json], variab
         "graphTooltip": 1,
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
-        "time": {"from": "now-6h", "to": "now"},
+        "time": {"from": time_from, "to": "now"},
         "timepicker": {},
         "timezone": "browser",
         "refresh": "30s",
@@ -198,7 +249,7 @@ PER_MINUTE = "* 60"
 PERCENT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (0.8, "orange"), (0.9, "yellow"), (0.95, "green")]
 
 
-# --- the four dashboards ----------------------------------------------------------------------------------------
+# --- the five dashboards ----------------------------------------------------------------------------------------
 
 
 def funnel() -> Json:
@@ -895,7 +946,301 @@ def pipeline() -> Json:
     )
 
 
-DASHBOARDS = {"funnel": funnel, "sla": sla, "handoff": handoff, "pipeline": pipeline}
+# Goal measures of the worker's leadflow_goal_* gauges (core/targets.py, core/attainment.py), funnel order.
+GOAL_STAGE_MEASURES = ("visitors", "leads", "mqls", "qualification_calls", "sqls", "proposals", "customers")
+GOAL_COUNT_MEASURES = (*GOAL_STAGE_MEASURES, "revenue", "contact_attempts")
+PACE_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (0.8, "orange"), (0.95, "yellow"), (1.0, "green")]
+KEPT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (1.0, "green")]
+
+
+def goals() -> Json:
+    """The shared daily dashboard of marketing and sales: the period's targets, actual, projection and pace."""
+    period = 'period=~"$period"'
+    counts = f'{{{period},measure=~"{"|".join(GOAL_COUNT_MEASURES)}"}}'
+    stages = f'{{{period},measure=~"{"|".join(GOAL_STAGE_MEASURES)}"}}'
+
+    def of(measure: str) -> str:
+        return f'{{{period},measure="{measure}"}}'
+
+    def commitment(team: str, measures: str) -> Json:
+        return target(
+            f'team_period_measure:leadflow_goal_commitment_attainment:ratio{{{period},team="{team}",'
+            f'measure=~"{measures}"}}',
+            "{{measure}}",
+            instant=True,
+        )
+
+    def versus_target(measure: str) -> list[Json]:
+        return [
+            target(f"period_measure:leadflow_goal_actual:sum{of(measure)}", "actual", instant=True),
+            target(f"period_measure:leadflow_goal_projection:sum{of(measure)}", "projected", instant=True),
+            target(f"period_measure:leadflow_goal_target:max{of(measure)}", "target", instant=True),
+        ]
+
+    def versus_floor(measure: str, legend: str) -> list[Json]:
+        return [
+            target(f"period_measure:leadflow_goal_floor:ratio{of(measure)}", legend, instant=True),
+            target(f"period_measure:leadflow_goal_target:max{of(measure)}", "floor", instant=True),
+        ]
+
+    rows = [
+        (
+            5,
+            [
+                stat(
+                    "Policy in force",
+                    "The SLA the figures measure: policy name, version and the first 16 hex digits of its content "
+                    "hash (leadflow_policy_info). Two lines mean the workers run different policies.",
+                    [
+                        target(
+                            "max by (name, version, fingerprint) (leadflow_policy_info)",
+                            "{{name}} v{{version}} · {{fingerprint}}",
+                            instant=True,
+                        )
+                    ],
+                    text_mode="name",
+                ),
+                stat(
+                    "Period elapsed",
+                    "Share of the current ISO week (Monday to Monday) or calendar month gone by, in the goals' time "
+                    "zone (weekends count). Pacing compares the attainment with it.",
+                    [target(f"period:leadflow_goal_period_elapsed_ratio:max{{{period}}}", "elapsed", instant=True)],
+                    "percentunit",
+                ),
+                stat(
+                    "Revenue: projected attainment",
+                    "Won revenue projected to the period's end at the pace so far / the revenue goal.",
+                    [
+                        target(
+                            f"period_measure:leadflow_goal_projected_attainment:ratio{of('revenue')}",
+                            "revenue",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=PACE_THRESHOLDS,
+                ),
+                stat(
+                    "Customers: projected attainment",
+                    "New customers projected to the period's end at the pace so far / the customers the reverse "
+                    "funnel needs.",
+                    [
+                        target(
+                            f"period_measure:leadflow_goal_projected_attainment:ratio{of('customers')}",
+                            "customers",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=PACE_THRESHOLDS,
+                ),
+                stat(
+                    "Commitments projected to miss",
+                    "How many of the teams' five commitments (MQLs, MQL acceptance rate, contact attempts, response "
+                    "compliance, follow-up depth) are below 100% now: counts projected short of their target, "
+                    "floors below their floor. The alerts wait for a fifth of the period and a minimum volume.",
+                    [
+                        target(
+                            f"count(team_period_measure:leadflow_goal_commitment_attainment:ratio{{{period}}} < 1) "
+                            "or vector(0)",
+                            "commitments",
+                            instant=True,
+                        )
+                    ],
+                    thresholds=[(None, "green"), (1, "red")],
+                ),
+                stat(
+                    "Bottleneck: the stage furthest behind plan",
+                    "The funnel stage with the lowest projected attainment (projection / target) this period: "
+                    "where the plan breaks first. visitors count only the site visits reported to leadflow.",
+                    [
+                        target(
+                            f"bottomk(1, period_measure:leadflow_goal_projected_attainment:ratio{stages})",
+                            "{{measure}}",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=PACE_THRESHOLDS,
+                    text_mode="value_and_name",
+                ),
+            ],
+        ),
+        (
+            10,
+            [
+                table(
+                    "Targets vs actual and projection per measure",
+                    "Each goal measure of the period: the target from the reverse-funnel plan (or the teams' stated "
+                    "commitments), what the period reached so far (sum over the workers), the projection to the "
+                    "period's end at the pace so far (actual / elapsed share), and both as a share of the target.",
+                    [
+                        (header, target(f"sum by (period, measure) ({rule}{counts})", header), unit)
+                        for header, rule, unit in (
+                            ("target", "period_measure:leadflow_goal_target:max", "short"),
+                            ("actual", "period_measure:leadflow_goal_actual:sum", "short"),
+                            ("projected", "period_measure:leadflow_goal_projection:sum", "short"),
+                            ("attainment", "period_measure:leadflow_goal_attainment:ratio", "percentunit"),
+                            (
+                                "projected attainment",
+                                "period_measure:leadflow_goal_projected_attainment:ratio",
+                                "percentunit",
+                            ),
+                        )
+                    ],
+                    hide=["period"],
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                bars(
+                    "Attainment so far per measure",
+                    "Actual / target of each goal measure (period_measure:leadflow_goal_attainment:ratio): compare "
+                    "with the period elapsed.",
+                    [target(f"period_measure:leadflow_goal_attainment:ratio{counts}", "{{measure}}", instant=True)],
+                    "percentunit",
+                ),
+                bars(
+                    "Projected attainment per measure",
+                    "Projection / target of each goal measure (period_measure:leadflow_goal_projected_attainment:"
+                    "ratio): green from 100% (on pace to meet the target), red below 80%.",
+                    [
+                        target(
+                            f"period_measure:leadflow_goal_projected_attainment:ratio{counts}",
+                            "{{measure}}",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=PACE_THRESHOLDS,
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                timeseries(
+                    "Pacing: elapsed share vs attainment",
+                    "The share of the period gone by against each measure's attainment so far: a measure above the "
+                    "elapsed line is ahead of pace, below it behind.",
+                    [
+                        target(f"period:leadflow_goal_period_elapsed_ratio:max{{{period}}}", "elapsed"),
+                        target(f"period_measure:leadflow_goal_attainment:ratio{counts}", "{{measure}}"),
+                    ],
+                    "percentunit",
+                ),
+                timeseries(
+                    "Projected attainment over time",
+                    "Projection / target of each goal measure over time (noisy early in a period, when little of "
+                    "it has gone by).",
+                    [target(f"period_measure:leadflow_goal_projected_attainment:ratio{counts}", "{{measure}}")],
+                    "percentunit",
+                ),
+            ],
+        ),
+        (
+            6,
+            [
+                stat(
+                    "Marketing commitments (100% = kept)",
+                    "mqls: MQLs projected to the period's end / the MQLs committed; mql_acceptance_rate: the "
+                    "acceptance rate / its floor (team_period_measure:leadflow_goal_commitment_attainment:ratio). "
+                    "Red below 100%: projected to miss (LeadCommitmentProjectedToMiss, LeadCommitmentFloorMissed).",
+                    [commitment("marketing", "mqls|mql_acceptance_rate")],
+                    "percentunit",
+                    thresholds=KEPT_THRESHOLDS,
+                ),
+                stat(
+                    "Marketing: MQLs vs commitment",
+                    "MQLs handed to sales this period, projected to its end, and the commitment.",
+                    versus_target("mqls"),
+                ),
+                stat(
+                    "Marketing: MQL acceptance rate vs floor",
+                    "Accepted / (accepted + rejected) MQLs of the period, from the counts summed over the workers "
+                    "(period_measure:leadflow_goal_floor:ratio), and marketing's quality floor.",
+                    versus_floor("mql_acceptance_rate", "accepted share"),
+                    "percentunit",
+                ),
+            ],
+        ),
+        (
+            6,
+            [
+                stat(
+                    "Sales commitments (100% = kept)",
+                    "contact_attempts: attempts projected to the period's end / the attempts committed; "
+                    "response_compliance and follow_up_depth: the measured value / its floor. Red below 100%.",
+                    [commitment("sales", "contact_attempts|response_compliance|follow_up_depth")],
+                    "percentunit",
+                    thresholds=KEPT_THRESHOLDS,
+                ),
+                stat(
+                    "Sales: contact attempts vs commitment",
+                    "Contact attempts made this period, projected to its end, and the commitment.",
+                    versus_target("contact_attempts"),
+                ),
+                stat(
+                    "Sales: response compliance vs floor",
+                    "First-response SLA clocks met in time / decided this period (summed counts), and the floor.",
+                    versus_floor("response_compliance", "in time"),
+                    "percentunit",
+                ),
+                stat(
+                    "Sales: follow-up depth vs floor",
+                    "Contact attempts / contacted leads this period (mean attempts per contacted lead), and the "
+                    "floor. Leads first contacted late in the period have had less time for follow-ups.",
+                    versus_floor("follow_up_depth", "attempts per lead"),
+                ),
+            ],
+        ),
+        (
+            9,
+            [
+                bars(
+                    "Bottleneck: projected attainment per funnel stage (lowest first)",
+                    "The funnel stages sorted by projected attainment, lowest first: the top bar is the stage "
+                    "furthest behind plan; fix it before pushing the stages above it.",
+                    [
+                        target(
+                            f"sort(period_measure:leadflow_goal_projected_attainment:ratio{stages})",
+                            "{{measure}}",
+                            instant=True,
+                        )
+                    ],
+                    "percentunit",
+                    thresholds=PACE_THRESHOLDS,
+                ),
+                timeseries(
+                    "Quality floors over time",
+                    "MQL acceptance rate and response compliance of the period so far, from the summed counts.",
+                    [
+                        target(
+                            f"period_measure:leadflow_goal_floor:ratio{{{period},"
+                            f'measure=~"mql_acceptance_rate|response_compliance"}}',
+                            "{{measure}}",
+                        ),
+                    ],
+                    "percentunit",
+                ),
+            ],
+        ),
+    ]
+    variable = custom_variable("period", "Period", ["week", "month"])
+    return dashboard(
+        "leadflow-goals",
+        "leadflow / Goals",
+        "The shared daily dashboard of marketing and sales: the period's targets vs actual and projection, pacing, "
+        "each team's commitments kept or projected to miss, and the funnel's bottleneck.",
+        layout(rows),
+        [variable],
+        time_from="now-7d",
+    )
+
+
+DASHBOARDS = {"funnel": funnel, "sla": sla, "handoff": handoff, "pipeline": pipeline, "goals": goals}
 
 
 def render() -> dict[str, str]:

@@ -243,6 +243,7 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards_and_prometheus() 
     assert dashboards == ROOT / "grafana" / "dashboards"
     assert sorted(p.name for p in dashboards.glob("*.json")) == [
         "funnel.json",
+        "goals.json",
         "handoff.json",
         "pipeline.json",
         "sla.json",

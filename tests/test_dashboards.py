@@ -27,6 +27,7 @@ EXPECTED_UIDS = {
     "sla.json": "leadflow-sla",
     "handoff.json": "leadflow-handoff",
     "pipeline.json": "leadflow-pipeline",
+    "goals.json": "leadflow-goals",
 }
 
 # What the worker exports (streams/metrics.py) and what Prometheus adds; histograms by their series names.
@@ -61,6 +62,11 @@ GAUGES = {
     "leadflow_routing_open_mqls",
     "leadflow_routing_capacity",
     "leadflow_sla_clock_delay_seconds",
+    "leadflow_policy_info",
+    "leadflow_goal_target",
+    "leadflow_goal_actual",
+    "leadflow_goal_projection",
+    "leadflow_goal_period_elapsed_ratio",
 }
 HISTOGRAMS = {"leadflow_sla_response_seconds", "leadflow_event_lag_seconds", "leadflow_timer_sweep_duration_seconds"}
 KNOWN = (
@@ -69,7 +75,10 @@ KNOWN = (
     | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
     | {"up", "process_cpu_seconds_total", "process_resident_memory_bytes"}
 )
-FUNCTIONS = {"sum", "max", "rate", "increase", "histogram_quantile", "time", "label_values"}
+FUNCTIONS = {
+    "sum", "max", "count", "rate", "increase", "histogram_quantile", "time", "label_values",
+    "sort", "bottomk", "vector",
+}  # fmt: skip
 KEYWORDS = {"by", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "without"}
 
 
@@ -204,6 +213,7 @@ def test_grouping_labels_exist() -> None:
     labels = {
         "sla", "team", "pool", "fraction", "action", "stage", "from_stage", "to_stage", "reason", "type",
         "source", "outcome", "topic", "partition", "instance", "job", "le", "late", "owner", "currency",
+        "period", "measure", "name", "version", "fingerprint",
     }  # fmt: skip
     for name, title, expr in exprs():
         for label in _by_clause_labels(expr):
@@ -241,7 +251,69 @@ def test_required_panels_exist() -> None:
         "handoff.json": ["Hand-offs per pool", "Rejection reasons", "Recycled", "Escalations"],
         "pipeline.json": ["Throughput by outcome", "Consumer lag", "Dead letters", "Event-time lag",
                           "Timer sweep duration", "last timer sweep", "Workers up", "SLA clock delay"],
+        "goals.json": ["Policy in force", "Period elapsed", "Targets vs actual and projection", "Attainment",
+                       "Projected attainment", "Pacing", "Marketing commitments", "Sales commitments",
+                       "acceptance rate vs floor", "response compliance vs floor", "follow-up depth vs floor",
+                       "Bottleneck"],
     }  # fmt: skip
     for name, parts in wanted.items():
         for part in parts:
             assert any(part.lower() in title.lower() for title in titles[name]), f"{name}: no panel about {part}"
+
+
+# --- the Goals dashboard (issue 10, item 4) ---------------------------------------------------------------------
+
+
+def goals_panels() -> list[dict[str, Any]]:
+    return list(committed()["goals.json"]["panels"])
+
+
+def test_goals_panels_read_the_goal_metrics_of_the_selected_period() -> None:
+    """Every panel but the policy's reads leadflow_goal_* (or a recording rule over them) of $period only."""
+    for panel in goals_panels():
+        for target in panel["targets"]:
+            expr = target["expr"]
+            if panel["title"] == "Policy in force":
+                assert "leadflow_policy_info" in expr
+                continue
+            assert "leadflow_goal_" in expr, (panel["title"], expr)
+            selectors = re.findall(r"leadflow_goal_\w*(?::\w+)?(\{[^}]*\})?", expr)
+            assert selectors, (panel["title"], expr)
+            assert all('period=~"$period"' in selector for selector in selectors), (panel["title"], expr)
+
+
+def test_goals_period_variable_offers_week_and_month() -> None:
+    (variable,) = committed()["goals.json"]["templating"]["list"]
+    assert variable["name"] == "period"
+    assert [option["value"] for option in variable["options"]] == ["week", "month"]
+    assert variable["multi"] is False
+    assert variable["includeAll"] is False, "the figures of a week and a month do not add up"
+
+
+def test_goals_measures_are_the_ones_the_worker_counts() -> None:
+    """The generator's measure lists follow the core's (core/targets.py, core/attainment.py): a renamed measure
+    would leave panels silently empty."""
+    from core.attainment import ACTUAL_MEASURES
+    from core.targets import STAGE_MEASURES
+
+    assert GENERATOR.GOAL_STAGE_MEASURES == STAGE_MEASURES
+    assert set(GENERATOR.GOAL_COUNT_MEASURES) <= set(ACTUAL_MEASURES)
+    assert set(ACTUAL_MEASURES) - set(GENERATOR.GOAL_COUNT_MEASURES) == {
+        "contacted_leads", "mqls_accepted", "mqls_rejected", "responses", "responses_in_time",
+    }  # fmt: skip
+
+
+def test_goals_bottleneck_ranks_the_funnel_stages_lowest_first() -> None:
+    (panel,) = [p for p in goals_panels() if p["title"].startswith("Bottleneck: projected attainment")]
+    (target,) = panel["targets"]
+    assert target["expr"].startswith("sort(period_measure:leadflow_goal_projected_attainment:ratio{")
+    assert "|".join(GENERATOR.GOAL_STAGE_MEASURES) in target["expr"]
+    assert target["instant"] is True
+
+
+def test_goals_table_merges_series_without_metric_names() -> None:
+    """Grafana's merge joins table rows on equal labels: every query aggregates away __name__."""
+    (panel,) = [p for p in goals_panels() if p["type"] == "table"]
+    assert [t["format"] for t in panel["targets"]] == ["table"] * len(panel["targets"])
+    for target in panel["targets"]:
+        assert target["expr"].startswith("sum by (period, measure) ("), target["expr"]

@@ -26,6 +26,8 @@ REQUIRED_ALERTS = {
     "LeadTimerSweepStalled",
     "LeadRoutingUnassigned",
     "LeadSlaClocksHeldBack",
+    "LeadCommitmentProjectedToMiss",
+    "LeadCommitmentFloorMissed",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
@@ -139,3 +141,53 @@ def test_alert_table_lists_every_alert() -> None:
     assert match, "README.md has no '## Alerts' section"
     for rule in alerts():
         assert f"[`{rule['alert']}`](#{rule['alert'].lower()})" in match.group(1)
+
+
+# --- goals and pacing (issue 10, item 4) ------------------------------------------------------------------------
+
+
+def _alert(name: str) -> dict[str, Any]:
+    (rule,) = [rule for rule in alerts() if rule["alert"] == name]
+    return rule
+
+
+def _measures(expr: str) -> set[str]:
+    (values,) = re.findall(r'measure=~"([^"]+)"', expr)
+    return set(values.split("|"))
+
+
+def test_goal_alerts_cover_each_commitment_once() -> None:
+    """The count commitments page when projected to miss, the floors when below the floor: the core's lists."""
+    from core.targets import COUNT_COMMITMENTS, FLOOR_COMMITMENTS
+
+    assert _measures(_alert("LeadCommitmentProjectedToMiss")["expr"]) == set(COUNT_COMMITMENTS)
+    assert _measures(_alert("LeadCommitmentFloorMissed")["expr"]) == set(FLOOR_COMMITMENTS)
+
+
+def test_commitments_belong_to_their_team() -> None:
+    """Marketing commits to MQLs and their acceptance rate, sales to the rest (the `team` label of the alerts)."""
+    (rule,) = [r for r in rules() if r.get("record") == "team_period_measure:leadflow_goal_commitment_attainment:ratio"]
+    teams = dict(re.findall(r'"team", "(\w+)", "measure", "([\w|]+)"', rule["expr"]))
+    assert {team: set(measures.split("|")) for team, measures in teams.items()} == {
+        "marketing": {"mqls", "mql_acceptance_rate"},
+        "sales": {"contact_attempts", "response_compliance", "follow_up_depth"},
+    }
+
+
+def test_goal_alerts_wait_for_a_share_of_the_period_or_a_minimum_volume() -> None:
+    """A projection a few hours into a week is noise, and one rejection on a Monday is not a trend."""
+    assert "period:leadflow_goal_period_elapsed_ratio:max >= 0.2" in _alert("LeadCommitmentProjectedToMiss")["expr"]
+    assert "period_measure:leadflow_goal_floor_basis:sum >= 20" in _alert("LeadCommitmentFloorMissed")["expr"]
+
+
+def test_goal_targets_are_not_summed_over_workers() -> None:
+    """Every worker exports the same targets and elapsed share: max by, never sum (two workers would double them)."""
+    exprs = {r["record"]: r["expr"] for r in rules() if "record" in r}
+    assert exprs["period_measure:leadflow_goal_target:max"] == "max by (period, measure) (leadflow_goal_target)"
+    assert exprs["period:leadflow_goal_period_elapsed_ratio:max"] == (
+        "max by (period) (leadflow_goal_period_elapsed_ratio)"
+    )
+    assert exprs["period_measure:leadflow_goal_actual:sum"] == "sum by (period, measure) (leadflow_goal_actual)"
+    assert exprs["period_measure:leadflow_goal_projection:sum"] == (
+        "sum by (period, measure) (leadflow_goal_projection)"
+    )
