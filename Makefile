@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install browser run test lint typecheck pytest bench clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
+
+# Headless Chromium and its WebDriver for the review page's browser test (tests/test_review_page.py), from
+# Debian when missing (a fresh machine lacks them), as .ci/run does for promtool and amtool.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	    if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
+	    elif command -v sudo >/dev/null; then SUDO="sudo -n"; \
+	    else echo "need root or sudo to apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        chromium chromium-driver >/dev/null; \
+	fi
 
 run: install
 	$(BIN)/leadflow run $(RUN_ARGS)
@@ -25,7 +37,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -332,6 +332,9 @@ async def count_visits(stream: faust.StreamT[bytes]) -> None:
         await sent_to_producer()
 
 
+PRODUCER_WAIT_S = 10.0
+
+
 async def sent_to_producer() -> None:
     """Wait until every record this batch queued (outputs, changelog) has left Faust's producer buffer.
 
@@ -340,7 +343,9 @@ async def sent_to_producer() -> None:
     an offset could be committed while the batch's changelog record was still queued, and lost at a stop.
     """
     buffer = app.producer.buffer
-    while buffer.size and buffer.state != "init":  # "init": never started (an agent's test_context)
+    # Bounded, and only while the producer runs: a stalled broker must slow the stream, never stop it.
+    deadline = time.monotonic() + PRODUCER_WAIT_S
+    while buffer.size and buffer.state == "running" and time.monotonic() < deadline:
         await buffer.flush()
 
 

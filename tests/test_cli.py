@@ -345,11 +345,15 @@ def test_report_period_reviews_an_events_file_with_its_site_visits(tmp_path: Pat
     ]  # fmt: skip
     history = tmp_path / "history.jsonl"
     history.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in [*visits, *events]))
-    out = tmp_path / "review.json"
+    out, page = tmp_path / "review.json", tmp_path / "review.html"
     result = leadflow(
-        "report", "--period", "week", "--from", "2026-11-04", "--events", str(history), "--json", str(out)
-    )
+        "report", "--period", "week", "--from", "2026-11-04", "--events", str(history), "--json", str(out),
+        "--html", str(page), "--lang", "pt-BR",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    html = page.read_text(encoding="utf-8")
+    assert 'lang="pt-BR"' in html
+    assert orjson.loads(out.read_bytes())["policy"]["fingerprint"] in html  # the page names the agreement
     review = orjson.loads(out.read_bytes())
     assert review["period"]["label"] == "2026-W45"
     goals = {g["measure"]: g for g in review["goals"]}
