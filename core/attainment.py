@@ -7,7 +7,11 @@ its partitions, and the sums over workers are the totals (the floors are ratios 
 - a stage measure counts the leads whose first entry into that stage (`goals.stages`) falls in the period;
 - revenue is the won amount of the deals won in the period (a win of unknown amount adds nothing: it is not 0,
   it is unknown, and the funnel report counts those apart);
-- contact attempts are the attempts made in the period, contacted leads the leads with at least one;
+- contact attempts are the attempts made in the period;
+- follow-up depth is judged where a lead's follow-up ends: the leads whose contact-attempts SLA (the counted
+  SLA of `contact.attempted`) was met or breached in the period, with the attempts they had by then (a lead
+  that converted before, its clock cancelled, needed no more). Without such an SLA: the leads contacted in the
+  period and their attempts in it;
 - MQLs accepted are the entries into the qualification-call stage, MQLs rejected the rejections, both in the
   period (marketing's quality floor is accepted / (accepted + rejected));
 - responses are the response SLA's clocks met or breached in the period (a late one counts once, as breached),
@@ -21,7 +25,7 @@ from typing import Final
 
 from core.period import contains
 from core.report import LeadSummary
-from core.targets import STAGE_MEASURES
+from core.targets import STAGE_MEASURES, follow_up_sla, response_sla
 from core.visits import visits_between
 from schemas.policy import Policy
 from schemas.review import Period
@@ -31,7 +35,8 @@ ACTUAL_MEASURES: Final = (
     *STAGE_MEASURES,
     "revenue",
     "contact_attempts",
-    "contacted_leads",
+    "followed_up_leads",
+    "follow_up_attempts",
     "mqls_accepted",
     "mqls_rejected",
     "responses",
@@ -48,16 +53,14 @@ def stage_of_measure(policy: Policy) -> dict[str, str]:
 
 
 def actuals(
-    summaries: Iterable[LeadSummary],
-    visits: Iterable[SiteVisits],
-    policy: Policy,
-    period: Period,
-    response_sla: str | None,
+    summaries: Iterable[LeadSummary], visits: Iterable[SiteVisits], policy: Policy, period: Period
 ) -> dict[str, float]:
     """measure -> what the period reached (see the module docstring)."""
     counts = dict.fromkeys(ACTUAL_MEASURES, 0.0)
     measures = stage_of_measure(policy)
     accepted_stage = measures["qualification_calls"]
+    response = response_sla(policy)
+    follow_up = follow_up_sla(policy)
     for lead in summaries:
         entered = lead.entered
         for measure, stage in measures.items():
@@ -72,11 +75,17 @@ def actuals(
             counts["revenue"] += lead.won_amount
         attempts = sum(1 for at in lead.contacts if contains(period, at))
         counts["contact_attempts"] += attempts
-        counts["contacted_leads"] += 1 if attempts else 0
-        if response_sla is not None:
-            for entry in lead.sla:
-                if entry.sla == response_sla and entry.kind in ("met", "breached") and contains(period, entry.at):
-                    counts["responses"] += 1
-                    counts["responses_in_time"] += 1 if entry.kind == "met" else 0
+        for entry in lead.sla:
+            if entry.kind not in ("met", "breached") or not contains(period, entry.at):
+                continue
+            if response is not None and entry.sla == response.name:
+                counts["responses"] += 1
+                counts["responses_in_time"] += 1 if entry.kind == "met" else 0
+            if follow_up is not None and entry.sla == follow_up.name:
+                counts["followed_up_leads"] += 1
+                counts["follow_up_attempts"] += sum(1 for at in lead.contacts if at <= entry.at)
+        if follow_up is None and attempts:
+            counts["followed_up_leads"] += 1
+            counts["follow_up_attempts"] += attempts
     counts["visitors"] = float(visits_between(visits, period.start.date(), period.end.date()))
     return counts

@@ -58,8 +58,8 @@ def review(
     response = response_sla(policy)
     response_name = response.name if response is not None else None
     goal = targets(policy, kind)
-    now_counts = actuals(summaries, visits, policy, period, response_name)
-    before = actuals(summaries, visits, policy, previous, response_name)
+    now_counts = actuals(summaries, visits, policy, period)
+    before = actuals(summaries, visits, policy, previous)
     goals = tuple(goal_line(m, goal.get(m), now_counts[m], period) for m in GOAL_MEASURES)
     commitments = commitments_of(goal, now_counts, period, response_name)
     return Review(
@@ -187,10 +187,9 @@ def commitments_of(
     floor(
         "sales", "response_compliance", counts["responses_in_time"], counts["responses"], unit="share", detail=response
     )
-    depth = "attempts per contacted lead"
-    floor(
-        "sales", "follow_up_depth", counts["contact_attempts"], counts["contacted_leads"], unit="attempts", detail=depth
-    )
+    depth = "attempts per lead whose follow-up ended"
+    followed = counts["followed_up_leads"]
+    floor("sales", "follow_up_depth", counts["follow_up_attempts"], followed, unit="attempts", detail=depth)
     return tuple(result)
 
 

@@ -45,6 +45,12 @@ def response_sla(policy: Policy) -> SlaSpec | None:
     return next(iter(contacted or on_mql), None)
 
 
+def follow_up_sla(policy: Policy) -> SlaSpec | None:
+    """The counted SLA of contact attempts (`count_event: contact.attempted`): its end is where a lead's
+    follow-up ends, which the follow-up depth is measured at."""
+    return next((sla for sla in policy.slas if sla.count_event == "contact.attempted"), None)
+
+
 def targets(policy: Policy, kind: PeriodKind, the_plan: Plan | None = None) -> dict[str, float]:
     """measure -> target for one period of this kind; measures without a target are left out."""
     if policy.goals is None:

@@ -1190,8 +1190,8 @@ def goals() -> Json:
                 ),
                 stat(
                     "Sales: follow-up depth vs floor",
-                    "Contact attempts / contacted leads this period (mean attempts per contacted lead), and the "
-                    "floor. Leads first contacted late in the period have had less time for follow-ups.",
+                    "Attempts per lead whose follow-up ended this period (its contact_attempts clock met or "
+                    "breached: the attempts it had by then), and the floor.",
                     versus_floor("follow_up_depth", "attempts per lead"),
                 ),
             ],

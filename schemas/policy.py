@@ -613,7 +613,7 @@ class SalesCommitments(PolicyModel):
     )
     follow_up_depth: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] | None = Field(
         default=None,
-        description="floor: mean contact attempts per contacted lead; default: goals.capacity."
+        description="floor: mean contact attempts a lead had when its follow-up ended; default: goals.capacity."
         "contacts_per_qualified_lead",
     )
 

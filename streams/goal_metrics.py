@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from core.attainment import ACTUAL_MEASURES, actuals
 from core.period import period_of, projection
 from core.report import LeadSummary
-from core.targets import planned, response_sla, targets
+from core.targets import planned, targets
 from schemas.policy import Policy
 from schemas.review import Period, PeriodKind
 from schemas.visits import SiteVisits
@@ -43,8 +43,6 @@ class GoalCollector(Collector):
         self.policy = policy
         the_plan = planned(policy)
         self.targets = {kind: targets(policy, kind, the_plan) for kind in PERIODS}
-        sla = response_sla(policy)
-        self.response_sla = sla.name if sla is not None else None
         self.read_summaries = read_summaries
         self.read_visits = read_visits
         self.clock = clock
@@ -61,7 +59,7 @@ class GoalCollector(Collector):
         self.counted = {}
         for kind in PERIODS:
             period = period_of(kind, now, self.timezone, now)
-            self.counted[kind] = (period, actuals(summaries, visits, self.policy, period, self.response_sla))
+            self.counted[kind] = (period, actuals(summaries, visits, self.policy, period))
         self.counted_at = time.monotonic()
 
     def describe(self) -> Iterable[Metric]:

@@ -112,7 +112,7 @@ EN: Final[dict[str, str]] = {
     "cd_mql_acceptance_rate": "accepted / decided MQLs",
     "cd_contact_attempts": "attempts to reach leads",
     "cd_response_compliance": "first responses within the allowance",
-    "cd_follow_up_depth": "attempts per contacted lead",
+    "cd_follow_up_depth": "attempts per lead whose follow-up ended",
 }
 
 PT_BR: Final[dict[str, str]] = {
@@ -217,7 +217,7 @@ PT_BR: Final[dict[str, str]] = {
     "cd_mql_acceptance_rate": "MQLs aceitos / decididos",
     "cd_contact_attempts": "tentativas de contato com leads",
     "cd_response_compliance": "primeiras respostas dentro do prazo",
-    "cd_follow_up_depth": "tentativas por lead contatado",
+    "cd_follow_up_depth": "tentativas por lead com o follow-up encerrado",
 }
 
 ES: Final[dict[str, str]] = {
@@ -322,7 +322,7 @@ ES: Final[dict[str, str]] = {
     "cd_mql_acceptance_rate": "MQLs aceptados / decididos",
     "cd_contact_attempts": "intentos de contactar leads",
     "cd_response_compliance": "primeras respuestas dentro del plazo",
-    "cd_follow_up_depth": "intentos por lead contactado",
+    "cd_follow_up_depth": "intentos por lead con el seguimiento cerrado",
 }
 
 LABELS: Final[dict[str, dict[str, str]]] = {"en": EN, "pt-BR": PT_BR, "es": ES}

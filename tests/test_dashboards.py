@@ -299,7 +299,7 @@ def test_goals_measures_are_the_ones_the_worker_counts() -> None:
     assert GENERATOR.GOAL_STAGE_MEASURES == STAGE_MEASURES
     assert set(GENERATOR.GOAL_COUNT_MEASURES) <= set(ACTUAL_MEASURES)
     assert set(ACTUAL_MEASURES) - set(GENERATOR.GOAL_COUNT_MEASURES) == {
-        "contacted_leads", "mqls_accepted", "mqls_rejected", "responses", "responses_in_time",
+        "followed_up_leads", "follow_up_attempts", "mqls_accepted", "mqls_rejected", "responses", "responses_in_time",
     }  # fmt: skip
 
 

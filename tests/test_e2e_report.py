@@ -45,6 +45,7 @@ from e2e import PARTITIONS, Deployment, produce_in_real_time, topic_size
 
 from core.engine import Engine
 from core.report import LeadSummary, funnel_report, summaries_of
+from core.review import review
 from schemas.events import EVENT_ADAPTER
 from schemas.outputs import RouteRequest, SlaBreached, SlaWarning
 from schemas.policy import Policy, load_policy
@@ -640,3 +641,22 @@ async def test_leadflow_replay_of_the_same_events_equals_the_live_report(live: L
     assert block["events"] == len(live.envelopes), block
     assert block["malformed"]["count"] == 0, block
     assert_same_reports(report, funnel_report(await fetch_summaries(live.one), live.policy, now))
+
+
+async def test_leadflow_report_period_reviews_the_week_of_running_workers(live: Live, tmp_path: Path) -> None:
+    """The review from two running workers (their /funnel/leads and /visits) is the review of the same events
+    replayed offline, as of the same instant; the page is written in the language asked for."""
+    out, page = tmp_path / "review.json", tmp_path / "review.html"
+    command = [sys.executable, "-m", "streams.cli", "report", "--period", "week", "--policy", str(live.policy_path),
+               "--json", str(out), "--html", str(page), "--lang", "es"]  # fmt: skip
+    for url in live.two:
+        command += ["--worker", url]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    got = orjson.loads(out.read_bytes())
+    as_of = datetime.fromisoformat(got["period"]["as_of"])
+    offline = offline_summaries(live.envelopes, live.policy, as_of)
+    want = orjson.loads(review(offline, [], live.policy, "week", as_of).model_dump_json())
+    assert got == want, first_difference(got, want)
+    assert any(line["started"] > 0 for line in got["sla"]), "the week saw SLA clocks: not an empty review"
+    assert 'lang="es"' in page.read_text(encoding="utf-8")

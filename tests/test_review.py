@@ -188,18 +188,25 @@ LEADS = [
         "a",
         {"lead": at(23), "mql": at(23, 11), "sal": at(24)},
         contacts=(at(24), at(25)),
-        sla=(sla("started", 23), sla("met", 24, used_s=600.0, owner_id="rep-1", team="latam")),
+        sla=(
+            sla("started", 23),
+            sla("met", 24, used_s=600.0, owner_id="rep-1", team="latam"),
+            # It went on to SQL: its contact cadence was cancelled, not ended; no follow-up depth to judge.
+            sla("cancelled", 25, name="contact_attempts"),
+        ),
     ),
-    # MQL the week before, rejected in the week; its first contact breached then was met late.
+    # MQL the week before, rejected in the week; its first contact breached then was met late; its follow-up
+    # ended short of the six attempts (breached) with two, and a third attempt came after that.
     lead(
         "b",
         {"lead": at(16), "mql": at(17)},
         rejections=("not_icp",),
         rejected_at=(at(24),),
-        contacts=(at(18), at(23)),
+        contacts=(at(18), at(23), at(25)),
         sla=(
             sla("breached", 23, owner_id="rep-2", team="latam"),
             sla("late", 24, used_s=9000.0, owner_id="rep-2", team="latam"),
+            sla("breached", 24, name="contact_attempts", owner_id="rep-2", team="latam"),
         ),
     ),
     # Won in the week (a skipped stage), and a win of unknown amount.
@@ -219,7 +226,7 @@ LEADS = [
 
 def test_actuals_count_what_happened_inside_the_period() -> None:
     reports = [visits(date(2026, 11, 23), 900), visits(date(2026, 11, 22), 5000)]
-    counts = actuals(LEADS, reports, POLICY, WEEK, "first_contact")
+    counts = actuals(LEADS, reports, POLICY, WEEK)
     assert counts == {
         "visitors": 900,
         "leads": 1,
@@ -229,14 +236,15 @@ def test_actuals_count_what_happened_inside_the_period() -> None:
         "proposals": 0,
         "customers": 2,
         "revenue": 12_000,
-        "contact_attempts": 3,
-        "contacted_leads": 2,
+        "contact_attempts": 4,
+        "followed_up_leads": 1,
+        "follow_up_attempts": 2,
         "mqls_accepted": 1,
         "mqls_rejected": 1,
         "responses": 2,
         "responses_in_time": 1,
     }
-    last_week = actuals(LEADS, reports, POLICY, previous_of(WEEK, NOW), "first_contact")
+    last_week = actuals(LEADS, reports, POLICY, previous_of(WEEK, NOW))
     assert (last_week["leads"], last_week["mqls"], last_week["contact_attempts"], last_week["visitors"]) == (
         1,
         1,
@@ -285,7 +293,7 @@ def test_the_review_puts_goals_commitments_slas_reasons_and_changes_together() -
     kept = {(c.team, c.name): (c.actual, c.kept) for c in result.commitments}
     assert kept[("marketing", "mql_acceptance_rate")] == (0.5, True)
     assert kept[("sales", "response_compliance")] == (0.5, False)
-    assert kept[("sales", "follow_up_depth")] == (1.5, False)
+    assert kept[("sales", "follow_up_depth")] == (2.0, False)
     assert kept[("marketing", "mqls")][1] is False
     lines = {(s.sla, s.scope, s.key): (s.met, s.late, s.breached, s.compliance) for s in result.sla}
     assert lines[("first_contact", "sla", "first_contact")] == (1, 1, 1, 0.5)

@@ -176,7 +176,7 @@ def full_review() -> Review:
             actual=None,
             projection=None,
             kept=None,
-            detail="attempts per contacted lead",
+            detail="attempts per lead whose follow-up ended",
         ),
     )
     sla = (
