@@ -7,6 +7,7 @@ changelog, once: one changelog record per update is the dominant cost of a Faust
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import weakref
@@ -245,7 +246,6 @@ async def process(stream: faust.StreamT[bytes]) -> None:
             as_current(event)
             leads[key] = record
             timers.set(event.message.partition, record.lead_id, next_instant(record.state))
-        await sent_to_producer()
 
 
 def handle(
@@ -315,7 +315,6 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
             state = handle_routing(event, state)
         as_current(batch[-1])
         routing[ROUTING_KEY] = state
-        await sent_to_producer()
 
 
 @app.agent(visits_topic)
@@ -329,24 +328,6 @@ async def count_visits(stream: faust.StreamT[bytes]) -> None:
             send_dead_letter(report, message.key)
         elif newer(visits.get(report.key), report):
             visits[report.key] = report
-        await sent_to_producer()
-
-
-PRODUCER_WAIT_S = 10.0
-
-
-async def sent_to_producer() -> None:
-    """Wait until every record this batch queued (outputs, changelog) has left Faust's producer buffer.
-
-    take_events acks the batch when the agent asks for the next one, and a commit then trusts
-    producer.flush(); but the buffer's flush gives up after 0.1 s without a send (a slow broker, a stop), so
-    an offset could be committed while the batch's changelog record was still queued, and lost at a stop.
-    """
-    buffer = app.producer.buffer
-    # Bounded, and only while the producer runs: a stalled broker must slow the stream, never stop it.
-    deadline = time.monotonic() + PRODUCER_WAIT_S
-    while buffer.size and buffer.state == "running" and time.monotonic() < deadline:
-        await buffer.flush()
 
 
 def send_unassigned(request: RouteRequest) -> None:
@@ -479,10 +460,24 @@ async def sweep_timers() -> None:
 app.timer(interval=settings.sweep_interval_s)(sweep_timers)
 
 
+async def flush_everything(buffer: Any) -> None:
+    """Faust's ProducerBuffer.flush, without giving up: every record queued when it is called is sent (unless
+    the producer stops); records queued meanwhile are the next commit's, so a steady stream cannot hold it.
+
+    The commit trusts producer.flush() to have sent every record of the offsets it commits; Faust's buffer
+    flush returns after 0.1 s without a send (a slow broker), so a commit could pass a batch whose changelog
+    record was still queued, and a stop then lost it (seen: a restarted worker one version behind)."""
+    remaining = buffer.size
+    while remaining > 0 and buffer.size and buffer.state == "running":
+        remaining -= await buffer.flush_atmost(remaining)
+
+
 async def roomy_producer_buffer() -> None:
     """A batch sends up to a few records per event at once; Faust's 100-message producer buffer would make the
-    consumer stop and flush in the middle of it (the 'producer buffer full' warnings)."""
-    app.producer.buffer.max_messages = settings.producer_buffer_messages
+    consumer stop and flush in the middle of it (the 'producer buffer full' warnings). And its flush drains."""
+    buffer = app.producer.buffer
+    buffer.max_messages = settings.producer_buffer_messages
+    buffer.flush = functools.partial(flush_everything, buffer)  # type: ignore[method-assign]  # this instance only
 
 
 app.task(roomy_producer_buffer)

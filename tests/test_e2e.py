@@ -204,8 +204,12 @@ async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deplo
     for lead_id, record in expected.items():
         got = table[lead_id]
         assert got is not None, lead_id
-        assert got.version == record.version, lead_id
-        assert got.state == record.state, (lead_id, state_diff(got.state, record.state))
+        assert (got.version, got.state) == (record.version, record.state), (
+            lead_id,
+            got.version,
+            record.version,
+            state_diff(got.state, record.state),
+        )
         view = views[lead_id]
         if record.state is None:
             assert view is None, lead_id
