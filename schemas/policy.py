@@ -117,6 +117,13 @@ class NationalHolidays(PolicyModel):
         return self
 
 
+def check_zone(timezone: str) -> None:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone {timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo)") from None
+
+
 class CalendarSpec(PolicyModel):
     """A team's business calendar: time zone, working hours per weekday, holidays."""
 
@@ -127,10 +134,7 @@ class CalendarSpec(PolicyModel):
 
     @model_validator(mode="after")
     def _valid(self) -> Self:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo)") from None
+        check_zone(self.timezone)
         for day, windows in self.hours.items():
             spans = sorted(w.minutes() for w in windows)
             for (_, end), (start, _) in pairwise(spans):
@@ -648,10 +652,7 @@ class Goals(PolicyModel):
 
     @model_validator(mode="after")
     def _one_goal(self) -> Self:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (e.g. America/Sao_Paulo)") from None
+        check_zone(self.timezone)
         if self.lines and self.revenue is not None:
             raise ValueError("revenue: leave it out when lines are given (the goal is the sum of the lines' revenue)")
         if not self.lines and self.revenue is None:
