@@ -660,6 +660,39 @@ class Goals(PolicyModel):
         return self
 
 
+BuyingStage = Literal["awareness", "consideration", "decision"]
+INGEST_SOURCES = ("hubspot", "rdstation", "mautic", "forms")
+
+
+class FormSpec(PolicyModel):
+    """A form as a qualification tool: the persona and buying stage it serves and the profile fields it collects.
+
+    A submission of this form becomes an `activity` (its `action`) plus a `lead.updated` with the fields it
+    carried, each mapped to a profile attribute (built-in or custom); hidden fields are listed like the others.
+    """
+
+    source: Literal["hubspot", "rdstation", "mautic", "forms"] = Field(description="the tool the form lives in")
+    id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the tool's form id (HubSpot form GUID, RD Station conversion identifier, ...)"
+    )
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="the form's name or alias, when the tool sends no stable id"
+    )
+    persona: Code | None = Field(default=None, description="the persona this form serves; set on the lead")
+    buying_stage: BuyingStage | None = Field(default=None, description="awareness, consideration or decision")
+    action: Code = Field(default="form_submit", description="the activity a submission counts as, e.g. demo_request")
+    fields: dict[Annotated[str, Field(min_length=1, max_length=200)], Code] = Field(
+        default_factory=dict,
+        description="form field name -> profile attribute (built-in or custom), hidden fields included",
+    )
+
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        if self.id is None and self.name is None:
+            raise ValueError("give the form's id or its name (or both), so submissions can be matched to it")
+        return self
+
+
 class Policy(PolicyModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: str = "default"
@@ -673,6 +706,14 @@ class Policy(PolicyModel):
     slas: tuple[SlaSpec, ...] = ()
     routing: Routing | None = Field(default=None, description="who gets each MQL; no routing when unset")
     goals: Goals | None = Field(default=None, description="the revenue goal and its reverse funnel (leadflow plan)")
+    forms: tuple[FormSpec, ...] = Field(
+        default=(), description="forms per source: persona, buying stage and the profile fields each collects"
+    )
+    required_fields: dict[Code, tuple[Code, ...]] = Field(
+        default_factory=dict,
+        description="stage -> profile attributes sales needs before taking a lead in that stage (hand-offs list the "
+        "missing ones; the funnel report shows completeness by stage)",
+    )
 
     @model_validator(mode="after")
     def _goal_stages(self) -> Self:
@@ -727,6 +768,16 @@ class Policy(PolicyModel):
                 )
             if "reassign" in sla.escalate and self.routing is None:
                 raise ValueError(f"slas[{i}].escalate: reassign needs a routing section with pools")
+        for stage in self.required_fields:
+            if stage not in known:
+                raise ValueError(f"required_fields: unknown stage {stage!r}; use one of: {', '.join(sorted(known))}")
+        seen_forms: set[tuple[str, str]] = set()
+        for i, form in enumerate(self.forms):
+            for key in (f"id:{form.id}" if form.id else None, f"name:{form.name}" if form.name else None):
+                if key is not None and (form.source, key) in seen_forms:
+                    raise ValueError(f"forms[{i}]: {form.source} form {key.split(':', 1)[1]!r} is listed twice")
+                if key is not None:
+                    seen_forms.add((form.source, key))
         names = [sla.name for sla in self.slas]
         if len(set(names)) != len(names):
             raise ValueError("slas: names must be unique")
