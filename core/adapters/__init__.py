@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from schemas.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +23,7 @@ class Person:
 
     email: str | None = None
     tool_ids: tuple[str, ...] = ()
+    lead_id: str | None = None  # canonical envelopes only: the producer chose the lead_id, identity keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +59,14 @@ class Rejection:
 
 
 Adapted = tuple[Draft, ...] | Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One webhook request as an adapter sees it (the gateway has checked its signature and size already)."""
+
+    body: bytes
+    content_type: str  # lower case, without parameters: application/json, application/x-www-form-urlencoded, ...
+    headers: Mapping[str, str]  # lower-case names
+    received_at: datetime  # when the gateway received it: the fallback event time of payloads that carry none
+    policy: Policy  # the forms section maps form submissions; nothing else of the policy is an adapter's business
