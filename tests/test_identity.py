@@ -31,7 +31,8 @@ def test_normalize_email_trims_and_lowers_and_refuses_non_addresses() -> None:
 def test_the_same_email_from_two_tools_is_one_lead_without_a_table() -> None:
     hubspot = resolve(Person(email="Ana@Example.com", tool_ids=("hubspot:1:42",)), {}, KEY)
     rdstation = resolve(Person(email="ana@example.com ", tool_ids=("rdstation:u-1",)), {}, KEY)
-    assert hubspot is not None and rdstation is not None
+    assert hubspot is not None
+    assert rdstation is not None
     assert hubspot.lead_id == rdstation.lead_id == lead_id_for_email(KEY, "ana@example.com")
 
 
@@ -39,7 +40,8 @@ def test_lead_ids_and_aliases_hold_no_email() -> None:
     who = resolve(Person(email="ana@example.com", tool_ids=("mautic:52",)), {}, KEY)
     assert who is not None
     assert who.lead_id.startswith(LEAD_PREFIX)
-    assert "ana" not in who.lead_id and "example" not in who.lead_id
+    assert "ana" not in who.lead_id
+    assert "example" not in who.lead_id
     assert all("ana" not in alias and "example" not in alias for alias in who.remember)
     assert set(who.remember) == {email_alias(KEY, "ana@example.com"), "mautic:52"}
 
@@ -47,7 +49,9 @@ def test_lead_ids_and_aliases_hold_no_email() -> None:
 def test_another_key_gives_another_lead_id() -> None:
     a = resolve(Person(email="ana@example.com"), {}, KEY)
     b = resolve(Person(email="ana@example.com"), {}, b"another-key")
-    assert a is not None and b is not None and a.lead_id != b.lead_id
+    assert a is not None
+    assert b is not None
+    assert a.lead_id != b.lead_id
 
 
 def test_a_tool_id_learned_with_an_email_routes_later_events_to_that_lead() -> None:
@@ -56,7 +60,10 @@ def test_a_tool_id_learned_with_an_email_routes_later_events_to_that_lead() -> N
     assert first is not None
     table.update(first.remember)
     later = resolve(Person(tool_ids=("hubspot:1:42",)), table, KEY)  # a property change: only the object id
-    assert later is not None and later.lead_id == first.lead_id and later.remember == {} and later.merged == ()
+    assert later is not None
+    assert later.lead_id == first.lead_id
+    assert later.remember == {}
+    assert later.merged == ()
 
 
 def test_a_tool_id_seen_first_gets_its_own_lead_and_is_merged_into_the_email_lead_when_linked() -> None:
@@ -82,14 +89,17 @@ def test_a_tool_id_seen_first_keeps_its_lead_when_the_email_is_new() -> None:
     table.update(contact.remember)
     linked = resolve(Person(email="ana@example.com", tool_ids=("hubspot:1:42",)), table, KEY)
     assert linked is not None
-    assert linked.lead_id == contact.lead_id and linked.merged == ()
+    assert linked.lead_id == contact.lead_id
+    assert linked.merged == ()
     assert linked.remember == {email_alias(KEY, "ana@example.com"): contact.lead_id}
 
 
 def test_a_canonical_lead_id_is_kept_and_a_person_naming_nobody_is_none() -> None:
     assert resolve(Person(lead_id="crm-7"), {}, KEY) == resolve(Person(lead_id="crm-7", email="x@y.z"), {}, KEY)
     kept = resolve(Person(lead_id="crm-7"), {}, KEY)
-    assert kept is not None and kept.lead_id == "crm-7" and kept.remember == {}
+    assert kept is not None
+    assert kept.lead_id == "crm-7"
+    assert kept.remember == {}
     assert resolve(Person(), {}, KEY) is None
     assert resolve(Person(email="not an address"), {}, KEY) is None
 
@@ -113,14 +123,19 @@ def test_every_alias_points_at_one_lead_and_resolving_again_changes_nothing(
     for email, ids in people:
         who = resolve(Person(email=email, tool_ids=tuple(ids)), table, KEY)
         if who is None:
-            assert normalize_email(email) is None and not ids
+            assert normalize_email(email) is None
+            assert not ids
             continue
         table.update(who.remember)
         again = resolve(Person(email=email, tool_ids=tuple(ids)), table, KEY)
-        assert again is not None and again.lead_id == who.lead_id and again.remember == {} and again.merged == ()
+        assert again is not None
+        assert again.lead_id == who.lead_id
+        assert again.remember == {}
+        assert again.merged == ()
         assert who.lead_id not in who.merged
 
 
 def test_keyed_hash_is_128_bits_of_hex() -> None:
     digest = keyed_hash(KEY, "x")
-    assert len(digest) == 32 and int(digest, 16) >= 0
+    assert len(digest) == 32
+    assert int(digest, 16) >= 0

@@ -66,9 +66,11 @@ def test_mautic_signature_is_base64_hmac_of_the_raw_body() -> None:
     assert mautic_signature(SECRET, body) == expected
     assert check_mautic(SECRET, body, {"webhook-signature": expected}) is None
     refused = check_mautic(SECRET, body + b"x", {"webhook-signature": expected})
-    assert refused is not None and refused.reason == "mismatch"
+    assert refused is not None
+    assert refused.reason == "mismatch"
     missing = check_mautic(SECRET, body, {})
-    assert missing is not None and missing.reason == "missing"
+    assert missing is not None
+    assert missing.reason == "missing"
 
 
 def test_tokens_come_from_a_header_a_bearer_or_the_query() -> None:
@@ -77,9 +79,11 @@ def test_tokens_come_from_a_header_a_bearer_or_the_query() -> None:
     assert presented_token({}, {"token": "t3"}) == "t3"
     assert check_token(b"t3", {}, {"token": "t3"}) is None
     wrong = check_token(b"t3", {"x-leadflow-token": "t4"}, {})
-    assert wrong is not None and wrong.reason == "mismatch"
+    assert wrong is not None
+    assert wrong.reason == "mismatch"
     none = check_token(b"t3", {}, {})
-    assert none is not None and none.reason == "missing"
+    assert none is not None
+    assert none.reason == "missing"
 
 
 def test_refusals_never_echo_the_secret() -> None:
@@ -89,4 +93,5 @@ def test_refusals_never_echo_the_secret() -> None:
         check_mautic(SECRET, b"x", {"webhook-signature": "bad"}),
         check_token(SECRET, {"x-leadflow-token": "bad"}, {}),
     ):
-        assert refusal is not None and SECRET.decode() not in refusal.detail
+        assert refusal is not None
+        assert SECRET.decode() not in refusal.detail
