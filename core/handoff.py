@@ -2,16 +2,18 @@
 
 When a lead enters `mql` without an owner, it asks the router (`RouteRequest`, pool chosen from its profile).
 The router's answer comes back as a `lead.assigned` from source `leadflow.routing`; taking it sets the owner and
-emits a `HandOff` (who, which SLAs run and by when, why the lead is worth it). An external `lead.assigned`
-overrides routing. A lead that stops holding an owner's capacity (it leaves `mql`, changes owner, is merged or
-erased) releases it (`RouteRelease`). A breach of an SLA with `escalate` notifies the pool's manager and/or asks
-for the next owner of the pool; when that owner arrives the clock restarts (the breach stays counted).
+emits a `HandOff` (who, which SLAs run and by when, why the lead is worth it, which of the fields the policy
+requires in its stage it still lacks). An external `lead.assigned` overrides routing. A lead that stops holding
+an owner's capacity (it leaves `mql`, changes owner, is merged or erased) releases it (`RouteRelease`). A breach
+of an SLA with `escalate` notifies the pool's manager and/or asks for the next owner of the pool; when that owner
+arrives the clock restarts (the breach stays counted).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from core.completeness import missing_fields
 from core.ids import output_id
 from core.routing import pool_for
 from core.sla import cancelled, mql_reason, restart
@@ -50,7 +52,9 @@ def is_sales_stage(state: LeadState, policy: Policy) -> bool:
     return policy.stage_rank(state.stage) >= policy.stage_rank(ROUTED_STAGE) >= 0
 
 
-def hand_off(state: LeadState, event: LeadEvent, reason: HandOffReason, previous_owner: str | None = None) -> HandOff:
+def hand_off(
+    state: LeadState, event: LeadEvent, policy: Policy, reason: HandOffReason, previous_owner: str | None = None
+) -> HandOff:
     assert state.owner_id is not None
     top = sorted(state.engagement.items(), key=lambda item: (-item[1], item[0]))[:TOP_ACTIONS]
     profile = state.profile.model_dump(include=set(PROFILE_FIELDS), exclude_none=True)
@@ -84,6 +88,7 @@ def hand_off(state: LeadState, event: LeadEvent, reason: HandOffReason, previous
             mql_reason=mql_reason(state),
         ),
         profile=profile,
+        missing_fields=missing_fields(state.profile, state.stage, policy),
     )
 
 
@@ -148,7 +153,7 @@ def assign(state: LeadState, event: LeadAssigned, policy: Policy) -> tuple[LeadS
         updated = updated.model_copy(update={"clocks": {**updated.clocks, clock.sla: clock}})
     if previous != data.owner_id and is_sales_stage(updated, policy):
         reason: HandOffReason = (data.reason or "routed") if routed else "assigned"
-        outputs.append(hand_off(updated, event, reason, previous))
+        outputs.append(hand_off(updated, event, policy, reason, previous))
     if routed and holds(updated) is None:
         # Reassigned outside mql (an escalated SLA that runs in later stages): the router counted the new owner,
         # but only open MQLs take capacity, and nothing else would give it back.
@@ -232,7 +237,7 @@ def follow(
         entered = any(isinstance(o, StageChanged) and o.to_stage == ROUTED_STAGE for o in outputs)
         if entered and after.stage == ROUTED_STAGE:
             if after.owner_id is not None:
-                more.append(hand_off(after, event, "assigned"))
+                more.append(hand_off(after, event, policy, "assigned"))
             elif policy.routing is not None:
                 more.append(
                     RouteRequest(

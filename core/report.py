@@ -2,8 +2,10 @@
 
 Two pure steps. `summarize` reduces one lead record (or state) to a `LeadSummary`: what the report counts about
 that lead — its current stage, the first entry into each stage (from its history), the stages facts skipped,
-its rejection and lost reasons, its revenue, the SLA outputs and hand-offs of its ledger, and its open clocks.
-`funnel_report` counts summaries (GUIDE.md section 3, "Funnel report JSON").
+its rejection and lost reasons, its revenue, the SLA outputs and hand-offs of its ledger, its open clocks and the
+profile attributes it holds. `funnel_report` counts summaries (GUIDE.md section 3, "Funnel report JSON") under one
+policy: a summary holds facts about the lead, never a judgement of the policy (which fields are missing is
+decided when counting), so summaries from several workers always count alike.
 
 A lead lives on one partition, so the report of several workers is the report of the concatenation of their
 summaries: the live `/funnel` view counts the summaries of one worker's active partitions, `leadflow report
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -27,6 +29,7 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter
 
+from core.completeness import known_fields, missing_from, required_for
 from core.funnel import percentile
 from schemas.base import Frozen
 from schemas.policy import Policy
@@ -88,6 +91,11 @@ class LeadSummary(Frozen):
     sla: tuple[SlaEntry, ...] = Field(default=(), description="the ledger's SLA outputs")
     handoffs: tuple[HandOffEntry, ...] = Field(default=(), description="the ledger's hand-offs")
     clocks: tuple[OpenClock, ...] = Field(default=(), description="open SLA clocks, by SLA name")
+    known_fields: tuple[str, ...] | None = Field(
+        default=None,
+        description="profile attributes the lead holds (built-in and custom, not blank), sorted: what profile "
+        "completeness is counted from; None in a summary from a worker older than this field (not counted)",
+    )
 
     @property
     def merged(self) -> bool:
@@ -187,6 +195,7 @@ def summarize(record: LeadRecord | LeadState) -> LeadSummary | None:
         sla=state.ledger.sla,
         handoffs=state.ledger.handoffs,
         clocks=clocks,
+        known_fields=known_fields(state.profile),
     )
 
 
@@ -330,6 +339,32 @@ def sla_figures(counts: Mapping[str, int], *, full: bool) -> dict[str, float]:
     return figures
 
 
+@dataclass
+class Completeness:
+    """Profile completeness of the current leads of one stage: how many hold every field the policy requires
+    there, and how many lack each field."""
+
+    required: tuple[str, ...]
+    leads: int = 0
+    complete: int = 0
+    missing: Counter[str] = field(default_factory=Counter)
+
+    def add(self, known: Collection[str]) -> None:
+        lacking = missing_from(known, self.required)
+        self.leads += 1
+        self.complete += int(not lacking)
+        self.missing.update(lacking)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "required": list(self.required),
+            "leads": self.leads,
+            "complete": self.complete,
+            "share": share(self.complete, self.leads) if self.leads else None,
+            "missing": {name: self.missing[name] for name in self.required},
+        }
+
+
 def newest(summaries: Iterable[LeadSummary]) -> list[LeadSummary]:
     """One summary per lead (the newest; ties broken by content, so the choice never depends on order), sorted
     by lead id so that every sum is taken in the same order."""
@@ -382,6 +417,8 @@ class Tally:
         self.steps = [pair for _, _, pair in self.stage_pairs]
         self.sla_names = [spec.name for spec in self.policy.slas]
         self.slas.update((name, Counter()) for name in self.sla_names)
+        required = ((stage, required_for(stage, self.policy)) for stage in self.policy.all_stages)
+        self.completeness = {stage: Completeness(fields) for stage, fields in required if fields}
 
     def groups(self, owner_id: str | None, team: str | None, pool: str | None) -> Iterator[Group]:
         """The owner, team and pool an outcome counts for."""
@@ -395,6 +432,9 @@ class Tally:
             self.merged += 1
         else:
             self.stages[lead.stage] += 1
+            completeness = self.completeness.get(lead.stage)
+            if completeness is not None and lead.known_fields is not None:
+                completeness.add(lead.known_fields)
         self.add_stages(lead)
         self.rejections.update(lead.rejections)
         self.lost.update(lead.lost)
@@ -495,6 +535,7 @@ class Tally:
                 "amount": round(self.amount, 2),
             },
             "handoffs": dict(sorted(self.handoffs.items())),
+            "profile_completeness": {stage: counts.report() for stage, counts in self.completeness.items()},
             "by_period": {
                 kind: {
                     period: {

@@ -177,6 +177,11 @@ class HandOff(Frozen):
     slas: tuple[HandOffSla, ...] = Field(description="the SLA clocks open now, with their deadlines")
     score: ScoreSummary
     profile: dict[str, str | int] = Field(description="company, job title, country, segment... (what is known)")
+    missing_fields: tuple[str, ...] = Field(
+        default=(),
+        description="profile attributes the policy's required_fields lists for `stage` that the lead does not hold "
+        "yet (None or empty text), in the policy's order: what sales still has to find out",
+    )
 
 
 HANDOFF_ADAPTER: TypeAdapter[HandOff] = TypeAdapter(HandOff)
