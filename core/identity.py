@@ -60,6 +60,7 @@ class Resolution:
     lead_id: str
     remember: Mapping[str, str]  # alias -> lead_id, new or changed
     merged: tuple[str, ...] = ()  # leads of this person's tool ids that now merge into lead_id
+    is_new: bool = False  # no alias of the person was known: the first event of a new lead
 
 
 def aliases_of(person: Person, key: bytes) -> tuple[str, ...]:
@@ -85,7 +86,7 @@ def resolve(person: Person, table: Mapping[str, str], key: bytes) -> Resolution 
         lead = lead_id_for_tool_id(key, person.tool_ids[0])
     merged = tuple(dict.fromkeys(other for other in known if other != lead))
     remember = {alias: lead for alias in aliases if table.get(alias) != lead}
-    return Resolution(lead, remember, merged)
+    return Resolution(lead, remember, merged, is_new=not known)
 
 
 def forget(person: Person, table: Mapping[str, str], key: bytes) -> tuple[str, ...]:

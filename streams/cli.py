@@ -1,4 +1,4 @@
-"""The `leadflow` command: run, worker, simulate, produce, replay, report, plan, schema, policy check."""
+"""The `leadflow` command: run, worker, ingest, simulate, produce, replay, report, plan, schema, policy check."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import faulthandler
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,6 +104,36 @@ def cmd_produce(args: argparse.Namespace) -> int:
         return 2
     sent = asyncio.run(produce_records(bootstrap, args.topic, read_jsonl(path), embedded=args.embedded))
     print(f"sent {sent} records from {path} to {args.topic}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """`leadflow ingest`: the webhook gateway (streams/gateway.py) until SIGINT/SIGTERM."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from streams.gateway import load_gateway_settings, serve
+    from streams.settings import Settings
+
+    _broker_env(args.broker, True if args.embedded else None)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        policy = load_policy(args.policy)
+        gateway = load_gateway_settings(args.secrets_dir)
+    except PolicyError as error:
+        for problem in error.problems:
+            print(f"leadflow ingest: {error.source}: {problem}", file=sys.stderr)
+        return 2
+    except ValidationError as error:
+        print(f"leadflow ingest: settings: {error}", file=sys.stderr)
+        return 2
+    overrides = {name: value for name, value in (("port", args.port), ("host", args.host)) if value is not None}
+    try:
+        serve(Settings(), gateway.model_copy(update=overrides), policy)
+    except ValueError as error:
+        print(f"leadflow ingest: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -328,6 +359,29 @@ def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     plan.set_defaults(func=cmd_plan)
 
 
+def add_ingest_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_broker: Callable[[argparse.ArgumentParser, bool], None],
+) -> None:
+    """`ingest`: the webhook gateway (streams/gateway.py)."""
+    ingest = sub.add_parser("ingest", help="the webhook gateway: HubSpot, RD Station, Mautic, web forms, envelopes")
+    add_broker(ingest, True)
+    ingest.add_argument("--port", type=int, default=None, help="HTTP port (env LEADFLOW_INGEST_PORT, default 8080)")
+    ingest.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    ingest.add_argument("--policy", type=Path, default=None, help="policy YAML: its forms section maps submissions")
+    ingest.add_argument(
+        "--secrets-dir", type=Path, default=None, help="a directory of secret files (Docker/Kubernetes secrets)"
+    )
+    ingest.add_argument("-l", "--loglevel", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    ingest.set_defaults(func=cmd_ingest)
+
+
+def add_schema_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schema = sub.add_parser("schema", help="write JSON Schema files for producers in other languages")
+    schema.add_argument("--out", required=True, help="directory to write into")
+    schema.set_defaults(func=cmd_schema)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="leadflow", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -384,11 +438,11 @@ def parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", default="leads.events")
     produce.set_defaults(func=cmd_produce)
 
+    add_ingest_command(sub, add_broker)
+
     add_replay_commands(sub)
 
-    schema = sub.add_parser("schema", help="write JSON Schema files for producers in other languages")
-    schema.add_argument("--out", required=True, help="directory to write into")
-    schema.set_defaults(func=cmd_schema)
+    add_schema_command(sub)
 
     policy = sub.add_parser("policy", help="work with the SLA policy file")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     topic_handoffs: str = "leads.handoffs"
     topic_routing: str = Field(default="leads.routing", description="internal: route requests and releases")
     topic_visits: str = Field(default="leads.visits", description="site visits per day and traffic source in")
+    topic_identities: str = Field(
+        default="leads.identities", description="the gateway's identity table: alias -> lead_id (compacted)"
+    )
     batch_max: int = Field(default=5000, ge=1, description="events handled per batch (state written once per lead)")
     batch_within_s: float = Field(default=0.05, gt=0, description="longest wait to fill a batch")
     producer_buffer_messages: int = Field(

@@ -165,7 +165,13 @@ async def create_leadflow_topics(settings: Settings) -> None:
             settings.changelog_topic: settings.partitions,
             settings.routing_changelog_topic: 1,
             settings.visits_changelog_topic: settings.partitions,
+            settings.topic_identities: 1,
         },
-        compacted={settings.changelog_topic, settings.routing_changelog_topic, settings.visits_changelog_topic},
+        compacted={
+            settings.changelog_topic,
+            settings.routing_changelog_topic,
+            settings.visits_changelog_topic,
+            settings.topic_identities,
+        },
         configs={settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes)}},
     )

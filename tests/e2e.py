@@ -34,6 +34,7 @@ class Deployment:
         self.sla = f"{self.prefix}sla"
         self.handoffs = f"{self.prefix}handoffs"
         self.routing = f"{self.prefix}routing"
+        self.identities = f"{self.prefix}identities"
         self.changelog = f"{self.app_id}-leads-changelog"
         self.web_port = free_port()
         self.produced: dict[int, int] = {}  # partition -> next offset
@@ -50,6 +51,7 @@ class Deployment:
             topic_sla=self.sla,
             topic_handoffs=self.handoffs,
             topic_routing=self.routing,
+            topic_identities=self.identities,
             web_port=self.web_port,
             data_dir=self.workdir / "data",
         )

@@ -1,0 +1,261 @@
+"""The webhook gateway over real HTTP on loopback, producing into the real (embedded) broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from e2e import PARTITIONS, Deployment, read_topic, topic_size
+
+from core.identity import lead_id_for_email
+from streams.broker import EmbeddedBroker, free_port
+from streams.gateway import Gateway, GatewaySettings, web_app
+from streams.settings import Settings
+
+pytestmark = pytest.mark.broker
+
+KEY = "test-identity-key"
+HUBSPOT_SECRET = "hubspot-client-secret"
+MAUTIC_SECRET = "mautic-webhook-secret"
+TOKEN = "shared-token"
+
+
+@dataclass
+class Running:
+    """A gateway served on a loopback port."""
+
+    gateway: Gateway
+    url: str
+    deployment: Deployment
+
+    async def post(
+        self, source: str, body: bytes, headers: dict[str, str] | None = None, path_qs: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.url}/ingest/{source}{path_qs}", data=body, headers=headers or {}) as answer,
+        ):
+            return answer.status, await answer.json()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.get(f"{self.url}{path}") as answer:
+            return answer.status, await answer.text()
+
+    async def events(self) -> list[tuple[bytes | None, dict[str, Any]]]:
+        records = await read_topic(self.deployment.broker.bootstrap, self.deployment.events)
+        return [(key, orjson.loads(value or b"null")) for key, value in records]
+
+    def hubspot_headers(self, body: bytes, source_path: str = "/ingest/hubspot", age_s: float = 0.0) -> dict[str, str]:
+        timestamp = str(int((time.time() - age_s) * 1000))
+        message = b"POST" + (self.url + source_path).encode() + body + timestamp.encode()
+        digest = hmac.new(HUBSPOT_SECRET.encode(), message, hashlib.sha256).digest()
+        return {
+            "Content-Type": "application/json",
+            "X-HubSpot-Signature-v3": base64.b64encode(digest).decode(),
+            "X-HubSpot-Request-Timestamp": timestamp,
+        }
+
+
+def gateway_settings(**overrides: Any) -> GatewaySettings:
+    given: dict[str, Any] = {
+        "port": free_port(),
+        "identity_key": KEY,
+        "hubspot_client_secret": HUBSPOT_SECRET,
+        "mautic_secret": MAUTIC_SECRET,
+        "rdstation_token": TOKEN,
+        "forms_token": TOKEN,
+        "canonical_token": TOKEN,
+        "max_body_bytes": 64 * 1024,
+        "ack_timeout_s": 3.0,
+    }
+    return GatewaySettings(**(given | overrides))
+
+
+async def serve(settings: Settings, config: GatewaySettings, *, wait_ready: bool = True) -> AsyncIterator[Gateway]:
+    from schemas.policy import load_policy
+
+    gateway = Gateway(settings, config, load_policy())
+    runner = web.AppRunner(web_app(gateway))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", config.port)
+    await site.start()
+    try:
+        if wait_ready:
+            deadline = time.monotonic() + 30
+            while not gateway.ready:
+                assert time.monotonic() < deadline, "the gateway did not connect to the broker"
+                await asyncio.sleep(0.05)
+        yield gateway
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def running(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> AsyncIterator[Running]:
+    deployment = Deployment(broker, unique_topic_prefix, tmp_path)
+    config = gateway_settings()
+    async for gateway in serve(deployment.settings(), config):
+        yield Running(gateway, f"http://127.0.0.1:{config.port}", deployment)
+
+
+def envelope(event_id: str, lead_id: str = "crm-1", kind: str = "lead.created", **data: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "lead_id": lead_id,
+        "type": kind,
+        "occurred_at": "2026-12-01T10:00:00Z",
+        "source": "crm",
+        "data": data,
+    }
+
+
+BEARER = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+async def test_canonical_envelopes_one_array_or_lines_land_keyed_by_lead_id(running: Running) -> None:
+    one = orjson.dumps(envelope("e1", country="BR"))
+    array = orjson.dumps([envelope("e2", "crm-2"), envelope("e3", "crm-3", "activity", action="page_view")])
+    lines = orjson.dumps(envelope("e4", "crm-4")) + b"\n" + orjson.dumps(envelope("e5", "crm-5")) + b"\n"
+    for body, count in ((one, 1), (array, 2), (lines, 2)):
+        status, answer = await running.post("canonical", body, BEARER)
+        assert (status, answer["accepted"]) == (202, count), answer
+    events = await running.events()
+    assert sorted(e["event_id"] for _, e in events) == ["e1", "e2", "e3", "e4", "e5"]
+    assert all(key == e["lead_id"].encode() for key, e in events)
+    (first,) = [e for _, e in events if e["event_id"] == "e1"]
+    assert first["data"] == {"country": "BR"}
+    assert first["type"] == "lead.created"
+
+
+async def test_an_invalid_envelope_is_422_naming_the_field_and_nothing_is_produced(running: Running) -> None:
+    bad = envelope("e1", "crm-1", "lead.rejected")  # data.reason is required
+    status, answer = await running.post("canonical", orjson.dumps(bad), BEARER)
+    assert status == 422, answer
+    assert "reason" in answer["error"], answer
+    internal = envelope("e2", "crm-1", "timer.due")
+    status, answer = await running.post("canonical", orjson.dumps(internal), BEARER)
+    assert status == 422, answer
+    assert "timer.due" in answer["error"], answer
+    assert await topic_size(running.deployment.broker.bootstrap, running.deployment.events, PARTITIONS) == 0
+
+
+async def test_bad_or_stale_hubspot_signatures_are_401_and_nothing_is_produced(running: Running) -> None:
+    body = orjson.dumps(
+        [
+            {
+                "eventId": 7,
+                "subscriptionId": 1,
+                "portalId": 99,
+                "appId": 5,
+                "occurredAt": int(time.time() * 1000),
+                "subscriptionType": "contact.creation",
+                "attemptNumber": 0,
+                "objectId": 1234,
+                "changeFlag": "CREATED",
+                "changeSource": "CRM_UI",
+            }
+        ]
+    )
+    tampered = running.hubspot_headers(body)
+    tampered["X-HubSpot-Signature-v3"] = base64.b64encode(b"x" * 32).decode()
+    assert (await running.post("hubspot", body, tampered))[0] == 401
+    assert (await running.post("hubspot", body, running.hubspot_headers(body, age_s=600)))[0] == 401
+    assert (await running.post("hubspot", body, {"Content-Type": "application/json"}))[0] == 401
+    assert await topic_size(running.deployment.broker.bootstrap, running.deployment.events, PARTITIONS) == 0
+    status, answer = await running.post("hubspot", body, running.hubspot_headers(body))
+    assert status == 202, answer
+    assert await topic_size(running.deployment.broker.bootstrap, running.deployment.events, PARTITIONS) == 1
+
+
+async def test_a_redelivered_webhook_has_the_same_event_ids(running: Running) -> None:
+    body = orjson.dumps(
+        {
+            "mautic.lead_post_save_new": [
+                {
+                    "contact": {
+                        "id": 52,
+                        "points": 0,
+                        "fields": {"core": {"email": {"alias": "email", "value": "ana@example.com"}}},
+                    }
+                }
+            ],
+            "timestamp": "2026-12-01T10:00:00+00:00",
+        }
+    )
+    signature = base64.b64encode(hmac.new(MAUTIC_SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    headers = {"Content-Type": "application/json", "Webhook-Signature": signature}
+    first = await running.post("mautic", body, headers)
+    again = await running.post("mautic", body, headers)
+    assert first[0] == again[0] == 202, (first, again)
+    assert first[1]["event_ids"] == again[1]["event_ids"]
+    events = await running.events()
+    assert {e["lead_id"] for _, e in events} == {lead_id_for_email(KEY.encode(), "ana@example.com")}
+
+
+async def test_unknown_source_disabled_source_oversize_and_unmappable(
+    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+) -> None:
+    deployment = Deployment(broker, unique_topic_prefix, tmp_path)
+    config = gateway_settings(mautic_secret=None)
+    async for _ in serve(deployment.settings(), config):
+        run = Running(_, f"http://127.0.0.1:{config.port}", deployment)
+        assert (await run.post("salesforce", b"{}", BEARER))[0] == 404
+        assert (await run.post("mautic", b"{}", {"Content-Type": "application/json"}))[0] == 403
+        huge = b'{"leads": [' + b'"x",' * 20_000 + b'"x"]}'
+        status, answer = await run.post("rdstation", huge, BEARER)
+        assert status == 413
+        assert "bytes" in answer["error"]
+        status, answer = await run.post("rdstation", b'{"nothing": "here"}', BEARER)
+        assert status == 422, answer
+        assert answer["field"], answer
+        assert "@" not in answer["error"]
+        assert await topic_size(broker.bootstrap, deployment.events, PARTITIONS) == 0
+        status, metrics = await run.get("/metrics")
+        assert status == 200
+        assert 'leadflow_ingest_requests_total{outcome="unknown_source",source="unknown"} 1.0' in metrics
+        assert 'leadflow_ingest_requests_total{outcome="too_large",source="rdstation"} 1.0' in metrics
+        assert 'leadflow_ingest_rejections_total{reason="unmappable",source="rdstation"} 1.0' in metrics
+
+
+async def test_broker_down_is_503_with_retry_after_and_readyz_says_not_ready(
+    unique_topic_prefix: str, tmp_path: Path
+) -> None:
+    with EmbeddedBroker(tmp_path / "own-broker") as own:
+        deployment = Deployment(own, unique_topic_prefix, tmp_path)
+        config = gateway_settings()
+        async for gateway in serve(deployment.settings(), config):
+            run = Running(gateway, f"http://127.0.0.1:{config.port}", deployment)
+            assert (await run.get("/readyz"))[0] == 200
+            status, _ = await run.post("canonical", orjson.dumps(envelope("before")), BEARER)
+            assert status == 202
+            own.stop()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{run.url}/ingest/canonical", data=orjson.dumps(envelope("during")), headers=BEARER
+                ) as answer,
+            ):
+                assert answer.status == 503
+                assert answer.headers["Retry-After"] == "5"
+            assert (await run.get("/healthz"))[0] == 200
+
+
+async def test_a_gateway_started_without_a_broker_answers_503_until_it_connects(tmp_path: Path) -> None:
+    nowhere = Settings(broker=f"kafka://127.0.0.1:{free_port()}", embedded=True)
+    config = gateway_settings()
+    async for gateway in serve(nowhere, config, wait_ready=False):
+        run = Running(gateway, f"http://127.0.0.1:{config.port}", Deployment.__new__(Deployment))
+        assert (await run.get("/readyz"))[0] == 503
+        assert (await run.post("canonical", orjson.dumps(envelope("e1")), BEARER))[0] == 503
+        assert (await run.get("/healthz"))[0] == 200
