@@ -19,6 +19,7 @@ from aiohttp import web
 from e2e import PARTITIONS, Deployment, read_topic, topic_size
 
 from core.identity import lead_id_for_email
+from schemas.policy import Policy, load_policy
 from streams.broker import EmbeddedBroker, free_port
 from streams.gateway import Gateway, GatewaySettings, web_app
 from streams.settings import Settings
@@ -82,10 +83,10 @@ def gateway_settings(**overrides: Any) -> GatewaySettings:
     return GatewaySettings(**(given | overrides))
 
 
-async def serve(settings: Settings, config: GatewaySettings, *, wait_ready: bool = True) -> AsyncIterator[Gateway]:
-    from schemas.policy import load_policy
-
-    gateway = Gateway(settings, config, load_policy())
+async def serve(
+    settings: Settings, config: GatewaySettings, *, wait_ready: bool = True, policy: Policy | None = None
+) -> AsyncIterator[Gateway]:
+    gateway = Gateway(settings, config, policy or load_policy())
     runner = web.AppRunner(web_app(gateway))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", config.port)
