@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -429,6 +430,13 @@ def web_app(gateway: Gateway) -> web.Application:
     return app
 
 
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """One line per request without the query string: `?token=` may carry a secret, and no header is logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %.3fs", request.method, request.path, response.status, time)
+
+
 def serve(settings: Settings, gateway_settings: GatewaySettings, policy: Policy) -> None:
     """Run until SIGINT/SIGTERM; on a signal, stop accepting, finish requests in flight (up to 30 s), then stop
     the producer (which flushes)."""
@@ -440,5 +448,6 @@ def serve(settings: Settings, gateway_settings: GatewaySettings, policy: Policy)
         host=gateway_settings.host,
         port=gateway_settings.port,
         shutdown_timeout=30.0,
+        access_log_class=PathOnlyAccessLogger,
         print=lambda line: log.info("%s", line),
     )
