@@ -143,16 +143,16 @@ def make_request(source: str, person: str, n: int, url: str, now: dt.datetime) -
             event = {"eventId": n, "subscriptionId": 11, "portalId": 99, "appId": 5, "occurredAt": millis,
                      "subscriptionType": "contact.creation", "attemptNumber": 0, "objectId": 10_000_000 + n,
                      "changeFlag": "CREATED", "changeSource": "CRM_UI"}  # fmt: skip
-            body = orjson.dumps([event])
+            signed = orjson.dumps([event])
             timestamp = str(int(time.time() * 1000))
-            message = b"POST" + f"{url}/ingest/hubspot".encode() + body + timestamp.encode()
+            message = b"POST" + f"{url}/ingest/hubspot".encode() + signed + timestamp.encode()
             digest = hmac.new(HUBSPOT_SECRET.encode(), message, hashlib.sha256).digest()
             headers = {
                 "Content-Type": "application/json",
                 "X-HubSpot-Signature-v3": base64.b64encode(digest).decode(),
                 "X-HubSpot-Request-Timestamp": timestamp,
             }
-            return Request(source, body, headers)
+            return Request(source, signed, headers)
         case _:
             raise ValueError(f"unknown source {source!r}")
 
@@ -175,6 +175,7 @@ class LoadResult:
     latency_ms: dict[str, float]
     start_lag_ms: dict[str, float]
     client_cpu_pct: float
+    by_source_ms: dict[str, dict[str, float]]
 
     @property
     def ok(self) -> int:
@@ -208,6 +209,7 @@ async def drive(
     loop = asyncio.get_running_loop()
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
+    by_source: dict[str, list[float]] = {source: [] for source, _ in MIX}
     lags: list[float] = []
     accepted = 0
     next_index = 0
@@ -253,6 +255,7 @@ async def drive(
                 ended = loop.time()
                 statuses[status] += 1
                 latencies.append(ended - scheduled)
+                by_source[request.source].append(ended - scheduled)
                 last_end = max(last_end, ended)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -268,12 +271,11 @@ async def drive(
         latency_ms={k: v * 1000 for k, v in percentiles(latencies).items()},
         start_lag_ms={k: v * 1000 for k, v in percentiles(lags).items()},
         client_cpu_pct=100 * cpu / elapsed,
+        by_source_ms={s: {k: v * 1000 for k, v in percentiles(ls).items()} for s, ls in by_source.items()},
     )
 
 
-def run_load(
-    url: str, rate: float, duration: float, *, concurrency: int, prefix: str, give_up_s: float
-) -> LoadResult:
+def run_load(url: str, rate: float, duration: float, *, concurrency: int, prefix: str, give_up_s: float) -> LoadResult:
     """The load generator in a subprocess of this script; its result comes back as JSON on stdout."""
     command = [sys.executable, "-m", "benchmarks.ingest", "--role", "load", "--url", url, "--rate", str(rate)]
     command += ["--duration", str(duration), "--concurrency", str(concurrency), "--prefix", prefix]
@@ -490,7 +492,8 @@ def describe(r: CaseResult) -> str:
     return (
         f"  {r.case} @ {load.offered:,.0f}/s: {load.achieved:,.0f} req/s, p50 {lat['p50']:.1f} ms, "
         f"p99 {lat['p99']:.1f} ms, max {lat['max']:.0f} ms, errors {errors}{landed}, "
-        f"client CPU {load.client_cpu_pct:.0f}%, start lag p99 {load.start_lag_ms['p99']:.1f} ms"
+        f"client CPU {load.client_cpu_pct:.0f}%, start lag p99 {load.start_lag_ms['p99']:.1f} ms\n    "
+        + ", ".join(f"{s} p50 {v['p50']:.1f} / p99 {v['p99']:.1f} ms" for s, v in load.by_source_ms.items())
     )
 
 
@@ -594,26 +597,29 @@ def write_results(section: str, rate: float) -> None:
 
 
 # -- main ---------------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=100.0, help="offered requests/s of the main cases")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per main case")
-    parser.add_argument("--concurrency", type=int, default=64, help="client connections")
-    parser.add_argument("--cases", default="a,b,c", help="main cases to run (a, b, c)")
-    parser.add_argument("--no-find-max", action="store_true", help="skip the rate steps")
-    parser.add_argument("--step-s", type=float, default=5.0, help="seconds of load per rate step")
-    parser.add_argument("--step-from", type=float, default=50.0, help="first rate step (req/s); steps double")
-    parser.add_argument("--step-to", type=float, default=3200.0, help="highest rate step tried")
-    parser.add_argument("--max-p99-ms", type=float, default=1000.0, help="a step with a higher p99 is not sustained")
-    parser.add_argument("--give-up-s", type=float, default=5.0, help="a request this late to start is not sent")
-    parser.add_argument("--write-results", action="store_true", help="append a section to benchmarks/RESULTS.md")
-    parser.add_argument("--note", default="", help="a sentence to add to the RESULTS.md section")
-    parser.add_argument("--role", choices=["main", "load", "bare", "stubbed"], default="main", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--prefix", default="p", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=float, default=100.0, help="offered requests/s of the main cases")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of load per main case")
+    p.add_argument("--concurrency", type=int, default=64, help="client connections")
+    p.add_argument("--cases", default="a,b,c", help="main cases to run (a, b, c)")
+    p.add_argument("--no-find-max", action="store_true", help="skip the rate steps")
+    p.add_argument("--step-s", type=float, default=5.0, help="seconds of load per rate step")
+    p.add_argument("--step-from", type=float, default=50.0, help="first rate step (req/s); steps double")
+    p.add_argument("--step-to", type=float, default=3200.0, help="highest rate step tried")
+    p.add_argument("--max-p99-ms", type=float, default=1000.0, help="a step with a higher p99 is not sustained")
+    p.add_argument("--give-up-s", type=float, default=5.0, help="a request this late to start is not sent")
+    p.add_argument("--write-results", action="store_true", help="append a section to benchmarks/RESULTS.md")
+    p.add_argument("--note", default="", help="a sentence to add to the RESULTS.md section")
+    p.add_argument("--role", choices=["main", "load", "bare", "stubbed"], default="main", help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--prefix", default="p", help=argparse.SUPPRESS)
+    return p
 
+
+def run_role(args: argparse.Namespace) -> None:
+    """The subprocesses: the load generator (result as JSON on stdout) and the servers of cases (a) and (c)."""
     match args.role:
         case "load":
             result = asyncio.run(
@@ -627,49 +633,63 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(orjson.dumps(result.__dict__).decode())
-            return 0
         case "bare":
             serve_bare(args.port)
-            return 0
         case "stubbed":
             serve_stubbed(args.port)
-            return 0
-        case "main":
-            pass
+        case _:
+            raise ValueError(args.role)
 
+
+@dataclass
+class Run:
+    results: list[CaseResult] = field(default_factory=list)
+    steps: dict[str, list[CaseResult]] = field(default_factory=dict)
+    best: dict[str, float | None] = field(default_factory=dict)
+
+
+def run_all(args: argparse.Namespace) -> Run:
+    run = Run()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    results: list[CaseResult] = []
-    steps: dict[str, list[CaseResult]] = {}
-    best: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-ingest-") as tmp, EmbeddedBroker(Path(tmp)) as broker:
         options = Options(args.concurrency, args.give_up_s, Path(tmp))
         for case in cases:
             print(f"case {case} at {args.rate:,.0f} req/s for {args.duration:.0f} s ...", flush=True)
             result = run_case(case, broker, options, rate=args.rate, duration=args.duration, tag="main")
             result.verify()
-            results.append(result)
+            run.results.append(result)
             print(describe(result), flush=True)
         if not args.no_find_max:
             for case in ("a", "b"):
                 print(f"case {case}: stepping the offered rate up ({args.step_s:.0f} s a step) ...", flush=True)
                 rates = geometric_rates(args.step_from, 2.0, args.step_to)
-                steps[case], best[case] = find_max(
+                run.steps[case], run.best[case] = find_max(
                     case, broker, options, rates, step_s=args.step_s, max_p99_ms=args.max_p99_ms
                 )
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.role != "main":
+        run_role(args)
+        return 0
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    run = run_all(args)
     wall = time.perf_counter() - started
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     load = f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    table = format_table(results)
-    print(table)
-    steps_table = format_steps(steps, best, args.max_p99_ms) if steps else ""
-    if steps_table:
-        print(steps_table)
+    table = format_table(run.results) if run.results else ""
+    steps_table = format_steps(run.steps, run.best, args.max_p99_ms) if run.steps else ""
+    print(table, steps_table, sep="\n\n")
     print(f"run took {wall:.0f} s; load average {load}; largest child RSS {peak_rss_mb:,.0f} MB")
     if args.write_results:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         command = "python -m benchmarks.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
+        steps = (
+            f"\nRate steps ({args.step_s:.0f} s each, fresh server per step):\n\n{steps_table}\n" if steps_table else ""
+        )
         section = (
             f"## {now}: {SECTION_TITLE}, {args.rate:,.0f} req/s offered\n\n"
             f"{machine_line()}\n"
@@ -678,8 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.duration:.0f} s per case. Mix: {', '.join(f'{s} {w * 10}%' for s, w in MIX)}, a new person "
             f"per request; embedded broker (one record per batch), events landed = end offsets of the case's "
             f"events topic.\n"
-            f"{args.note + chr(10) if args.note else ''}\n{table}\n"
-            + (f"\nRate steps ({args.step_s:.0f} s each, fresh server per step):\n\n{steps_table}\n" if steps else "")
+            f"{args.note + chr(10) if args.note else ''}\n{table}\n{steps}"
         )
         write_results(section, args.rate)
         print(f"wrote {RESULTS_MD}")

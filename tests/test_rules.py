@@ -28,6 +28,8 @@ REQUIRED_ALERTS = {
     "LeadSlaClocksHeldBack",
     "LeadCommitmentProjectedToMiss",
     "LeadCommitmentFloorMissed",
+    "LeadIngestUnavailable",
+    "LeadIngestRejectionsHigh",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
