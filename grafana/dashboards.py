@@ -249,7 +249,7 @@ PER_MINUTE = "* 60"
 PERCENT_THRESHOLDS: list[tuple[float | None, str]] = [(None, "red"), (0.8, "orange"), (0.9, "yellow"), (0.95, "green")]
 
 
-# --- the five dashboards ----------------------------------------------------------------------------------------
+# --- the six dashboards ----------------------------------------------------------------------------------------
 
 
 def funnel() -> Json:
@@ -1240,7 +1240,137 @@ def goals() -> Json:
     )
 
 
-DASHBOARDS = {"funnel": funnel, "sla": sla, "handoff": handoff, "pipeline": pipeline, "goals": goals}
+def ingest() -> Json:
+    """The webhook gateway (leadflow ingest): what each tool sends, what was stored, what was refused and why."""
+    requests = "leadflow_ingest_requests_total"
+    refused = 'outcome=~"unauthorized|disabled|unmappable|too_large"'
+    panels = layout(
+        [
+            (
+                5,
+                [
+                    stat(
+                        "Accepted per minute",
+                        "Webhook requests answered 202 (stored: the broker acknowledged every event) per minute.",
+                        [target(f'sum(rate({requests}{{outcome="accepted"}}[5m])) {PER_MINUTE}', instant=True)],
+                    ),
+                    stat(
+                        "Refused share",
+                        "Requests answered 401, 403, 413 or 422 over the last hour: not stored, and tools do not "
+                        "retry a 4xx (alert LeadIngestRejectionsHigh).",
+                        [
+                            target(
+                                f"sum(increase({requests}{{{refused}}}[1h]))"
+                                f" / clamp_min(sum(increase({requests}[1h])), 1)",
+                                instant=True,
+                            )
+                        ],
+                        "percentunit",
+                        thresholds=[(None, "green"), (0.01, "yellow"), (0.05, "red")],
+                    ),
+                    stat(
+                        "Unavailable (503) per minute",
+                        "Requests the gateway could not store because the broker did not acknowledge: the tools retry "
+                        "(alert LeadIngestUnavailable).",
+                        [target(f'sum(rate({requests}{{outcome="unavailable"}}[5m])) {PER_MINUTE}', instant=True)],
+                        thresholds=[(None, "green"), (0.001, "red")],
+                    ),
+                    stat(
+                        "Gateways ready",
+                        "Gateways connected to the broker with their identity table loaded (/readyz).",
+                        [target("sum(leadflow_ingest_ready)", instant=True)],
+                        thresholds=[(None, "red"), (1, "green")],
+                    ),
+                    stat(
+                        "Identity aliases",
+                        "Tool contact ids and e-mail hashes the identity table maps to a lead (max over gateways).",
+                        [target("max(leadflow_ingest_identity_aliases)", instant=True)],
+                    ),
+                ],
+            ),
+            (
+                8,
+                [
+                    timeseries(
+                        "Requests per minute by source and answer",
+                        "Each tool's webhook requests and how they were answered: accepted (202), unauthorized "
+                        "(401), disabled (403), unknown_source (404), too_large (413), unmappable (422), "
+                        "unavailable (503).",
+                        [
+                            target(
+                                f"sum by (source, outcome) (rate({requests}[5m])) {PER_MINUTE} > 0",
+                                "{{source}} {{outcome}}",
+                            )
+                        ],
+                        stack=True,
+                    ),
+                    timeseries(
+                        "Events produced per minute by type",
+                        "Canonical events the gateway stored on leads.events, by source and type (identity merges "
+                        "and creations included).",
+                        [
+                            target(
+                                f"sum by (source, type) (rate(leadflow_ingest_events_total[5m])) {PER_MINUTE}",
+                                "{{source}} {{type}}",
+                            )
+                        ],
+                        stack=True,
+                    ),
+                ],
+            ),
+            (
+                8,
+                [
+                    timeseries(
+                        "Refusals per hour by reason",
+                        "Why requests were refused: auth_missing / auth_mismatch (secret), auth_stale (HubSpot "
+                        "timestamp over 5 minutes away), auth_disabled, too_large, unmappable (the payload), "
+                        "invalid_event (an event it maps to). See the runbook of LeadIngestRejectionsHigh.",
+                        [
+                            target(
+                                "sum by (source, reason) (increase(leadflow_ingest_rejections_total[1h]))",
+                                "{{source}} {{reason}}",
+                            )
+                        ],
+                    ),
+                    timeseries(
+                        "Answer time p50 / p99 by source",
+                        "From request to answer; a 202 includes the broker's acknowledgement (acks=all).",
+                        [
+                            target(
+                                "histogram_quantile(0.5, sum by (source, le) "
+                                "(rate(leadflow_ingest_request_duration_seconds_bucket[5m])))",
+                                "p50 {{source}}",
+                            ),
+                            target(
+                                "histogram_quantile(0.99, sum by (source, le) "
+                                "(rate(leadflow_ingest_request_duration_seconds_bucket[5m])))",
+                                "p99 {{source}}",
+                            ),
+                        ],
+                        "s",
+                    ),
+                ],
+            ),
+        ]
+    )
+    return dashboard(
+        "leadflow-ingest",
+        "leadflow · Ingest",
+        "The webhook gateway: requests by tool and answer, events stored, refusals and why, answer times.",
+        panels,
+        time_from="now-24h",
+    )
+
+
+DASHBOARDS = {
+    "funnel": funnel,
+    "sla": sla,
+    "handoff": handoff,
+    "pipeline": pipeline,
+    "goals": goals,
+    "ingest": ingest,
+}
 
 
 def render() -> dict[str, str]:

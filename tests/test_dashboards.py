@@ -28,10 +28,14 @@ EXPECTED_UIDS = {
     "handoff.json": "leadflow-handoff",
     "pipeline.json": "leadflow-pipeline",
     "goals.json": "leadflow-goals",
+    "ingest.json": "leadflow-ingest",
 }
 
 # What the worker exports (streams/metrics.py) and what Prometheus adds; histograms by their series names.
 COUNTERS = {
+    "leadflow_ingest_requests_total",
+    "leadflow_ingest_events_total",
+    "leadflow_ingest_rejections_total",
     "leadflow_events_total",
     "leadflow_dead_letters_total",
     "leadflow_stage_transitions_total",
@@ -67,8 +71,16 @@ GAUGES = {
     "leadflow_goal_actual",
     "leadflow_goal_projection",
     "leadflow_goal_period_elapsed_ratio",
+    # the webhook gateway's (streams/gateway.py)
+    "leadflow_ingest_ready",
+    "leadflow_ingest_identity_aliases",
 }
-HISTOGRAMS = {"leadflow_sla_response_seconds", "leadflow_event_lag_seconds", "leadflow_timer_sweep_duration_seconds"}
+HISTOGRAMS = {
+    "leadflow_sla_response_seconds",
+    "leadflow_event_lag_seconds",
+    "leadflow_timer_sweep_duration_seconds",
+    "leadflow_ingest_request_duration_seconds",
+}
 KNOWN = (
     COUNTERS
     | GAUGES
@@ -77,7 +89,7 @@ KNOWN = (
 )
 FUNCTIONS = {
     "sum", "max", "count", "rate", "increase", "histogram_quantile", "time", "label_values",
-    "sort", "bottomk", "vector",
+    "sort", "bottomk", "vector", "clamp_min",
 }  # fmt: skip
 KEYWORDS = {"by", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "without"}
 

@@ -1,8 +1,9 @@
 """The monitoring files against a real Prometheus scraping a real worker (issue 5, item 5).
 
 A worker on the embedded broker gets simulated traffic under a policy whose SLA allowances are a fraction of a
-second, so clocks warn, breach and escalate while the test runs. A `prometheus` process (Debian package) scrapes
-the worker's /metrics every second and evaluates the project's rule files. Then every recording rule and every
+second, so clocks warn, breach and escalate while the test runs, and a webhook gateway gets web form posts (some
+with a wrong token). A `prometheus` process (Debian package) scrapes the worker's and the gateway's /metrics every
+second and evaluates the project's rule files. Then every recording rule and every
 dashboard panel query must return data, and the SLA breach alert must be pending or firing.
 """
 
@@ -23,6 +24,7 @@ import aiohttp
 import pytest
 import yaml
 from e2e import Deployment
+from test_gateway import TOKEN, gateway_settings, serve
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.producer import kafka_sender
@@ -103,8 +105,8 @@ def fast_sla_policy(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def prometheus(workdir: Path, target_port: int) -> Iterator[str]:
-    """A Prometheus scraping the worker every second with the project's rules; yields its base URL."""
+def prometheus(workdir: Path, target_port: int, ingest_port: int) -> Iterator[str]:
+    """A Prometheus scraping the worker and the gateway every second with the project's rules; yields its URL."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus is not installed: apt-get install -y prometheus"
     files = rule_files()
@@ -118,7 +120,12 @@ def prometheus(workdir: Path, target_port: int) -> Iterator[str]:
                 "job_name": "leadflow",
                 "metrics_path": "/metrics",
                 "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
-            }
+            },
+            {
+                "job_name": "leadflow-ingest",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [f"127.0.0.1:{ingest_port}"]}],
+            },
         ],
     }
     config_path = workdir / "prometheus.yml"
@@ -147,6 +154,9 @@ def prometheus(workdir: Path, target_port: int) -> Iterator[str]:
             process.wait()
 
 
+serve_gateway = contextlib.asynccontextmanager(serve)
+
+
 @contextlib.asynccontextmanager
 async def traffic(deployment: Deployment) -> AsyncIterator[LiveSimulator]:
     """Simulated leads (with a few bad records) flowing into the deployment's events topic until the block ends."""
@@ -163,6 +173,19 @@ async def traffic(deployment: Deployment) -> AsyncIterator[LiveSimulator]:
     finally:
         stop.set()
         await task
+
+
+async def form_posts(url: str, stop: asyncio.Event) -> None:
+    """A web form every 0.2 s, and every fifth one with a wrong token (refused: 401), until `stop`."""
+    async with aiohttp.ClientSession() as session:
+        n = 0
+        while not stop.is_set():
+            token = TOKEN if n % 5 else f"wrong-{TOKEN}"
+            form = {"form_id": "newsletter", "email": f"visitor{n}@example.com", "submission_id": f"s-{n}"}
+            async with session.post(f"{url}/ingest/forms?token={token}", data=form) as answer:
+                assert answer.status in (202, 401), await answer.text()
+            n += 1
+            await asyncio.sleep(0.2)
 
 
 async def query(session: aiohttp.ClientSession, base: str, expr: str) -> list[Any]:
@@ -209,9 +232,16 @@ async def test_rules_and_dashboards_return_data_and_the_breach_alert_fires(
     await deployment.create_topics()
     policy = fast_sla_policy(tmp_path / "policy.yaml")
     worker: WorkerProcess = deployment.worker(LEADFLOW_POLICY=str(policy)).start()
+    ingest_config = gateway_settings()
+    stop_posting = asyncio.Event()
     try:
-        with prometheus(tmp_path, deployment.web_port) as base:
-            async with traffic(deployment), aiohttp.ClientSession() as session:
+        with prometheus(tmp_path, deployment.web_port, ingest_config.port) as base:
+            async with (
+                serve_gateway(deployment.settings(), ingest_config),
+                traffic(deployment),
+                aiohttp.ClientSession() as session,
+            ):
+                posting = asyncio.create_task(form_posts(f"http://127.0.0.1:{ingest_config.port}", stop_posting))
                 deadline = time.monotonic() + TIMEOUT_S
                 while True:
                     await asyncio.sleep(POLL_S)
@@ -230,7 +260,10 @@ async def test_rules_and_dashboards_return_data_and_the_breach_alert_fires(
                         )
                 up = await query(session, base, 'up{job="leadflow"}')
                 assert [float(s["value"][1]) for s in up] == [1.0]
+                stop_posting.set()
+                await posting
     finally:
+        stop_posting.set()
         worker.stop()
 
 
