@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install browser run test lint typecheck pytest bench clean
+.PHONY: install browser run test lint typecheck pytest bench bench-ingest clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python -m benchmarks.throughput --cases a,b,c --write-results
+
+# The webhook gateway under an open-loop load from a second process, events landing on the embedded broker (~3 min).
+bench-ingest: install
+	$(BIN)/python -m benchmarks.ingest --write-results
 
 clean:
 	rm -rf $(VENV) .leadflow .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
