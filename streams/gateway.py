@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import ChainMap
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,7 +249,9 @@ class Gateway:
         self, drafts: tuple[Draft, ...], received_at: datetime
     ) -> tuple[list[dict[str, Any]], dict[str, str], list[str]] | Rejection:
         """Drafts -> envelopes with their lead_ids (merges first), checked as the worker will read them."""
-        table = dict(self.identities.table)
+        # Reads fall through to the gateway's table, this request's decisions stay in the overlay until stored: no
+        # copy of a table that may hold millions of aliases.
+        table: ChainMap[str, str] = ChainMap({}, self.identities.table)
         remember: dict[str, str] = {}
         forgotten: list[str] = []
         envelopes: list[dict[str, Any]] = []
@@ -293,7 +296,7 @@ class Gateway:
         return envelopes, remember, forgotten
 
     @staticmethod
-    def _learn(who: Resolution, table: dict[str, str], remember: dict[str, str]) -> None:
+    def _learn(who: Resolution, table: MutableMapping[str, str], remember: dict[str, str]) -> None:
         table.update(who.remember)
         remember.update(who.remember)
 
