@@ -54,7 +54,7 @@ from streams.metrics import (
     fetch_state,
 )
 from streams.settings import Settings
-from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS, POLICY_HEADER
+from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS, FAST_GROUP_FAUST_SETTINGS, POLICY_HEADER
 
 
 class ModelCodec(codecs.Codec):
@@ -129,8 +129,12 @@ def short_fetch_wait(max_wait_ms: int) -> None:
 
 
 def create_app(settings: Settings) -> faust.App:
-    extra: dict[str, Any] = dict(EMBEDDED_FAUST_SETTINGS) if settings.embedded else {}
+    extra: dict[str, Any] = {}
     if settings.embedded:
+        extra = dict(EMBEDDED_FAUST_SETTINGS)
+    elif settings.fast_group:
+        extra = dict(FAST_GROUP_FAUST_SETTINGS)
+    if settings.embedded or settings.fast_group:
         short_fetch_wait(EMBEDDED_FETCH_WAIT_MS)
     app = faust.App(
         settings.app_id,

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
         default=False,
         description="the broker is the embedded tansu broker: one record per producer batch (GUIDE section 4)",
     )
+    fast_group: bool = Field(
+        default=False,
+        description="a local broker (Apache Kafka started by leadflow, tests): short group session and fetch wait, "
+        "so joins and failover take seconds; never in production",
+    )
     app_id: str = "leadflow"
     policy: Path | None = Field(default=None, description="policy YAML file; the shipped default when unset")
     partitions: int = Field(default=4, ge=1, description="partitions of leads.events (and the table changelog)")

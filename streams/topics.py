@@ -25,6 +25,7 @@ from streams.settings import Settings
 __all__ = [
     "EMBEDDED_FAUST_SETTINGS",
     "EMBEDDED_PRODUCER_SETTINGS",
+    "FAST_GROUP_FAUST_SETTINGS",
     "TopicMismatchError",
     "create_leadflow_topics",
     "embedded_producer_settings",
@@ -42,22 +43,26 @@ POLICY_HEADER: Final = "leadflow-policy"
 
 EMBEDDED_PRODUCER_SETTINGS: Final[Mapping[str, int]] = {"max_batch_size": 64, "linger_ms": 0}
 
-#: Faust app settings for the embedded broker only (dev, tests, benchmarks).
-#: - producer_max_batch_size / producer_linger: one record per batch, as above, so a changelog's high
-#:   watermark is right and table recovery does not drop the last updates. ``producer_linger`` is in
-#:   seconds: the non-deprecated form of ``producer_linger_ms=0`` (reading the _ms setting warns).
-#: - broker_session_timeout / heartbeat / rebalance: tansu answers a JoinGroup after about HALF THE SESSION
-#:   TIMEOUT, whatever the rebalance timeout (measured, Faust and plain aiokafka: session 60 s -> 30.0 s,
-#:   10 s -> 5.0 s, 3 s -> 2.0 s, 2 s -> 1.0 s; rebalance 0.5..60 s changes nothing). Faust's defaults
-#:   (60/60/3) thus wait 30 s; the 6 s session used here waits 3 s and still tolerates a busy event loop.
-EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
-    "producer_max_batch_size": 64,
-    "producer_linger": 0.0,
+#: Faust settings for a local broker (dev, tests, benchmarks, `leadflow run`; never production): a fast group
+#: join and failover. broker_session_timeout / heartbeat / rebalance: tansu answers a JoinGroup after about HALF
+#: THE SESSION TIMEOUT, whatever the rebalance timeout (measured, Faust and plain aiokafka: session 60 s -> 30.0 s,
+#: 10 s -> 5.0 s, 3 s -> 2.0 s, 2 s -> 1.0 s; rebalance 0.5..60 s changes nothing). Faust's defaults (60/60/3)
+#: thus wait 30 s; the 6 s session used here waits 3 s and still tolerates a busy event loop. On Apache Kafka the
+#: short session makes a killed worker's partitions move to the next one within seconds instead of a minute.
+FAST_GROUP_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
     "broker_rebalance_timeout": 5.0,
     "broker_session_timeout": 6.0,
     "broker_heartbeat_interval": 1.0,
 }
 
+#: Faust settings for the embedded tansu broker only: one record per producer batch (as above), so a
+#: changelog's high watermark is right and table recovery does not drop the last updates. ``producer_linger``
+#: is in seconds: the non-deprecated form of ``producer_linger_ms=0`` (reading the _ms setting warns).
+EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
+    "producer_max_batch_size": 64,
+    "producer_linger": 0.0,
+    **FAST_GROUP_FAUST_SETTINGS,
+}
 
 #: Longest a fetch waits on the embedded broker (Faust's own is 1500 ms; see streams.app.short_fetch_wait).
 EMBEDDED_FETCH_WAIT_MS: Final = 100
