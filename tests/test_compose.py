@@ -245,6 +245,7 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards_and_prometheus() 
         "funnel.json",
         "goals.json",
         "handoff.json",
+        "ingest.json",
         "pipeline.json",
         "sla.json",
     ]
