@@ -54,7 +54,14 @@ from streams.metrics import (
     fetch_state,
 )
 from streams.settings import Settings
-from streams.topics import EMBEDDED_FAUST_SETTINGS, EMBEDDED_FETCH_WAIT_MS, FAST_GROUP_FAUST_SETTINGS, POLICY_HEADER
+from streams.topics import (
+    EMBEDDED_FAUST_SETTINGS,
+    EMBEDDED_FETCH_WAIT_MS,
+    FAST_GROUP_FAUST_SETTINGS,
+    POLICY_HEADER,
+    faust_credentials,
+    idempotent_faust_producer,
+)
 
 
 class ModelCodec(codecs.Codec):
@@ -147,6 +154,9 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_bind=settings.web_host,
         producer_max_request_size=settings.produce_max_bytes,
+        producer_acks=-1,  # acks=all (Faust's default, said here): a write is acknowledged by min.insync.replicas
+        broker_credentials=faust_credentials(settings),  # TLS / SASL from settings, as leadflow's own clients
+        topic_replication_factor=settings.replication_factor,  # topics Faust creates itself (its leader topic)
         broker_commit_interval=settings.commit_interval_s,
         consumer_max_fetch_size=settings.max_request_bytes,
         key_serializer="raw",
@@ -154,6 +164,8 @@ def create_app(settings: Settings) -> faust.App:
         Monitor=QuietMonitor,
         **extra,
     )
+    if not settings.embedded:
+        idempotent_faust_producer(app)  # a real Kafka: a retried batch is written once (tansu: not asked)
     return app
 
 

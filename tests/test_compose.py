@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from streams.cli import parser as cli_parser
+from streams.kafka import KAFKA_VERSION
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +132,10 @@ def test_kafka_runs_in_kraft_mode() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
     assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_kafka_is_the_version_the_tests_run() -> None:
+    assert services()["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
 
 
 def workers() -> dict[str, Json]:
