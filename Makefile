@@ -1,10 +1,10 @@
-# leadflow: `make run` runs the main job on an embedded broker; `make test` runs every check and test.
+# leadflow: `make run` runs the main job on a local broker; `make test` runs every check and test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install browser run test lint typecheck pytest bench bench-ingest clean
+.PHONY: install system kafka browser run test lint typecheck pytest bench bench-ingest clean
 
 install: $(VENV)/.installed
 
@@ -15,17 +15,28 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# Headless Chromium and its WebDriver for the review page's browser test (tests/test_review_page.py), from
-# Debian when missing (a fresh machine lacks them), as .ci/run does for promtool and amtool.
-browser:
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+# System packages the tests need, from Debian when missing (a fresh machine lacks them): promtool and amtool
+# (prometheus, prometheus-alertmanager) check the alert rules, the Alertmanager config and the dashboards' queries;
+# Chromium and its WebDriver open the review page; Java and Maven fetch and run Apache Kafka, the reference broker.
+APT_NEEDS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium chromedriver:chromium-driver \
+	java:openjdk-17-jre-headless mvn:maven
+system:
+	@missing=""; for need in $(APT_NEEDS); do \
+	    command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
 	    elif command -v sudo >/dev/null; then SUDO="sudo -n"; \
-	    else echo "need root or sudo to apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+	    else echo "need root or sudo to apt-get install$$missing" >&2; exit 1; fi; \
+	    echo "apt-get install$$missing"; \
 	    $$SUDO apt-get update -qq && \
-	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	        chromium chromium-driver >/dev/null; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# The pinned Apache Kafka's jars, fetched once with Maven into ~/.cache/leadflow (streams/kafka.py).
+kafka: install system
+	$(BIN)/python -c 'from streams.kafka import kafka_classpath; print("Apache Kafka:", kafka_classpath())'
+
+browser: system
 
 run: install
 	$(BIN)/leadflow run $(RUN_ARGS)
@@ -37,13 +48,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install system kafka
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
+# Throughput (a, b, c, b again) and latency (l) on Apache Kafka (the jars are fetched on first use), then on tansu
+# for comparison (~5 min); results appended to benchmarks/RESULTS.md.
 bench: install
-	$(BIN)/python -m benchmarks.throughput --cases a,b,c --write-results
+	$(BIN)/python -m benchmarks.throughput --broker kafka --write-results
+	$(BIN)/python -m benchmarks.throughput --broker tansu --write-results
 
 # The webhook gateway under an open-loop load from a second process, events landing on the embedded broker (~3 min).
 bench-ingest: install

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from core.plan import TextTable
+    from streams.settings import Settings
 
 
 def _broker_env(broker: str | None, embedded: bool | None = None) -> None:
@@ -61,22 +62,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         report_json=args.report_json,
         live=not args.no_live and sys.stdout.isatty(),
         real_time_slas=args.real_time_slas,
+        embedded_broker=args.embedded_broker,
     )
-    return asyncio.run(run(options))
+    from streams.broker import BrokerStartError
+    from streams.kafka import MissingToolError
+
+    try:
+        return asyncio.run(run(options))
+    except (MissingToolError, BrokerStartError) as error:
+        print(f"leadflow run: {error}", file=sys.stderr)
+        return 2
 
 
-def _settings_bootstrap(broker: str | None) -> str:
+def _client_settings(broker: str | None) -> Settings:
+    """The worker's settings with --broker applied: the bootstrap list and the TLS / SASL client options."""
     _broker_env(broker)
     from streams.settings import Settings
 
-    return Settings().bootstrap
+    return Settings()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.producer import kafka_sender
     from streams.simulator import LiveSimulator
 
-    bootstrap = _settings_bootstrap(args.broker)
+    settings = _client_settings(args.broker)
 
     async def main() -> int:
         simulator = LiveSimulator(
@@ -86,7 +96,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             bad_ratio=args.bad_ratio,
             id_prefix=args.id_prefix or f"sim{datetime.now(UTC):%H%M%S}",
         )
-        async with kafka_sender(bootstrap, args.topic, embedded=args.embedded) as send:
+        async with kafka_sender(settings.bootstrap, args.topic, embedded=args.embedded, settings=settings) as send:
             sent = await simulator.run(send, duration_s=args.for_s)
         print(f"sent {sent} records ({simulator.leads_started} leads) to {args.topic}")
         return 0
@@ -97,12 +107,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from streams.producer import produce_records, read_jsonl
 
-    bootstrap = _settings_bootstrap(args.broker)
+    settings = _client_settings(args.broker)
     path = Path(args.file)
     if not path.is_file():
         print(f"leadflow produce: {path}: no such file", file=sys.stderr)
         return 2
-    sent = asyncio.run(produce_records(bootstrap, args.topic, read_jsonl(path), embedded=args.embedded))
+    records = read_jsonl(path)
+    sent = asyncio.run(
+        produce_records(settings.bootstrap, args.topic, records, embedded=args.embedded, settings=settings)
+    )
     print(f"sent {sent} records from {path} to {args.topic}")
     return 0
 
@@ -412,6 +425,12 @@ def parser() -> argparse.ArgumentParser:
         help="keep the policy's SLA allowances (default: divided by --speed, so clocks breach during the demo)",
     )
     run.add_argument("--no-live", action="store_true", help="no live terminal view, only the final summary")
+    run.add_argument(
+        "--embedded-broker",
+        choices=("auto", "kafka", "tansu"),
+        default="auto",
+        help="the broker started without --broker: Apache Kafka, or tansu (auto: Kafka when Java is installed)",
+    )
     run.set_defaults(func=cmd_run)
 
     worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.app worker)")

@@ -43,7 +43,7 @@ from schemas.policy import Policy
 from streams.identity_store import IdentityStore
 from streams.producer import producer_options
 from streams.settings import Settings
-from streams.topics import create_leadflow_topics
+from streams.topics import client_options, create_leadflow_topics
 
 log = logging.getLogger("leadflow.ingest")
 
@@ -125,7 +125,7 @@ class Gateway:
         self.policy = policy
         self.key = gateway.identity_key.get_secret_value().encode()
         self.metrics = GatewayMetrics()
-        self.identities = IdentityStore(settings.bootstrap, settings.topic_identities)
+        self.identities = IdentityStore(settings.bootstrap, settings.topic_identities, client_options(settings))
         self.producer: AIOKafkaProducer | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._identity_lock = asyncio.Lock()
@@ -149,7 +149,7 @@ class Gateway:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.bootstrap,
                 request_timeout_ms=int(self.config.ack_timeout_s * 1000),
-                **producer_options(embedded=self.settings.embedded),
+                **producer_options(embedded=self.settings.embedded, settings=self.settings),
             )
             connected = False
             try:

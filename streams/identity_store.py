@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -18,9 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class IdentityStore:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, client: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.client = dict(client or {})  # TLS / SASL options (streams.topics.client_options)
         self.table: dict[str, str] = {}
         self.loaded = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -28,7 +30,9 @@ class IdentityStore:
 
     async def start(self) -> None:
         """Read the topic to its end (then `loaded` is set) and keep following it in the background."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None, **self.client
+        )
         self._consumer = consumer
         await consumer.start()
         partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or {0})]

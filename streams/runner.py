@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import yaml
@@ -27,7 +27,7 @@ from rich.table import Table
 from core.funnel import FunnelTally
 from schemas.outputs import DEAD_LETTER_ADAPTER, HANDOFF_ADAPTER, SLA_ADAPTER, TRANSITION_ADAPTER
 from schemas.policy import Allowance, Policy, load_policy
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess, EmbeddedBroker
 from streams.producer import kafka_sender
 from streams.report_client import ReportSourceError, merged_report
 from streams.settings import Settings
@@ -54,6 +54,18 @@ class RunOptions:
     report_json: Path | None
     live: bool
     real_time_slas: bool = False
+    embedded_broker: Literal["auto", "kafka", "tansu"] = "auto"
+
+
+def local_broker(choice: Literal["auto", "kafka", "tansu"], workdir: Path) -> BrokerProcess:
+    """The broker `leadflow run` starts when no --broker is given. `auto`: Apache Kafka, the production engine
+    (exact offsets and lag, no one-record-per-batch workaround), when Java is installed and its jars are cached
+    or Maven can fetch them; else tansu, the zero-JVM broker (starts in 0.1 s, keeps nothing)."""
+    from streams.kafka import ApacheKafka, can_run_kafka
+
+    if choice == "kafka" or (choice == "auto" and can_run_kafka()):
+        return ApacheKafka(workdir / "kafka")
+    return EmbeddedBroker(workdir)
 
 
 class OutputReader:
@@ -194,11 +206,13 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
     if not options.real_time_slas:
         policy_file = options.workdir / "policy-compressed.yaml"
         policy_file.write_text(yaml.safe_dump(compressed(policy, options.speed).model_dump(mode="json", by_alias=True)))
-    broker = None if options.broker else EmbeddedBroker(options.workdir).start()
+    broker = None if options.broker else local_broker(options.embedded_broker, options.workdir).start()
     url = options.broker or (broker.url if broker else "")
+    tansu = broker is not None and broker.one_record_per_batch
     settings = Settings(
         broker=url if "://" in url else f"kafka://{url}",
-        embedded=broker is not None,
+        embedded=tansu,
+        fast_group=broker is not None,
         partitions=options.partitions,
         web_port=options.web_port,
         data_dir=options.workdir / "worker-data",
@@ -214,7 +228,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         await create_leadflow_topics(settings)
         worker = WorkerProcess(settings.as_env(), options.workdir / "worker.log").start()
         console.print(
-            f"broker {settings.bootstrap} ({'embedded' if broker else 'external'}) · worker pid {worker.pid}, "
+            f"broker {settings.bootstrap} ({broker.name if broker else 'external'}) · worker pid {worker.pid}, "
             f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz · "
             f"metrics http://127.0.0.1:{options.web_port}/metrics"
         )
@@ -228,7 +242,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         reader_stop = asyncio.Event()
         reader_task = asyncio.create_task(reader.run(reader_stop))
         started = time.monotonic()
-        async with kafka_sender(settings.bootstrap, settings.topic_events, embedded=broker is not None) as send:
+        async with kafka_sender(settings.bootstrap, settings.topic_events, embedded=tansu) as send:
             sim_task = asyncio.create_task(simulator.run(send, duration_s=options.duration_s, stop=stop))
             live_view = Live(console=console, refresh_per_second=2) if options.live else None
             with live_view or contextlib.nullcontext():

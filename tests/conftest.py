@@ -1,4 +1,8 @@
-"""Shared fixtures: one embedded broker for the whole test session, and topic names that never collide."""
+"""Shared fixtures: one broker for the whole test session, and topic names that never collide.
+
+`broker` is Apache Kafka (the production engine, streams/kafka.py), the reference for every test that crosses a
+broker; `tansu` is the embedded zero-JVM broker of the quickstart, for the smoke set that keeps it working.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,24 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess, EmbeddedBroker
+from streams.kafka import ApacheKafka
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """One tansu broker per session (start ~0.1 s, memory storage); its log lands in the session's tmp dir.
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One Apache Kafka (KRaft, single node) per session; its log and data land in the session's tmp dir.
 
     Tests share it, so they must use their own topics (``unique_topic_prefix``) and group ids.
     """
-    with EmbeddedBroker(tmp_path_factory.mktemp("broker")) as running:
+    with ApacheKafka(tmp_path_factory.mktemp("kafka")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One embedded tansu broker per session (start ~0.1 s, memory storage), for the quickstart's smoke set."""
+    with EmbeddedBroker(tmp_path_factory.mktemp("tansu")) as running:
         yield running
 
 

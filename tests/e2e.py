@@ -1,4 +1,4 @@
-"""Helpers for tests that run a real worker process against the embedded broker."""
+"""Helpers for tests that run a real worker process against the session's broker (Apache Kafka, or tansu)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, free_port
 from streams.settings import Settings
 from streams.topics import create_leadflow_topics, embedded_producer_settings
 from streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
@@ -21,7 +21,7 @@ PARTITIONS = 4
 class Deployment:
     """One leadflow deployment on the shared broker: its own topics, consumer group and changelog."""
 
-    broker: EmbeddedBroker
+    broker: BrokerProcess
     prefix: str
     workdir: Path
     app_id: str = ""
@@ -42,7 +42,8 @@ class Deployment:
     def settings(self) -> Settings:
         return Settings(
             broker=self.broker.url,
-            embedded=True,
+            embedded=self.broker.one_record_per_batch,
+            fast_group=True,
             app_id=self.app_id,
             partitions=PARTITIONS,
             topic_events=self.events,
@@ -77,7 +78,7 @@ class Deployment:
             bootstrap_servers=self.broker.bootstrap,
             acks="all",
             max_request_size=16 * 1024 * 1024,
-            **embedded_producer_settings(),
+            **(embedded_producer_settings() if self.broker.one_record_per_batch else {}),
         )
         await producer.start()
         try:
@@ -88,6 +89,12 @@ class Deployment:
         finally:
             await producer.stop()
 
+    async def wait_all_committed(self, worker: WorkerProcess, timeout_s: float = 90.0) -> None:
+        """Until the worker's group has committed the end of every partition of the events topic: whoever
+        produced them (the timer and the router too), every record was processed and its offset committed."""
+        ends = await end_offsets(self.broker.bootstrap, self.events)
+        await self.wait_committed(worker, {p: end for p, end in ends.items() if end > 0}, timeout_s)
+
     async def wait_processed(self, worker: WorkerProcess, timeout_s: float = 90.0) -> None:
         """Until the worker's group has committed everything produced so far."""
         await self.wait_committed(worker, dict(self.produced), timeout_s)
@@ -96,6 +103,17 @@ class Deployment:
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     """Every record of a topic, partition by partition, up to its current end."""
     return await read_partitions(bootstrap, topic, PARTITIONS)
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dict[int, int]:
+    """partition -> end offset (exact on Apache Kafka; on tansu only with one record per batch)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: end for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
 
 
 async def topic_size(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> int:
@@ -118,9 +136,9 @@ async def produce_in_real_time(deployments: list[Deployment], timed: Iterable[tu
     import asyncio
     import time
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=deployments[0].broker.bootstrap, acks="all", **embedded_producer_settings()
-    )
+    broker = deployments[0].broker
+    tansu = embedded_producer_settings() if broker.one_record_per_batch else {}
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", **tansu)
     await producer.start()
     worst = 0.0
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,12 @@ from streams.broker import EmbeddedBroker
 from streams.topics import TopicMismatchError, embedded_producer_settings, ensure_topics
 
 pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def broker(tansu: EmbeddedBroker) -> EmbeddedBroker:
+    """These tests are about tansu itself (the quickstart's broker): its workaround and its topic creation."""
+    return tansu
 
 
 async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], **settings: Any) -> None:
@@ -147,3 +154,44 @@ async def test_default_batching_shows_the_tansu_high_watermark_defect(
     ends = await _end_offsets(broker.bootstrap, topic, 1)
     assert len(got) == len(records)  # all records are stored and readable ...
     assert ends[0] < len(records)  # ... but the high watermark stops at the last batch's base offset + 1
+
+
+# --- Apache Kafka (streams/kafka.py) -------------------------------------------------------------------------
+
+
+def test_apache_kafka_serves_the_real_protocol_without_the_workaround(tmp_path: Path) -> None:
+    """The reference broker starts from the Maven cache, keeps its log in a file, and is exact without
+    one record per batch: end offsets count every record of multi-record batches."""
+    from streams.kafka import KAFKA_VERSION, ApacheKafka
+
+    with ApacheKafka(tmp_path) as kafka:
+        assert kafka.one_record_per_batch is False
+        topic = "batched"
+
+        async def scenario() -> int:
+            await ensure_topics(kafka.bootstrap, {topic: 1})
+            await _produce(kafka.bootstrap, topic, [(b"k", b"v%d" % i) for i in range(500)], linger_ms=50)
+            consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+            await consumer.start()
+            try:
+                ends = await consumer.end_offsets([TopicPartition(topic, 0)])
+            finally:
+                await consumer.stop()
+            return ends[TopicPartition(topic, 0)]
+
+        assert asyncio.run(scenario()) == 500
+        assert kafka.log_path is not None
+        log = kafka.log_path.read_text()
+        assert "Kafka Server started" in log
+        assert f"Kafka version: {KAFKA_VERSION}" in log
+    assert not kafka.is_running()
+
+
+def test_a_missing_java_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streams import kafka
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java, no mvn
+    monkeypatch.setenv("LEADFLOW_KAFKA_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(kafka.MissingToolError, match="openjdk-17") as missing:
+        kafka.ApacheKafka(tmp_path).start()
+    assert "--embedded-broker tansu" in str(missing.value)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from e2e import PARTITIONS, read_topic
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, free_port
 from streams.simulator import journeys
 from streams.topics import ensure_topics
 
@@ -94,14 +94,15 @@ def test_schema_files_describe_the_events_producers_send(tmp_path: Path) -> None
 
 @pytest.mark.broker
 async def test_produce_sends_every_line_keyed_by_lead_id(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     topic = f"{unique_topic_prefix}events"
     await ensure_topics(broker.bootstrap, {topic: PARTITIONS})
     lines = [orjson.dumps({"event_id": f"e{i}", "lead_id": f"lead-{i % 3}", "type": "lead.created"}) for i in range(6)]
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
-    result = leadflow("produce", str(path), "--broker", broker.url, "--topic", topic, "--embedded")
+    tansu = ["--embedded"] if broker.one_record_per_batch else []
+    result = leadflow("produce", str(path), "--broker", broker.url, "--topic", topic, *tansu)
     assert result.returncode == 0, result.stderr
     got = await read_topic(broker.bootstrap, topic)
     assert sorted(v or b"" for _, v in got) == sorted([*lines, b"{not json"])
@@ -111,15 +112,17 @@ async def test_produce_sends_every_line_keyed_by_lead_id(
 
 
 @pytest.mark.broker
-def test_run_for_a_bounded_time_prints_a_summary_and_writes_the_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("local", ["kafka", "tansu"])
+def test_run_for_a_bounded_time_prints_a_summary_and_writes_the_report(tmp_path: Path, local: str) -> None:
     report = tmp_path / "report.json"
     result = leadflow(
-        "run", "--for", "20", "--leads-per-s", "20", "--web-port", str(free_port()),
+        "run", "--for", "20", "--leads-per-s", "20", "--web-port", str(free_port()), "--embedded-broker", local,
         "--workdir", str(tmp_path / "run"), "--report-json", str(report), "--no-live",
         timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "final summary" in result.stdout
+    assert ("Apache Kafka" if local == "kafka" else "embedded broker") in result.stdout
     figures = orjson.loads(report.read_bytes())
     assert figures["reached"]["lead"] > 100
     assert figures["reached"]["mql"] > 0

@@ -18,7 +18,7 @@ from schemas.events import EVENT_ADAPTER
 from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, StageChanged
 from schemas.policy import Policy, load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess
 from streams.simulator import journeys, records
 
 pytestmark = pytest.mark.broker
@@ -40,7 +40,7 @@ def event(event_id: str, lead: str, kind: str, seconds: int, **data: Any) -> tup
 
 
 @pytest.fixture
-async def deployment(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
+async def deployment(broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
     deployed = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployed.create_topics()
     return deployed

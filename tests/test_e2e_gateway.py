@@ -14,16 +14,14 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from e2e import PARTITIONS, Deployment, read_topic
+from e2e import Deployment, read_topic
 from test_gateway import KEY, MAUTIC_SECRET, TOKEN, Running, gateway_settings, serve
 
 from core.identity import lead_id_for_email, lead_id_for_tool_id
 from schemas.outputs import TRANSITION_ADAPTER, StageChanged
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord
-from streams.broker import EmbeddedBroker
-from streams.worker_process import WorkerProcess
+from streams.broker import BrokerProcess
 
 pytestmark = pytest.mark.broker
 
@@ -90,18 +88,6 @@ def rdstation_conversion() -> bytes:
     )
 
 
-async def wait_consumed(deployment: Deployment, worker: WorkerProcess, timeout_s: float = 90.0) -> None:
-    """Until the worker's group has committed the end of every partition of the events topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=deployment.broker.bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets([TopicPartition(deployment.events, p) for p in range(PARTITIONS)])
-    finally:
-        await consumer.stop()
-    targets = {tp.partition: end for tp, end in ends.items() if end > 0}
-    await deployment.wait_committed(worker, targets, timeout_s)
-
-
 async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
     table: dict[str, LeadRecord | None] = {}
     for key, value in await read_topic(deployment.broker.bootstrap, deployment.changelog):
@@ -111,7 +97,7 @@ async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
 
 
 async def test_one_person_across_tools_becomes_one_mql_and_a_form_hand_raiser_qualifies(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployment.create_topics()
@@ -142,7 +128,7 @@ async def test_one_person_across_tools_becomes_one_mql_and_a_form_hand_raiser_qu
             headers = {"Content-Type": "application/json", "Webhook-Signature": signature}
             status, answer = await run.post("mautic", form, headers)
             assert status == 202, answer
-        await wait_consumed(deployment, worker)
+        await deployment.wait_all_committed(worker)
     finally:
         worker.stop()
 

@@ -49,7 +49,7 @@ from core.review import review
 from schemas.events import EVENT_ADAPTER
 from schemas.outputs import RouteRequest, SlaBreached, SlaWarning
 from schemas.policy import Policy, load_policy
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, free_port
 from streams.metrics import Partitioner
 from streams.report_client import fetch_summaries, merged_report
 from streams.worker_process import WorkerProcess, committed_offsets
@@ -454,7 +454,7 @@ async def wait_settled(deployment: Deployment, workers: list[WorkerProcess], tim
         await asyncio.sleep(0.5)
 
 
-async def run_live(broker: EmbeddedBroker, workdir: Path, workers: list[WorkerProcess]) -> Live:
+async def run_live(broker: BrokerProcess, workdir: Path, workers: list[WorkerProcess]) -> Live:
     prefix = f"report-{uuid.uuid4().hex[:8]}."
     one = Deployment(broker, f"{prefix}one.", workdir / "one")
     two = Deployment(broker, f"{prefix}two.", workdir / "two")
@@ -494,7 +494,7 @@ async def run_live(broker: EmbeddedBroker, workdir: Path, workers: list[WorkerPr
 
 
 @pytest.fixture(scope="module")
-def live(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(broker: BrokerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """Both deployments, settled after the stream; the workers keep running for the tests of this module."""
     workers: list[WorkerProcess] = []
     try:

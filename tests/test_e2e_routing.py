@@ -27,7 +27,7 @@ from schemas.outputs import (
     SlaStarted,
 )
 from schemas.policy import load_policy
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
@@ -35,7 +35,7 @@ LATAM = {"country": "BR", "company_size": 80}
 
 
 @pytest.fixture
-async def deployment(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
+async def deployment(broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
     deployed = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployed.create_topics()
     return deployed

@@ -14,7 +14,7 @@ import yaml
 from e2e import Deployment, read_topic
 
 from schemas.outputs import SLA_ADAPTER, SlaBreached, SlaStarted, SlaWarning
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
@@ -68,7 +68,7 @@ async def wait_for_breaches(
 
 
 @pytest.fixture
-async def deployment(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
+async def deployment(broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path) -> Deployment:
     deployed = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployed.create_topics()
     return deployed

@@ -20,7 +20,7 @@ from e2e import PARTITIONS, Deployment, read_topic, topic_size
 
 from core.identity import lead_id_for_email
 from schemas.policy import Policy, load_policy
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, EmbeddedBroker, free_port
 from streams.gateway import Gateway, GatewaySettings, web_app
 from streams.settings import Settings
 
@@ -103,7 +103,7 @@ async def serve(
 
 
 @pytest.fixture
-async def running(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> AsyncIterator[Running]:
+async def running(broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path) -> AsyncIterator[Running]:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     config = gateway_settings()
     async for gateway in serve(deployment.settings(), config):
@@ -205,7 +205,7 @@ async def test_a_redelivered_webhook_has_the_same_event_ids(running: Running) ->
 
 
 async def test_unknown_source_disabled_source_oversize_and_unmappable(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     config = gateway_settings(mautic_secret=None)

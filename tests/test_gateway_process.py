@@ -17,7 +17,7 @@ import orjson
 import pytest
 from e2e import Deployment, read_topic
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.broker
 
@@ -47,7 +47,7 @@ def ingest_env(deployment: Deployment, port: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def gateway(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> Iterator[tuple[Deployment, int, Path]]:
+def gateway(broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path) -> Iterator[tuple[Deployment, int, Path]]:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     port, log = free_port(), tmp_path / "ingest.log"
     process = start(ingest_env(deployment, port), log)
@@ -112,7 +112,7 @@ async def test_no_token_and_no_email_reaches_the_log(gateway: tuple[Deployment, 
 
 
 async def test_sigterm_finishes_the_request_in_flight(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     """A batch big enough that its acknowledgement takes a while: SIGTERM lands while the gateway waits for the
     broker, and the answer is still 202 with every record stored."""

@@ -33,7 +33,7 @@ from schemas.outputs import (
     StageChanged,
 )
 from schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, free_port
 from streams.metrics import (
     CURRENCY_LIMIT,
     SOURCE_LIMIT,
@@ -465,7 +465,7 @@ def sample_value(samples: dict[str, list[Sample]], name: str, **labels: str) -> 
 
 
 @pytest.mark.broker
-async def test_a_worker_serves_its_metrics(broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path) -> None:
+async def test_a_worker_serves_its_metrics(broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path) -> None:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployment.create_topics()
     start = datetime.now(UTC) - timedelta(minutes=5)
@@ -550,7 +550,7 @@ async def visible_leads(port: int, lead_ids: list[str]) -> set[str]:
 
 @pytest.mark.broker
 async def test_two_workers_count_their_own_leads_not_their_standby_replicas(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployment.create_topics()

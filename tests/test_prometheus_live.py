@@ -26,7 +26,7 @@ import yaml
 from e2e import Deployment
 from test_gateway import TOKEN, gateway_settings, serve
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, free_port
 from streams.producer import kafka_sender
 from streams.simulator import LiveSimulator
 from streams.worker_process import WorkerProcess
@@ -164,7 +164,9 @@ async def traffic(deployment: Deployment) -> AsyncIterator[LiveSimulator]:
     stop = asyncio.Event()
 
     async def run() -> None:
-        async with kafka_sender(deployment.broker.bootstrap, deployment.events, embedded=True) as send:
+        async with kafka_sender(
+            deployment.broker.bootstrap, deployment.events, embedded=deployment.broker.one_record_per_batch
+        ) as send:
             await simulator.run(send, stop=stop)
 
     task = asyncio.create_task(run())
@@ -221,7 +223,7 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 async def test_rules_and_dashboards_return_data_and_the_breach_alert_fires(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     records = [(f"record {r['record']}", r["record"]) for r in rules("record")]
     panels = [(f"panel {where}", concrete(expr)) for where, expr in dashboard_queries()]

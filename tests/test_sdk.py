@@ -11,7 +11,7 @@ from e2e import Deployment, read_topic
 
 from core.intake import decode
 from schemas.events import LeadUpdated
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess
 from streams.sdk import InvalidEvent, LeadProducer, encode, lead_event
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -40,14 +40,16 @@ def test_encode_writes_only_the_fields_given() -> None:
 
 @pytest.mark.broker
 async def test_send_is_keyed_by_lead_id_and_acknowledged(
-    broker: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
 ) -> None:
     deployment = Deployment(broker, unique_topic_prefix, tmp_path)
     await deployment.create_topics()
     events = [
         lead_event("lead.created", f"crm-{i}", event_id=f"c{i}", occurred_at=AT, source="billing") for i in range(5)
     ]
-    async with LeadProducer(broker.bootstrap, topic=deployment.events, embedded=True) as producer:
+    async with LeadProducer(
+        broker.bootstrap, topic=deployment.events, embedded=broker.one_record_per_batch
+    ) as producer:
         await producer.send(events[0])
         await producer.send_many(events[1:])
     records = await read_topic(broker.bootstrap, deployment.events)

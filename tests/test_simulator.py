@@ -19,7 +19,7 @@ from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES
 from schemas.outputs import StageChanged
 from schemas.policy import load_policy
 from schemas.state import LeadRecord
-from streams.broker import EmbeddedBroker
+from streams.broker import BrokerProcess
 from streams.producer import produce_records, read_jsonl, write_jsonl
 from streams.simulator import (
     ADVOCACY_ACTIONS,
@@ -425,12 +425,12 @@ def test_occurred_at_keeps_the_instant_for_other_offsets() -> None:
 
 
 @pytest.mark.broker
-async def test_produce_records_keyed_by_lead(broker: EmbeddedBroker, unique_topic_prefix: str) -> None:
+async def test_produce_records_keyed_by_lead(broker: BrokerProcess, unique_topic_prefix: str) -> None:
     topic = f"{unique_topic_prefix}events"
     await ensure_topics(broker.bootstrap, {topic: 3})
     sample = records(journeys(11, 40, START), seed=1, bad_ratio=0.05)
     sample.append((b"", b"{not json"))
-    assert await produce_records(broker.bootstrap, topic, sample, embedded=True) == len(sample)
+    assert await produce_records(broker.bootstrap, topic, sample, embedded=broker.one_record_per_batch) == len(sample)
 
     consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
     await consumer.start()
