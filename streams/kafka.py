@@ -22,12 +22,11 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.broker import BrokerProcess, BrokerStartError, _run_in_thread, free_port
+from streams.broker import BrokerProcess, BrokerStartError, Started, _run_in_thread, free_port
 
 __all__ = [
     "CLUSTER_NODES",
@@ -353,7 +352,7 @@ class KafkaClusterNode(ApacheKafka):
                 os.killpg(pid, signal.SIGTERM)
 
 
-class KafkaCluster:
+class KafkaCluster(Started):
     """Three Apache Kafka nodes (KRaft, each broker + controller, `controller.quorum.voters` listing all three) on
     loopback, fresh storage each start: the production shape (replication 3, min ISR 2) for failover tests.
 
@@ -467,17 +466,6 @@ class KafkaCluster:
             node.signal_stop()
         for node in self.nodes:
             node.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         running = [node.node_id for node in self.nodes if node.is_running()]

@@ -15,12 +15,12 @@ import orjson
 import pytest
 import yaml
 from e2e import Deployment, read_topic
+from test_e2e import final_table
 from test_gateway import KEY, MAUTIC_SECRET, TOKEN, Running, gateway_settings, serve
 
 from core.identity import lead_id_for_email, lead_id_for_tool_id
 from schemas.outputs import TRANSITION_ADAPTER, StageChanged
 from schemas.policy import load_policy
-from schemas.state import RECORD_ADAPTER, LeadRecord
 from streams.broker import BrokerProcess
 
 pytestmark = pytest.mark.broker
@@ -86,14 +86,6 @@ def rdstation_conversion() -> bytes:
             },
         }
     )
-
-
-async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
-    table: dict[str, LeadRecord | None] = {}
-    for key, value in await read_topic(deployment.broker.bootstrap, deployment.changelog):
-        assert key is not None
-        table[key.decode()] = None if value is None else RECORD_ADAPTER.validate_json(value)
-    return table
 
 
 async def test_one_person_across_tools_becomes_one_mql_and_a_form_hand_raiser_qualifies(
