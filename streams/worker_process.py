@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 
 class WorkerProcess:
@@ -73,18 +75,37 @@ class WorkerProcess:
             return "(no log)"
 
 
-async def committed_offsets(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int]:
+async def committed_offsets(
+    bootstrap: str, group_id: str, topic: str, partitions: int, *, admin: bool = False
+) -> dict[int, int]:
     """The group's committed offsets (0 where none: nothing of that partition is done yet).
 
-    A consumer with the group's id reads them: the admin client's group calls cannot decode the embedded
-    broker's answers (GUIDE section 7)."""
+    With `admin` (Apache Kafka) through the admin API's OffsetFetch; otherwise a consumer with the group's id
+    reads them: the admin client's group calls cannot decode the embedded tansu broker's answers (GUIDE
+    section 7)."""
+    tps = [TopicPartition(topic, partition) for partition in range(partitions)]
+    if admin:
+        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await client.start()
+        try:
+            for attempt in range(40):  # the offsets topic is created on a fresh broker's first group lookup
+                try:
+                    found = await client.list_consumer_group_offsets(group_id, partitions=tps)
+                    break
+                except GroupCoordinatorNotAvailableError:
+                    if attempt == 39:
+                        raise
+                    await asyncio.sleep(0.25)
+        finally:
+            await client.close()
+        return {tp.partition: max(0, found[tp].offset) if tp in found else 0 for tp in tps}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
         result = {}
-        for partition in range(partitions):
-            offset = await consumer.committed(TopicPartition(topic, partition))
-            result[partition] = 0 if offset is None else offset
+        for tp in tps:
+            offset = await consumer.committed(tp)
+            result[tp.partition] = 0 if offset is None else offset
         return result
     finally:
         await consumer.stop()
@@ -98,11 +119,12 @@ async def wait_until_committed(
     *,
     timeout_s: float,
     worker: WorkerProcess | None = None,
+    admin: bool = False,
 ) -> float:
     """Wait until the group has committed at least `targets` (partition -> offset); returns when it saw that."""
     deadline = time.monotonic() + timeout_s
     while True:
-        committed = await committed_offsets(bootstrap, group_id, topic, max(targets, default=-1) + 1)
+        committed = await committed_offsets(bootstrap, group_id, topic, max(targets, default=-1) + 1, admin=admin)
         if all(committed.get(p, 0) >= offset for p, offset in targets.items()):
             return time.monotonic()
         if worker is not None and worker.exit_code() is not None:

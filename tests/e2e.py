@@ -65,11 +65,14 @@ class Deployment:
         return WorkerProcess(env, self.workdir / f"{name}.log", loglevel="info")
 
     async def committed(self) -> dict[int, int]:
-        return await committed_offsets(self.broker.bootstrap, self.app_id, self.events, PARTITIONS)
+        return await committed_offsets(
+            self.broker.bootstrap, self.app_id, self.events, PARTITIONS, admin=not self.broker.one_record_per_batch
+        )
 
     async def wait_committed(self, worker: WorkerProcess, targets: dict[int, int], timeout_s: float = 90.0) -> None:
+        admin = not self.broker.one_record_per_batch
         await wait_until_committed(
-            self.broker.bootstrap, self.app_id, self.events, targets, timeout_s=timeout_s, worker=worker
+            self.broker.bootstrap, self.app_id, self.events, targets, timeout_s=timeout_s, worker=worker, admin=admin
         )
 
     async def produce(self, records: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> None:
