@@ -28,10 +28,21 @@ from schemas.base import CODE_PATTERN, Code, Frozen, Identifier, Money
 ShortText = Annotated[str, Field(max_length=500)]
 
 
+# What pydantic reads as Unix seconds (or milliseconds) when it comes as a string: "1764600000", "-5", "1.5e9"...
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _not_a_number(value: object) -> object:
-    # pydantic would read a number as Unix seconds; the contract is an RFC 3339 string with an offset.
+    # pydantic would read a number, or a number in a string, as Unix seconds; the contract is an RFC 3339 string
+    # with an offset. A string is tested only when it does not start like a date (the common case costs a slice).
     if isinstance(value, int | float):
         raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z, not a number")
+    if isinstance(value, str) and value[4:5] != "-" and _NUMBER_TEXT.fullmatch(value[:40]):
+        shown = repr(value if len(value) <= 40 else value[:37] + "...")
+        raise ValueError(
+            f"must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z, not a number in a string "
+            f"({shown}); convert Unix time to RFC 3339 in the producer"
+        )
     return value
 
 

@@ -271,6 +271,27 @@ def test_a_number_is_not_a_timestamp(stamp: float) -> None:
     )
 
 
+@pytest.mark.parametrize("stamp", ["1764600000", "1764600000.5", "-5", "+1764600000", "1764600000000", " 17646e5 "])
+def test_a_number_in_a_string_is_not_a_timestamp(stamp: str) -> None:
+    # pydantic alone reads "1764600000" as Unix seconds; the contract is RFC 3339 with an offset.
+    letter = dead(orjson.dumps(envelope(occurred_at=stamp)))
+    assert letter.reason == "invalid_event"
+    (problem,) = letter.errors
+    assert problem.startswith(
+        "occurred_at: must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T10:00:00Z, not a number in a string"
+    )
+    assert "convert Unix time to RFC 3339 in the producer" in problem
+
+
+def test_every_timestamp_field_refuses_a_number_in_a_string() -> None:
+    value = orjson.dumps(envelope(type="meeting.scheduled", data={"starts_at": "1764600000"}))
+    (problem,) = dead(value).errors
+    assert problem.startswith("data.starts_at: must be an RFC 3339 timestamp with an offset")
+    for stamp in ("2026-11-24T10:00:00Z", "2026-11-24T07:00:00.250-03:00", "2026-11-24 10:00:00+00:00"):
+        event = decode(LEAD.encode(), orjson.dumps(envelope(occurred_at=stamp)), **WHERE)
+        assert isinstance(event, Activity), stamp
+
+
 @pytest.mark.parametrize("stamp", ["0001-01-01T00:05:00Z", "1969-12-31T23:59:59Z"])
 def test_timestamps_before_1970_are_refused(stamp: str) -> None:
     letter = dead(orjson.dumps(envelope(occurred_at=stamp)))
