@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import functools
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from core.ids import output_id
 from schemas.errors import describe_errors
@@ -69,6 +72,10 @@ def decode(
         event = EVENT_ADAPTER.validate_json(value)
     except ValidationError as error:
         return _explain(error, value, where)
+    if may_repeat_a_key(value, event):
+        repeated = repeated_key(value)
+        if repeated is not None:
+            return dead_letter("invalid_json", [repeated], where)
     if key != event.lead_id.encode():
         # Without the lead_id as key a lead's events scatter over partitions (and workers): its state would split.
         got = "no key" if key is None else f"{key[:80]!r}"
@@ -83,11 +90,123 @@ def decode(
     return event
 
 
-def _explain(error: ValidationError, value: bytes, where: Origin) -> DeadLetter:
+# -- Duplicate keys. orjson and pydantic keep the last of two equal keys in one object, silently: an event
+# {"type": "lead.teleported", ..., "type": "activity"} would be applied as an activity. Parsing every record
+# again with a parser that sees each key would cost about as much as the validation, so a cheap count decides
+# first. Every key's closing quote is followed by a colon (after optional whitespace), so the quote-colon
+# pairs of a record are at least the keys it holds; a validated event holds exactly as many distinct keys as
+# fields it set (our models forbid unknown fields; lead data keeps them as extras, which count as set, and
+# scalars only). When the record has no more quote-colon pairs than the event has fields, no key can repeat.
+# Only when it has more (a key given twice, or `":` inside a text) is it parsed again, with a hook that sees
+# every key. Counting fewer fields than were given (a nested model not looked into) only costs that parse.
+def may_repeat_a_key(value: bytes, event: LeadEvent) -> bool:
+    """Whether a validated record may hold a key twice in one object (False: it certainly does not)."""
+    # Without whitespace (a deletion, cheaper than a regex), `"key" :` counts too; deleting never hides a pair.
+    ends = value.translate(None, b" \t\n\r").count(b'":')
+    given = len(event.__pydantic_fields_set__) + fields_given(event.data)
+    if event.actor is not None:
+        given += len(event.actor.__pydantic_fields_set__)
+    return ends > given
+
+
+def fields_given(model: BaseModel) -> int:
+    """The keys of the JSON object a model was validated from (extras count as set), nested models included."""
+    given = model.__pydantic_fields_set__
+    count = len(given)
+    for name in _nested_models(type(model)):
+        if name in given:
+            count += fields_given(getattr(model, name))
+    return count
+
+
+@functools.cache
+def _nested_models(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a model class that hold a model (e.g. deal data's `bant`)."""
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    )
+
+
+class _Object(dict[str, Any]):
+    """A parsed JSON object that remembers the keys it was given more than once."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    found = _Object(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        repeated: list[str] = []
+        for name, _ in pairs:
+            if name in seen:
+                repeated.append(name)
+            seen.add(name)
+        found.repeated = tuple(repeated)
+    return found
+
+
+def _first_repeated(document: Any, path: str) -> str | None:
+    if isinstance(document, _Object):
+        if document.repeated:
+            name = document.repeated[0]
+            return f"{path}.{name}" if path else name
+        items: Any = document.items()
+    elif isinstance(document, list):
+        items = ((f"[{i}]", item) for i, item in enumerate(document))
+    else:
+        return None
+    for name, item in items:
+        inner = name if name.startswith("[") else (f".{name}" if path else name)
+        found = _first_repeated(item, f"{path}{inner}")
+        if found is not None:
+            return found
+    return None
+
+
+def repeated_key(value: bytes) -> str | None:
+    """The problem line for the first key given twice in one object (at any depth), or None."""
     try:
-        document = orjson.loads(value)
+        document = json.loads(value, object_pairs_hook=_pairs)
+    except ValueError:
+        return None  # not JSON this parser reads: orjson's reading (the caller's) has the last word
+    path = _first_repeated(document, "")
+    if path is None:
+        return None
+    shown = path if len(path) <= 120 else path[:117] + "..."
+    return (
+        f"{shown}: the key appears twice in one JSON object (readers disagree on which one counts); "
+        "send each field once"
+    )
+
+
+def not_json(value: bytes) -> str | None:
+    """The problem line for a record that is not JSON text (UTF-8, RFC 8259), naming the byte offset, or None."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return (
+            f"(record): not valid UTF-8 at byte {bad.start} (0x{value[bad.start]:02x}): {bad.reason}; "
+            "encode the record as UTF-8"
+        )
+    try:
+        orjson.loads(value)
     except orjson.JSONDecodeError as bad:
-        return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], where)
+        at = len(text[: bad.pos].encode("utf-8"))
+        return f"(record): not valid JSON at byte {at}: {bad.msg}; send one JSON object per record"
+    return None
+
+
+def _explain(error: ValidationError, value: bytes, where: Origin) -> DeadLetter:
+    problem = not_json(value)
+    if problem is not None:
+        return dead_letter("invalid_json", [problem], where)
+    repeated = repeated_key(value)
+    if repeated is not None:
+        return dead_letter("invalid_json", [repeated], where)
+    document = orjson.loads(value)
     if not isinstance(document, dict):
         return dead_letter(
             "invalid_event",
@@ -118,10 +237,10 @@ def decode_routing(origin: Origin) -> RoutingMessage | DeadLetter:
     try:
         return ROUTING_ADAPTER.validate_json(origin.value or b"")
     except ValidationError as error:
-        try:
-            document = orjson.loads(origin.value or b"")
-        except orjson.JSONDecodeError as bad:
-            return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], origin)
+        problem = not_json(origin.value or b"")
+        if problem is not None:
+            return dead_letter("invalid_json", [problem], origin)
+        document = orjson.loads(origin.value or b"")
         kind = document.get("type") if isinstance(document, dict) else None
         if isinstance(document, dict) and kind not in ROUTING_TYPE_NAMES:
             problem = f"type: {str(kind)[:80]!r} is not a routing message; use {', '.join(ROUTING_TYPE_NAMES)}"
@@ -148,8 +267,7 @@ def decode_visits(origin: Origin) -> SiteVisits | DeadLetter:
     try:
         return VISITS_ADAPTER.validate_json(origin.value)
     except ValidationError as error:
-        try:
-            orjson.loads(origin.value)
-        except orjson.JSONDecodeError as bad:
-            return dead_letter("invalid_json", [f"(record): not valid JSON: {bad}"], origin)
+        problem = not_json(origin.value)
+        if problem is not None:
+            return dead_letter("invalid_json", [problem], origin)
         return dead_letter("invalid_event", describe_errors(error), origin)

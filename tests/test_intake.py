@@ -71,12 +71,101 @@ def test_defaults_fill_optional_data() -> None:
     assert event.data.initial_stage == "lead"
 
 
-@pytest.mark.parametrize("value", [b"{nope", b'{"type": "activity",', b"\xff\xfe\x00", b"NaN", b""])
-def test_invalid_json(value: bytes) -> None:
+@pytest.mark.parametrize(
+    ("value", "at"),
+    [(b"{nope", 1), (b'{"type": "activity",', 20), (b"NaN", 0), (b"", 0), (b'{"a": "\xc3\xa9\xc3\xa9" x}', 13)],
+)
+def test_invalid_json_names_the_byte_offset_and_the_fix(value: bytes, at: int) -> None:
     letter = dead(value)
     assert letter.reason == "invalid_json"
     (problem,) = letter.errors
-    assert problem.startswith("(record): not valid JSON: ")
+    assert problem.startswith(f"(record): not valid JSON at byte {at}: ")
+    assert problem.endswith("; send one JSON object per record")
+
+
+@pytest.mark.parametrize(
+    ("value", "at", "byte"),
+    [
+        (b"\xff\xfe\x00", 0, "0xff"),
+        (b'{"event_id": "e\xe9", "type": "activity"}', 15, "0xe9"),  # Latin-1, not UTF-8
+        (b'{"a": "\xc3\xa9", "b": "\xed\xa0\x80"}', 18, "0xed"),  # an encoded surrogate
+        (b'{"a": "ok"}' + b" " * 100 + b"\x80", 111, "0x80"),
+    ],
+)
+def test_invalid_utf8_names_the_offset_of_the_first_bad_byte(value: bytes, at: int, byte: str) -> None:
+    # orjson says "surrogates not allowed ... (char 0)" whatever the byte and wherever it is.
+    letter = dead(value)
+    assert letter.reason == "invalid_json"
+    (problem,) = letter.errors
+    assert problem.startswith(f"(record): not valid UTF-8 at byte {at} ({byte}): ")
+    assert problem.endswith("; encode the record as UTF-8")
+    routed = decode_routing(Origin(b"latam", value, "leads.routing", 0, 7, RECEIVED))
+    assert isinstance(routed, DeadLetter)
+    assert routed.errors == letter.errors
+
+
+def raw_envelope(*pairs: tuple[str, bytes]) -> bytes:
+    """An envelope written by hand, so a key can appear twice."""
+    return b"{" + b", ".join(orjson.dumps(name) + b": " + value for name, value in pairs) + b"}"
+
+
+VALID_PAIRS = [
+    ("event_id", b'"ev-1"'),
+    ("lead_id", orjson.dumps(LEAD)),
+    ("type", b'"activity"'),
+    ("occurred_at", b'"2026-11-24T10:00:00Z"'),
+    ("source", b'"mautic"'),
+    ("data", b'{"action": "page_view"}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("pairs", "path"),
+    [
+        ([("type", b'"lead.teleported"'), *VALID_PAIRS], "type"),  # the last one would win: applied as an activity
+        ([*VALID_PAIRS, ("source", b'"other"')], "source"),
+        ([*VALID_PAIRS[:-1], ("data", b'{"action": "page_view", "action": "demo_request"}')], "data.action"),
+        ([*VALID_PAIRS, ("actor", b'{"team": "sales", "user_id": "u1", "team" : "marketing"}')], "actor.team"),
+        (
+            [("type", b'"lead.updated"'), *VALID_PAIRS[3:5], ("data", b'{"origin": "a",\n "origin"\t:\n "b"}'),
+             *VALID_PAIRS[:2]],
+            "data.origin",
+        ),  # custom attributes too, with whitespace around the colon
+        (
+            [("type", b'"deal.stage_changed"'), *VALID_PAIRS[3:5], *VALID_PAIRS[:2],
+             ("data", b'{"stage": "proposal_sent", "bant": {"budget": true, "need": true, "budget": false}}')],
+            "data.bant.budget",
+        ),  # nested objects too
+        ([*VALID_PAIRS, ("event_id", b'"ev-1"')], "event_id"),  # even with the same value twice
+        ([("type", b'"lead.teleported"'), ("type", b'"lead.teleported"'), *VALID_PAIRS[3:]], "type"),  # also invalid
+    ],
+)  # fmt: skip
+def test_a_key_given_twice_is_dead_lettered_naming_it(pairs: list[tuple[str, bytes]], path: str) -> None:
+    letter = dead(raw_envelope(*pairs))
+    assert letter.reason == "invalid_json"
+    assert letter.errors == (
+        f"{path}: the key appears twice in one JSON object (readers disagree on which one counts); "
+        "send each field once",
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"action": "page_view", "campaign": "say \\"hi\\": \\"there\\":"}',  # `":` inside a text
+        b'{"action": "page_view", "url": "https://example.com/a\\":b"}',
+    ],
+)
+def test_a_colon_after_a_quote_inside_a_text_is_not_a_repeated_key(data: bytes) -> None:
+    value = raw_envelope(*VALID_PAIRS[:-1], ("data", data))
+    assert isinstance(decode(LEAD.encode(), value, **WHERE), Activity)
+
+
+def test_the_same_key_in_different_objects_is_fine() -> None:
+    value = raw_envelope(
+        *VALID_PAIRS[:-1], ("data", b'{"action": "page_view"}'), ("actor", b'{"team": "sales", "user_id": "type"}')
+    )
+    assert isinstance(decode(LEAD.encode(), value, **WHERE), Activity)
 
 
 def test_empty_value() -> None:
