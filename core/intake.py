@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,9 +15,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from core.handoff import ROUTER_SOURCE
 from core.ids import output_id
 from schemas.errors import describe_errors
-from schemas.events import EVENT_ADAPTER, EVENT_TYPES, LeadEvent
+from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadEvent
 from schemas.outputs import ROUTING_ADAPTER, DeadLetter, DeadLetterReason, RoutingMessage
 from schemas.visits import VISITS_ADAPTER, VISITS_TYPE, SiteVisits
 
@@ -49,6 +53,55 @@ def dead_letter(reason: DeadLetterReason, errors: list[str], origin: Origin) -> 
     )
 
 
+# -- Internal records. The SLA timer (`timer.due`) and the router (`route.unassigned`, and `lead.assigned` with
+# the router's source, which ends a lead's wait for an owner) write to the same events topic as producers do, so
+# the topic alone cannot tell them apart. A worker signs each record it writes there: a Kafka header holding
+# the HMAC-SHA256 of the record's value under a key only workers have (settings: LEADFLOW_INTERNAL_KEY). The
+# value names the lead and the key must be the lead_id, so a signed record cannot be moved to another lead, and
+# a copy of one has its event id: a duplicate.
+INTERNAL_HEADER = "leadflow-internal"
+
+
+def internal_proof(value: bytes, secret: bytes) -> bytes:
+    """The header value that proves a record of the events topic was written by a worker."""
+    return hmac.new(secret, value, hashlib.sha256).hexdigest().encode()
+
+
+def is_internal_proof(value: bytes, proof: bytes | None, secret: bytes | None) -> bool:
+    return proof is not None and secret is not None and hmac.compare_digest(proof, internal_proof(value, secret))
+
+
+def header(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    """The last value of a header (Kafka headers are a list of pairs; Faust's test channel may give a mapping)."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    found = None
+    for key, value in pairs:
+        if key == name:
+            found = value
+    return found
+
+
+def is_internal(event: LeadEvent) -> bool:
+    """Whether only leadflow itself may write this event: the timer's and the router's."""
+    return event.type in INTERNAL_EVENT_TYPES or (event.type == "lead.assigned" and event.source == ROUTER_SOURCE)
+
+
+def forged(event: LeadEvent) -> str:
+    """The problem line for an internal event without a valid proof."""
+    fix = (
+        f"this record has no valid {INTERNAL_HEADER} header. Producers cannot send it; if a worker sent it, give "
+        "every worker the same LEADFLOW_INTERNAL_KEY"
+    )
+    if event.type in INTERNAL_EVENT_TYPES:
+        return f"type: {event.type} is written by leadflow itself (its SLA timer and router), signed; {fix}"
+    return (
+        f"source: {ROUTER_SOURCE!r} is reserved for leadflow's router, whose lead.assigned answers are signed; "
+        f"{fix}. Send lead.assigned with your tool's own source"
+    )
+
+
 def decode(
     key: bytes | None,
     value: bytes | None,
@@ -58,7 +111,11 @@ def decode(
     offset: int,
     received_at: datetime,
     max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    proof: bytes | None = None,
+    internal_key: bytes | None = None,
 ) -> LeadEvent | DeadLetter:
+    """Read one record of the events topic. An internal event (`is_internal`) is accepted only with the proof a
+    worker signs it with (the `leadflow-internal` header) under `internal_key`; without a key none is."""
     where = Origin(key, value, topic, partition, offset, received_at)
     if value is None or len(value) > max_bytes:
         size = 0 if value is None else len(value)
@@ -76,6 +133,8 @@ def decode(
         repeated = repeated_key(value)
         if repeated is not None:
             return dead_letter("invalid_json", [repeated], where)
+    if is_internal(event) and not is_internal_proof(value, proof, internal_key):
+        return dead_letter("invalid_event", [forged(event)], where)
     if key != event.lead_id.encode():
         # Without the lead_id as key a lead's events scatter over partitions (and workers): its state would split.
         got = "no key" if key is None else f"{key[:80]!r}"

@@ -25,7 +25,16 @@ from pydantic import TypeAdapter
 from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import decide
 from core.handoff import ROUTER_SOURCE
-from core.intake import Origin, dead_letter, decode, decode_routing, decode_visits
+from core.intake import (
+    INTERNAL_HEADER,
+    Origin,
+    dead_letter,
+    decode,
+    decode_routing,
+    decode_visits,
+    header,
+    internal_proof,
+)
 from core.partition_clock import PartitionClock, is_caught_up
 from core.routing import answer_to, release, unassigned_event
 from core.visits import newer
@@ -279,6 +288,8 @@ def handle(
         offset=message.offset,
         received_at=now,
         max_bytes=settings.max_event_bytes,
+        proof=header(message.headers, INTERNAL_HEADER),
+        internal_key=INTERNAL_KEY,
     )
     timers.saw(message.partition, message.offset, None if isinstance(decoded, DeadLetter) else decoded, now)
     if isinstance(decoded, DeadLetter):
@@ -296,6 +307,14 @@ def handle(
         send_output(output, key)
     if decision.changed:
         touched[key] = (event, decision.record)
+
+
+# The worker's own records of the events topic (timer ticks, router answers) carry a proof producers cannot make.
+INTERNAL_KEY = settings.internal_key.get_secret_value().encode()
+
+
+def send_internal(key: bytes, value: bytes) -> None:
+    events_topic.send_soon(key=key, value=value, headers=[(INTERNAL_HEADER, internal_proof(value, INTERNAL_KEY))])
 
 
 # Every output names the agreement that produced it (the review and the leadflow_policy_info metric show the same).
@@ -348,7 +367,7 @@ async def count_visits(stream: faust.StreamT[bytes]) -> None:
 
 def send_unassigned(request: RouteRequest) -> None:
     """Still an answer: the lead holds its later events until its request is answered (core.decision)."""
-    events_topic.send_soon(key=request.lead_id.encode(), value=orjson.dumps(unassigned_event(request, ROUTER_SOURCE)))
+    send_internal(request.lead_id.encode(), orjson.dumps(unassigned_event(request, ROUTER_SOURCE)))
 
 
 def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> RoutingState:
@@ -371,7 +390,7 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         metrics.observe_unassigned(routed.pool)
         log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
                     routed.pool)  # fmt: skip
-    events_topic.send_soon(key=routed.lead_id.encode(), value=orjson.dumps(answer))
+    send_internal(routed.lead_id.encode(), orjson.dumps(answer))
     return state
 
 
@@ -439,7 +458,7 @@ class Timers:
             due = index.pop_due(datetime.fromtimestamp(cutoff, UTC), limit=settings.sweep_max - sent)
             for lead_id, stamp in due:
                 key = lead_id.encode()
-                events_topic.send_soon(key=key, value=timer_event(lead_id, stamp))
+                send_internal(key, timer_event(lead_id, stamp))
                 # Queue the lead's next instant now, not when the tick comes back: a deadline 0.5 s after a
                 # warning must not wait for the warning's round trip.
                 record = leads.get(key)

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     sweep_max: int = Field(default=10_000, ge=1, description="most timer events one sweep sends")
     commit_interval_s: float = Field(default=2.8, gt=0, description="how often processed offsets are committed")
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="larger records are dead-lettered")
+    internal_key: SecretStr = Field(
+        default=SecretStr("leadflow-dev-internal-key"),
+        min_length=16,
+        description="HMAC key with which workers sign their own records of the events topic (SLA timer ticks, "
+        "router answers); an unsigned one is dead-lettered. The default is for dev and tests only: in production "
+        "give every worker the same secret of at least 32 random bytes, and never to producers",
+    )
     max_request_bytes: int = Field(
         default=16_777_216, description="producer max request size: dead letters carry the original bytes"
     )

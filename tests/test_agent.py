@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from core.handoff import ROUTER_SOURCE
+from core.intake import INTERNAL_HEADER, internal_proof
 from core.routing import assigned_event, route
 from schemas.outputs import DEAD_LETTER_ADAPTER, ROUTING_ADAPTER, TRANSITION_ADAPTER, RouteRequest, StageChanged
 from schemas.state import RoutingState
@@ -90,7 +91,10 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
         await agent.put(envelope("e2", "activity", 5, action="demo_request"), key=b"agent-lead")  # redelivery
         await agent.put(envelope("e3", "lead.accepted", 9), key=b"agent-lead")  # held: the lead waits for an owner
         (request,) = [m for m in captured.routing if b'"route.request"' in m]
-        await agent.put(router_answer(request), key=b"agent-lead")
+        answer = router_answer(request)  # the router signs its answers (core.intake: internal records)
+        await agent.put(
+            answer, key=b"agent-lead", headers=[(INTERNAL_HEADER, internal_proof(answer, worker.INTERNAL_KEY))]
+        )
         await captured.wait_for(4)
 
     changes = [TRANSITION_ADAPTER.validate_json(v) for v in captured.transitions]
@@ -155,7 +159,8 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
 ) -> None:
     answers: list[tuple[bytes, bytes]] = []
 
-    def answer(*, key: bytes, value: bytes) -> None:
+    def answer(*, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        assert headers == [(INTERNAL_HEADER, internal_proof(value, worker.INTERNAL_KEY))], "answers are signed"
         answers.append((key, value))
         captured.changed.set()
 
