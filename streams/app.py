@@ -505,6 +505,11 @@ async def flush_everything(buffer: Any) -> None:
     remaining = buffer.size
     while remaining > 0 and buffer.size and buffer.state == "running":
         remaining -= await buffer.flush_atmost(remaining)
+    # Stopping: the buffer's sender task has ended (its own on_stop flush gives up when not running), so what is
+    # still queued is published here; else the last commit could cover changelog records never sent. If the
+    # producer is gone too, publishing raises and the commit fails: the records are processed again, not lost.
+    while buffer.state != "running" and not buffer.pending.empty():
+        await buffer._send_pending(buffer.pending.get_nowait())
 
 
 async def roomy_producer_buffer() -> None:

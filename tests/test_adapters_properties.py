@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_adapters_support import delivery, envelope, fixture
@@ -59,6 +60,14 @@ def test_arbitrary_bytes_never_raise(tool: str, body: bytes, form: bool) -> None
 def test_hubspot_event_with_any_field_value(index: int, key: str, value: Any) -> None:
     body = fixture("hubspot_contacts.json")
     body[index][key] = value
+    check(ADAPTERS["hubspot"](delivery(body)))
+
+
+@pytest.mark.parametrize("value", [1.0000000000000001e18, -1e19, 10**30])
+def test_hubspot_huge_numbers_stay_valid_custom_attributes(value: Any) -> None:
+    """Found by the property above: a number past the custom-attribute bound is kept as text, not invalid."""
+    body = fixture("hubspot_contacts.json")
+    body[2]["propertyValue"] = value
     check(ADAPTERS["hubspot"](delivery(body)))
 
 

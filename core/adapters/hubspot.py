@@ -28,7 +28,15 @@ from datetime import datetime
 from typing import Any
 
 from core.adapters import Adapted, Delivery, Draft, Person
-from core.adapters.form_mapping import activity_data, find_form, form_attributes, is_personal, profile_data, slug
+from core.adapters.form_mapping import (
+    activity_data,
+    find_form,
+    form_attributes,
+    is_personal,
+    profile_data,
+    scalar,
+    slug,
+)
 from core.adapters.payload import (
     Invalid,
     email_of,
@@ -190,7 +198,8 @@ def _mapped(
     event: Event, person: Person, attribute: str, value: object, canonical: tuple[str, dict[str, Any]] | None
 ) -> tuple[Draft, ...]:
     """The value kept as a custom attribute, and the canonical event it means, if any."""
-    kept = (event.draft(person, "lead.updated", {attribute: value if value != "" else None}, "profile"),)
+    # As any custom attribute: bounded text or number (a huge number is kept as text), "" clears it.
+    kept = (event.draft(person, "lead.updated", {attribute: scalar(value)}, "profile"),)
     if canonical is None:
         return kept
     type_, data = canonical
