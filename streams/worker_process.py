@@ -18,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from streams.broker import die_with_parent
+
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *, loglevel: str = "warn") -> None:
@@ -36,6 +38,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's Ctrl-C reaches the parent only; it stops us in order
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - dies with its parent, even a SIGKILLed one
             )
         return self
 
