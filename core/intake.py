@@ -274,7 +274,9 @@ def _explain(error: ValidationError, value: bytes, where: Origin) -> DeadLetter:
         )
     kind = document.get("type")
     if "type" not in document:
-        return dead_letter("invalid_event", ["type: is required"], where)
+        return dead_letter(
+            "invalid_event", [f"type: is required; name the event type, one of: {', '.join(EVENT_TYPES)}"], where
+        )
     if kind not in EVENT_TYPES:
         return dead_letter(
             "unknown_type",

@@ -192,7 +192,10 @@ def test_unknown_type_lists_the_known_types(kind: Any) -> None:
 
 def test_missing_type() -> None:
     letter = dead(orjson.dumps(envelope(type=...)))
-    assert (letter.reason, letter.errors) == ("invalid_event", ("type: is required",))
+    assert (letter.reason, letter.errors) == (
+        "invalid_event",
+        (f"type: is required; name the event type, one of: {', '.join(EVENT_TYPES)}",),
+    )
 
 
 def test_every_missing_field_is_named() -> None:
