@@ -1,17 +1,28 @@
-"""The `leadflow` command: run, worker, ingest, simulate, produce, replay, report, plan, schema, policy check."""
+"""The `leadflow` command: run, worker, ingest, simulate, produce, replay, report, plan, schema, policy check.
+
+Exit codes (README "Exit codes"): 0 done; 1 the command ran and failed (`policy check` found problems, the
+worker of `run` exited, the broker failed mid-way); 2 usage or configuration: nothing was started (a flag, the
+policy, the broker URL, a broker that cannot be reached, a port in use); 70 a bug (one line names the file that
+holds the traceback); 130 interrupted by Ctrl-C (`run` instead stops in order and exits 0). Every error is one
+line on stderr that says what to change; none is a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import faulthandler
+import math
 import os
 import signal
+import socket
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import orjson
 
@@ -23,6 +34,159 @@ if TYPE_CHECKING:
 
     from core.plan import TextTable
     from streams.settings import Settings
+
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran and failed: policy check problems, run's worker exited, the broker failed mid-way
+EXIT_USAGE = 2  # usage or configuration: a flag, the policy, the broker (URL or unreachable), a port; nothing started
+EXIT_INTERNAL = 70  # a bug (sysexits EX_SOFTWARE): the traceback is written to a file the message names
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), except in `run`, which stops in order and exits 0
+BROKER_PROBE_S = 5.0  # how long `worker`, `run --broker`, `produce` and `simulate` wait for the broker's metadata
+
+
+class UsageError(Exception):
+    """A usage or configuration error found before anything started: one line that says what to change (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one `--help` away), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# -- argument types: each says what it allows ------------------------------------------------------------------------
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, e.g. 10 or 0.5 (got {text!r})")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})")
+    return value
+
+
+def share(text: str) -> float:
+    """A share of records, from 0 (none) up to but excluding 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 up to (not including) 1, e.g. 0.05 (got {text!r})")
+    return value
+
+
+def tcp_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535 (got {text!r})")
+    return value
+
+
+def broker_url(text: str) -> str:
+    """One or more brokers, comma-separated: ``kafka://host:port`` or ``host:port``."""
+    for part in text.split(","):
+        scheme, sep, address = part.strip().rpartition("://")
+        host, _, port = address.rpartition(":")
+        if (
+            (sep and scheme not in ("kafka", "aiokafka"))
+            or not host
+            or not port.isdigit()
+            or not 0 < int(port) < 65_536
+        ):
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not a broker address: write kafka://HOST:PORT or HOST:PORT, e.g. "
+                "kafka://localhost:9092 (several: comma-separated)"
+            )
+    return text.strip()
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def check_web_port(host: str, port: int) -> None:
+    """Raise UsageError when another process listens on the worker's web port (a worker already running?)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise UsageError(
+                f"the web port {host}:{port} is in use ({error.strerror}): stop what holds it (another worker or "
+                "`leadflow run`?) or pass --web-port with a free port"
+            ) from None
+
+
+def check_broker(settings: Settings) -> None:
+    """One metadata request with a short timeout: raise UsageError when the brokers cannot be reached."""
+    from aiokafka.client import AIOKafkaClient
+
+    from streams.topics import client_options
+
+    try:
+        broker_url(settings.broker)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"LEADFLOW_BROKER: {error}") from None
+
+    async def probe() -> None:
+        client = AIOKafkaClient(
+            bootstrap_servers=settings.bootstrap,
+            request_timeout_ms=int(BROKER_PROBE_S * 1000),
+            **client_options(settings),
+        )
+        try:
+            await asyncio.wait_for(client.bootstrap(), BROKER_PROBE_S)
+        finally:
+            await client.close()
+
+    import logging
+
+    from aiokafka.errors import KafkaConnectionError
+
+    quiet = logging.getLogger("aiokafka")
+    level, quiet.level = quiet.level, logging.CRITICAL  # its "Unable connect to ..." line would be a second line
+    try:
+        asyncio.run(probe())
+    except Exception as error:  # refused, timed out, TLS or SASL failure: all one answer
+        if isinstance(error, TimeoutError):
+            because = "no answer"
+        elif isinstance(error, KafkaConnectionError):
+            because = "could not connect"
+        else:
+            because = _one_line(error)
+        raise UsageError(
+            f"cannot reach a Kafka broker at {settings.bootstrap} within {BROKER_PROBE_S:.0f} s ({because}): start "
+            "the broker, or pass --broker kafka://HOST:PORT (env LEADFLOW_BROKER) naming a running one"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+
+
+def checked_policy(path: Path | None) -> Policy:
+    """The policy, or UsageError naming its first problem (`leadflow policy check FILE` lists them all)."""
+    try:
+        return load_policy(path)
+    except PolicyError as error:
+        more = len(error.problems) - 1
+        also = f" (and {more} more: `leadflow policy check {error.source}` lists them)" if more else ""
+        raise UsageError(f"policy {error.source}: {error.problems[0]}{also}") from None
 
 
 def _broker_env(broker: str | None, embedded: bool | None = None) -> None:
@@ -38,6 +202,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["LEADFLOW_POLICY"] = str(args.policy)
     if args.web_port:
         os.environ["LEADFLOW_WEB_PORT"] = str(args.web_port)
+    # Faust's own CLI runs the worker and answers a bad policy or an absent broker with a traceback (or retries
+    # forever): check both here, and the web port, and say in one line what to change.
+    settings = _client_settings(None)
+    checked_policy(settings.policy)
+    check_web_port(settings.web_host, settings.web_port)
+    check_broker(settings)
     # `kill -USR1 <pid>` writes every thread's stack to the log: how to see where a stuck worker is.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from faust.cli.faust import cli  # imported late: the app module reads the environment set above
@@ -48,6 +218,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from streams.runner import RunOptions, run
+
+    checked_policy(args.policy)  # before a broker starts
+    check_web_port("127.0.0.1", args.web_port or 6066)
+    if args.broker:
+        check_broker(_client_settings(args.broker))
 
     options = RunOptions(
         broker=args.broker,
@@ -70,16 +245,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run(options))
     except (MissingToolError, BrokerStartError) as error:
-        print(f"leadflow run: {error}", file=sys.stderr)
-        return 2
+        first = str(error).splitlines()[0].rstrip(":")  # a broker's failure names its log; the tail is there
+        raise UsageError(first) from None
 
 
 def _client_settings(broker: str | None) -> Settings:
     """The worker's settings with --broker applied: the bootstrap list and the TLS / SASL client options."""
     _broker_env(broker)
+    from pydantic import ValidationError
+
     from streams.settings import Settings
 
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"LEADFLOW_{'_'.join(str(part) for part in e['loc']).upper() or '*'}: {e['msg']}" for e in error.errors()
+        )
+        raise UsageError(f"settings: {problems}") from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -87,6 +270,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.simulator import LiveSimulator
 
     settings = _client_settings(args.broker)
+    check_broker(settings)
 
     async def main() -> int:
         simulator = LiveSimulator(
@@ -110,8 +294,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
     settings = _client_settings(args.broker)
     path = Path(args.file)
     if not path.is_file():
-        print(f"leadflow produce: {path}: no such file", file=sys.stderr)
-        return 2
+        raise UsageError(f"{path}: no such file: name a JSONL file of events, one envelope per line")
+    check_broker(settings)
     records = read_jsonl(path)
     sent = asyncio.run(
         produce_records(settings.bootstrap, args.topic, records, embedded=args.embedded, settings=settings)
@@ -330,7 +514,7 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     replay.add_argument(
         "--sort-buffer",
-        type=int,
+        type=positive_int,
         default=DEFAULT_SORT_BUFFER,
         metavar="N",
         help="lines sorted in memory; more spill to disk",
@@ -349,7 +533,7 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     report.add_argument("--lang", choices=("en", "pt-BR", "es"), default="en", help="language of the review page")
     report.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
     report.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the report JSON here")
-    report.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each worker")
+    report.add_argument("--timeout", type=positive_number, default=60.0, help="seconds to wait for each worker (> 0)")
     report.set_defaults(func=cmd_report)
 
     add_plan_command(sub)  # the reverse funnel, measured from a replayed history with --from-history
@@ -379,7 +563,9 @@ def add_ingest_command(
     """`ingest`: the webhook gateway (streams/gateway.py)."""
     ingest = sub.add_parser("ingest", help="the webhook gateway: HubSpot, RD Station, Mautic, web forms, envelopes")
     add_broker(ingest, True)
-    ingest.add_argument("--port", type=int, default=None, help="HTTP port (env LEADFLOW_INGEST_PORT, default 8080)")
+    ingest.add_argument(
+        "--port", type=tcp_port, default=None, help="HTTP port (env LEADFLOW_INGEST_PORT, default 8080)"
+    )
     ingest.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     ingest.add_argument("--policy", type=Path, default=None, help="policy YAML: its forms section maps submissions")
     ingest.add_argument(
@@ -396,11 +582,14 @@ def add_schema_command(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="leadflow", description=__doc__)
-    sub = top.add_subparsers(dest="command", required=True)
+    top = _Parser(prog="leadflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Every subparser is a _Parser too (argparse uses the parent's class); typed as the helpers below expect.
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]", top.add_subparsers(dest="command", required=True))
 
     def add_broker(p: argparse.ArgumentParser, embedded_flag: bool = False) -> None:
-        p.add_argument("--broker", help="Kafka bootstrap URL, e.g. kafka://localhost:9092 (env LEADFLOW_BROKER)")
+        p.add_argument(
+            "--broker", type=broker_url, help="Kafka bootstrap URL, e.g. kafka://localhost:9092 (env LEADFLOW_BROKER)"
+        )
         if embedded_flag:
             p.add_argument(
                 "--embedded",
@@ -410,12 +599,14 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the main job: embedded broker, worker, simulator and a live funnel view")
     add_broker(run)
-    run.add_argument("--for", dest="for_s", type=float, help="stop after this many seconds and print a summary")
-    run.add_argument("--leads-per-s", type=float, default=10.0, help="new simulated leads per second")
-    run.add_argument("--speed", type=float, default=172_800.0, help="simulated seconds per real second")
-    run.add_argument("--bad-ratio", type=float, default=0.01, help="share of deliberately bad records")
-    run.add_argument("--partitions", type=int, default=4)
-    run.add_argument("--web-port", type=int, default=None)
+    run.add_argument(
+        "--for", dest="for_s", type=positive_number, help="stop after this many seconds (> 0) and print a summary"
+    )
+    run.add_argument("--leads-per-s", type=positive_number, default=10.0, help="new simulated leads per second (> 0)")
+    run.add_argument("--speed", type=positive_number, default=172_800.0, help="simulated seconds per real second (> 0)")
+    run.add_argument("--bad-ratio", type=share, default=0.01, help="share of deliberately bad records, 0 <= r < 1")
+    run.add_argument("--partitions", type=positive_int, default=4, help="partitions of leads.events (>= 1)")
+    run.add_argument("--web-port", type=tcp_port, default=None, help="the worker's web port (default 6066)")
     run.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
     run.add_argument("--workdir", default=".leadflow", help="logs and worker data go here")
     run.add_argument("--report-json", type=Path, default=None, help="write the final funnel report here")
@@ -436,17 +627,19 @@ def parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.app worker)")
     add_broker(worker, embedded_flag=True)
     worker.add_argument("--policy", type=Path, default=None)
-    worker.add_argument("--web-port", type=int, default=None)
+    worker.add_argument(
+        "--web-port", type=tcp_port, default=None, help="web port (env LEADFLOW_WEB_PORT, default 6066)"
+    )
     worker.add_argument("-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
     worker.set_defaults(func=cmd_worker)
 
     simulate = sub.add_parser("simulate", help="produce a realistic live funnel to a broker")
     add_broker(simulate, embedded_flag=True)
     simulate.add_argument("--topic", default="leads.events")
-    simulate.add_argument("--for", dest="for_s", type=float, default=60.0)
-    simulate.add_argument("--leads-per-s", type=float, default=10.0)
-    simulate.add_argument("--speed", type=float, default=172_800.0)
-    simulate.add_argument("--bad-ratio", type=float, default=0.0)
+    simulate.add_argument("--for", dest="for_s", type=positive_number, default=60.0, help="seconds to send (> 0)")
+    simulate.add_argument("--leads-per-s", type=positive_number, default=10.0, help="new leads per second (> 0)")
+    simulate.add_argument("--speed", type=positive_number, default=172_800.0, help="simulated s per real s (> 0)")
+    simulate.add_argument("--bad-ratio", type=share, default=0.0, help="share of bad records, 0 <= r < 1")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--id-prefix", default=None, help="prefix of lead and event ids (default: per run)")
     simulate.set_defaults(func=cmd_simulate)
@@ -472,8 +665,34 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, run the command, and turn every error into one line on stderr and an exit code (module docstring)."""
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    prog = f"leadflow {args.command}"
+    try:
+        return int(args.func(args))
+    except UsageError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the last resort: one line, the traceback in a file
+        from aiokafka.errors import KafkaError
+
+        if isinstance(error, KafkaError):
+            print(
+                f"{prog}: the broker failed: {_one_line(error)}: check that it is up and reachable, then run again",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        with tempfile.NamedTemporaryFile("w", prefix="leadflow-error-", suffix=".txt", delete=False) as out:
+            traceback.print_exception(error, file=out)
+        print(
+            f"{prog}: internal error: {type(error).__name__}: {_one_line(error)} (traceback in {out.name}; "
+            "please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

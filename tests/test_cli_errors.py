@@ -1,0 +1,158 @@
+"""Every CLI error is one line that says what to change, with a documented exit code; never a traceback (issue 13,
+item 4). Exit codes: streams/cli.py's module docstring and README "Exit codes"."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams import cli
+from streams.broker import free_port
+
+BROKER_COMMANDS = ("worker", "run", "produce", "simulate")
+
+
+def leadflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The only line on stderr, after checking the exit code and that there is no traceback."""
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def command_args(command: str, tmp_path: Path, web_port: int) -> list[str]:
+    """What each command needs besides --broker to get as far as the broker: a file, a free web port."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1", "lead_id": "L1", "type": "lead.created"}\n')
+    return {
+        "worker": ["worker", "--web-port", str(web_port)],
+        "run": ["run", "--for", "1", "--no-live", "--web-port", str(web_port), "--workdir", str(tmp_path / "run")],
+        "produce": ["produce", str(events)],
+        "simulate": ["simulate", "--for", "1"],
+    }[command]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--speed", "0"], "argument --speed: must be a number greater than 0"),
+        (["simulate", "--speed", "0"], "argument --speed: must be a number greater than 0"),
+        (["run", "--for", "-5"], "argument --for: must be a number greater than 0"),
+        (["run", "--for", "0"], "argument --for: must be a number greater than 0"),
+        (["simulate", "--for", "nan"], "argument --for: must be a number greater than 0"),
+        (["run", "--leads-per-s", "0"], "argument --leads-per-s: must be a number greater than 0"),
+        (["simulate", "--leads-per-s", "-1"], "argument --leads-per-s: must be a number greater than 0"),
+        (["run", "--partitions", "0"], "argument --partitions: must be a whole number of at least 1"),
+        (["run", "--partitions", "2.5"], "argument --partitions: must be a whole number of at least 1"),
+        (["run", "--bad-ratio", "1.5"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
+        (["run", "--bad-ratio", "-0.1"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
+        (["simulate", "--bad-ratio", "1"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
+        (["run", "--web-port", "70000"], "argument --web-port: must be a TCP port from 1 to 65535"),
+        (["worker", "--web-port", "0"], "argument --web-port: must be a TCP port from 1 to 65535"),
+        (["ingest", "--port", "-1"], "argument --port: must be a TCP port from 1 to 65535"),
+        (["report", "--worker", "http://x", "--timeout", "0"], "argument --timeout: must be a number greater than 0"),
+        (["run", "--embedded-broker", "redpanda"], "argument --embedded-broker: invalid choice: 'redpanda'"),
+    ],
+)
+def test_numeric_flags_say_what_they_allow(args: list[str], message: str) -> None:
+    line = one_line(leadflow(*args), 2)
+    assert line.startswith(f"leadflow {args[0]}: {message}")
+    assert line.endswith(f"(see leadflow {args[0]} --help)")
+
+
+@pytest.mark.parametrize("command", BROKER_COMMANDS)
+@pytest.mark.parametrize("url", ["nonsense:::x", "localhost", "http://localhost:9092", "kafka://localhost:99999"])
+def test_a_wrong_broker_url_is_one_line_naming_the_form(command: str, url: str, tmp_path: Path) -> None:
+    line = one_line(leadflow(*command_args(command, tmp_path, free_port()), "--broker", url), 2)
+    assert f"argument --broker: {url!r} is not a broker address: write kafka://HOST:PORT or HOST:PORT" in line
+
+
+@pytest.mark.parametrize("command", BROKER_COMMANDS)
+def test_an_unreachable_broker_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    line = one_line(leadflow(*command_args(command, tmp_path, free_port()), "--broker", f"kafka://127.0.0.1:{port}"), 2)
+    assert line.startswith(f"leadflow {command}: cannot reach a Kafka broker at 127.0.0.1:{port} within 5 s")
+    assert "pass --broker kafka://HOST:PORT" in line
+    assert not (tmp_path / "run" / "kafka").exists()  # `run --broker` started no broker of its own
+
+
+def test_the_broker_named_by_the_environment_is_checked_too(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", *command_args("worker", tmp_path, free_port())],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "LEADFLOW_BROKER": "kafka://:x"},
+    )  # fmt: skip
+    assert "LEADFLOW_BROKER: 'kafka://:x' is not a broker address" in one_line(result, 2)
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_a_bad_policy_is_one_line_naming_the_problem_and_the_check_command(command: str, tmp_path: Path) -> None:
+    document = yaml.safe_load(Path("schemas/default_policy.yaml").read_text())
+    document["mql"]["min_fitt"] = 40
+    document["scoring"]["engagement"][2]["points"] = "three"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(document))
+    # The policy is checked before anything else: no broker is needed (none runs on this port) and none starts.
+    args = [*command_args(command, tmp_path, free_port()), "--policy", str(policy), "--broker", "127.0.0.1:1"]
+    line = one_line(leadflow(*args), 2)
+    assert line.startswith(f"leadflow {command}: policy {policy}: ")
+    assert f"(and 1 more: `leadflow policy check {policy}` lists them)" in line
+    missing = tmp_path / "nope.yaml"
+    line = one_line(leadflow(*command_args(command, tmp_path, free_port()), "--policy", str(missing)), 2)
+    assert line == f"leadflow {command}: policy {missing}: (file): cannot read: No such file or directory"
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_a_web_port_in_use_is_one_line_before_anything_starts(command: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line(leadflow(*command_args(command, tmp_path, port), "--broker", "127.0.0.1:1"), 2)
+    assert f"the web port 127.0.0.1:{port} is in use" in line
+    assert "pass --web-port with a free port" in line
+
+
+def test_produce_names_a_missing_file() -> None:
+    line = one_line(leadflow("produce", "no/such.jsonl"), 2)
+    assert line == "leadflow produce: no/such.jsonl: no such file: name a JSONL file of events, one envelope per line"
+
+
+def test_a_bug_is_one_line_naming_the_file_that_holds_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(_: object) -> int:
+        raise KeyError("stage")
+
+    monkeypatch.setattr(cli, "cmd_schema", broken)
+    assert cli.main(["schema", "--out", "x"]) == 70
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("leadflow schema: internal error: KeyError: 'stage' (traceback in ")
+    saved = Path(line.split("traceback in ")[1].split(";")[0])
+    assert "Traceback" in saved.read_text()
+    assert "broken" in saved.read_text()
+    saved.unlink()
+
+
+def test_ctrl_c_outside_run_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_schema", interrupted)
+    assert cli.main(["schema", "--out", "x"]) == 130
+    assert capsys.readouterr().err == "leadflow schema: interrupted\n"
