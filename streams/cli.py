@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 import orjson
 
@@ -58,45 +58,30 @@ class _Parser(argparse.ArgumentParser):
 # -- argument types: each says what it allows ------------------------------------------------------------------------
 
 
-def positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number greater than 0, e.g. 10 or 0.5 (got {text!r})")
-    return value
+Number = TypeVar("Number", int, float)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})")
-    return value
+def flag_type(
+    convert: Callable[[str], Number], is_allowed: Callable[[Number], bool], allowed: str
+) -> Callable[[str], Number]:
+    """An argparse `type` that reads a number and says which values are allowed when it is not one of them."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed} (got {text!r})") from None
+        if not is_allowed(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed} (got {text!r})")
+        return value
+
+    return parse
 
 
-def share(text: str) -> float:
-    """A share of records, from 0 (none) up to but excluding 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a share from 0 up to (not including) 1, e.g. 0.05 (got {text!r})")
-    return value
-
-
-def tcp_port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65_535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535 (got {text!r})")
-    return value
+positive_number = flag_type(float, lambda v: math.isfinite(v) and v > 0, "a number greater than 0, e.g. 10 or 0.5")
+positive_int = flag_type(int, lambda v: v >= 1, "a whole number of at least 1")
+share = flag_type(float, lambda v: 0 <= v < 1, "a share from 0 up to (not including) 1, e.g. 0.05")  # of records
+tcp_port = flag_type(int, lambda v: 1 <= v <= 65_535, "a TCP port from 1 to 65535")
 
 
 def broker_url(text: str) -> str:
