@@ -36,6 +36,7 @@ from core.intake import (
     internal_proof,
 )
 from core.partition_clock import PartitionClock, is_caught_up
+from core.privacy import is_authorized, public_view
 from core.routing import answer_to, release, unassigned_event
 from core.visits import newer
 from schemas.events import LeadEvent, TimerDue
@@ -572,12 +573,16 @@ async def healthz(web: Any, request: Any) -> Any:
 
 @app.page("/leads/{lead_id}")
 async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
+    """The lead's state; its personal fields (core.privacy) only to a caller with LEADFLOW_WEB_TOKEN."""
     record = leads.get(lead_id.encode())
     if record is None or record.state is None:
         return web.json({"error": f"no lead {lead_id!r} on this worker's partitions"}, status=404)
+    token = settings.web_token.get_secret_value() if settings.web_token is not None else None
+    authorized = is_authorized(request.headers.get("Authorization"), token)
     return web.bytes(
-        RECORD_ADAPTER.dump_json(record, include={"state", "version", "watermark"}),
+        orjson.dumps(public_view(record, authorized)),
         content_type="application/json",
+        headers={"Cache-Control": "no-store", "Vary": "Authorization"},
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         "router answers); an unsigned one is dead-lettered. The default is for dev and tests only: in production "
         "give every worker the same secret of at least 32 random bytes, and never to producers",
     )
+    web_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token a caller of the web API must send (Authorization: Bearer TOKEN) to see a lead's "
+        "personal fields in /leads/{id} (core.privacy); without it they are withheld, and with no token set they "
+        "are never shown. At least 16 characters (openssl rand -hex 32); blank means unset",
+    )
     max_request_bytes: int = Field(
         default=16_777_216, description="producer max request size: dead letters carry the original bytes"
     )
@@ -82,6 +88,17 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
     ssl_keyfile: Path | None = Field(default=None, description="client private key (PEM), for mutual TLS")
     ssl_check_hostname: bool = Field(default=True, description="verify that a broker's certificate names its host")
+
+    @field_validator("web_token", mode="before")
+    @classmethod
+    def _web_token_unset_when_blank(cls, value: object) -> object:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str):
+            if not text.strip():
+                return None
+            if len(text.strip()) < 16:
+                raise ValueError("LEADFLOW_WEB_TOKEN needs at least 16 characters: openssl rand -hex 32")
+        return value
 
     @model_validator(mode="after")
     def _consistent_kafka_settings(self) -> Self:

@@ -71,6 +71,35 @@ def host_path_of(service: Json, container_path: str) -> Path:
     raise AssertionError(f"{container_path} is not bind-mounted")
 
 
+# A published port in the short syntax: [HOST_IP:]HOST_PORT:CONTAINER_PORT, the host IP possibly an interpolation
+# with a default (${LEADFLOW_BIND:-127.0.0.1}).
+PORT = re.compile(r"^(?:(?P<ip>\$\{[^}]*\}|[0-9.]+|\[[0-9a-fA-F:]*\]):)?(?P<host>\d+):(?P<container>\d+)(?:/tcp)?$")
+DEFAULT = re.compile(r"^\$\{(?P<name>[A-Z_]+):?-(?P<default>[^}]*)\}$")
+
+
+def published(service: Json) -> dict[int, int]:
+    """container port -> host port of a service's published ports."""
+    out = {}
+    for port in service.get("ports", []):
+        match = PORT.match(str(port))
+        assert match, f"port {port!r} is not in the short syntax HOST_IP:HOST_PORT:CONTAINER_PORT"
+        out[int(match["container"])] = int(match["host"])
+    return out
+
+
+def host_ip_by_default(port: str) -> str | None:
+    """The host address a port is published on when the environment sets nothing (None: every address)."""
+    match = PORT.match(port)
+    assert match, port
+    ip = match["ip"]
+    if ip is None:
+        return None
+    default = DEFAULT.match(ip)
+    if default is None:
+        return ip
+    return default["default"] or None
+
+
 def flag(args: list[str], name: str) -> str:
     (value,) = [arg.split("=", 1)[1] for arg in args if arg.startswith(f"{name}=")]
     return value
@@ -154,7 +183,7 @@ def test_two_workers_each_with_its_own_port_and_data_dir() -> None:
         assert not settings.embedded, "never the embedded-broker workaround against a real Kafka"
         ports.add(settings.web_port)
         dirs.add(str(settings.data_dir))
-        assert f"{settings.web_port}:{settings.web_port}" in service["ports"]
+        assert published(service) == {settings.web_port: settings.web_port}
         assert service.get("hostname") == name
         assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         assert any(
@@ -210,7 +239,7 @@ def test_prometheus_scrapes_both_workers_and_sends_to_alertmanager() -> None:
     (target,) = alerting["static_configs"][0]["targets"]
     host, port = target.split(":")
     assert host in services()
-    assert f"{port}:{port}" in services()[host]["ports"]
+    assert int(port) in published(services()[host])
 
 
 def test_promtool_check_config() -> None:
@@ -262,7 +291,7 @@ def test_grafana_provisioning_points_at_the_mounted_dashboards_and_prometheus() 
     host_port = source["url"].removeprefix("http://")
     host, port = host_port.split(":")
     assert host in services()
-    assert f"{port}:{port}" in services()[host]["ports"]
+    assert int(port) in published(services()[host])
 
 
 def test_compose_usage_in_the_header_is_valid() -> None:
@@ -274,3 +303,98 @@ def test_compose_usage_in_the_header_is_valid() -> None:
             assert words[words.index("--profile") + 1] in {
                 p for s in services().values() for p in s.get("profiles", [])
             }
+
+
+# --- safe by default (issue 13, item 5) ----------------------------------------------------------------------------
+
+ONE_SHOT = {"topics", "simulator"}  # they run once and exit ("restart: no"): nothing to check the health of
+
+
+def test_every_port_is_published_on_loopback_unless_leadflow_bind_says_otherwise() -> None:
+    found = 0
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            found += 1
+            assert isinstance(port, str), f"{name}: {port!r}: use the short syntax with a host address"
+            assert host_ip_by_default(port) == "127.0.0.1", f"{name}: {port} is published beyond loopback"
+            assert port.startswith("${LEADFLOW_BIND:-127.0.0.1}:"), f"{name}: {port} ignores LEADFLOW_BIND"
+    assert found == 7  # kafka (host listener), two workers, ingest, Prometheus, Alertmanager, Grafana
+
+
+def test_a_port_without_a_host_address_would_be_caught() -> None:
+    assert host_ip_by_default("9090:9090") is None
+    assert host_ip_by_default("${LEADFLOW_BIND:-}:9090:9090") is None
+    assert host_ip_by_default("0.0.0.0:9090:9090") == "0.0.0.0"
+    assert host_ip_by_default("${LEADFLOW_BIND:-127.0.0.1}:9090:9090") == "127.0.0.1"
+
+
+def test_prometheus_lifecycle_api_is_off() -> None:
+    for name, service in services().items():
+        command = service.get("command", [])
+        words = command if isinstance(command, list) else shlex.split(command)
+        assert not any(word.startswith("--web.enable-lifecycle") for word in words), name
+        assert not any(word.startswith("--web.enable-admin-api") for word in words), name
+
+
+def test_every_long_running_service_has_a_healthcheck() -> None:
+    for name, service in services().items():
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", f"{name} is called one-shot but restarts"
+            continue
+        check = service.get("healthcheck")
+        assert check is not None, f"{name} has no healthcheck"
+        assert not check.get("disable", False), name
+        test = check["test"]
+        assert isinstance(test, list), name
+        assert test[0] in {"CMD", "CMD-SHELL"}, name
+        assert len(test) > 1, name
+        if test[0] == "CMD":
+            assert test[1] in {"python", "wget", "curl"}, f"{name}: {test[1]} may not be in the image"
+    assert {"kafka", "worker-1", "worker-2", "ingest", "prometheus", "alertmanager", "grafana"} - ONE_SHOT <= {
+        name for name, service in services().items() if "healthcheck" in service
+    }
+
+
+def test_healthchecks_probe_the_port_each_service_listens_on() -> None:
+    expected = {
+        "worker-1": "http://127.0.0.1:6066/healthz",
+        "worker-2": "http://127.0.0.1:6067/healthz",
+        "ingest": "http://127.0.0.1:8080/readyz",
+        "prometheus": "http://127.0.0.1:9090/-/healthy",
+        "alertmanager": "http://127.0.0.1:9093/-/healthy",
+        "grafana": "http://127.0.0.1:3000/api/health",
+    }
+    for name, url in expected.items():
+        test = services()[name]["healthcheck"]["test"]
+        assert any(url in word for word in test), (name, test)
+        container_port = int(url.split(":")[2].split("/")[0])
+        assert container_port in published(services()[name]), name
+
+
+def test_grafana_admin_password_comes_from_a_secret_file() -> None:
+    grafana = services()["grafana"]
+    env = grafana["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env, "a password in the compose file"
+    path = env["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+    (secret,) = [s if isinstance(s, str) else s["source"] for s in grafana["secrets"]]
+    assert path == f"/run/secrets/{secret}"
+    declared = compose()["secrets"][secret]
+    file = DEFAULT.match(declared["file"])
+    assert file is not None, "the secret file can be moved with LEADFLOW_GRAFANA_ADMIN_PASSWORD_FILE"
+    assert file["name"] == "LEADFLOW_GRAFANA_ADMIN_PASSWORD_FILE"
+    assert file["default"] == "./secrets/grafana_admin_password"
+    assert not (ROOT / file["default"]).exists() or not _tracked(file["default"]), "a password in the repository"
+    header = COMPOSE.read_text(encoding="utf-8").split("\nx-leadflow-env", 1)[0]
+    assert file["default"].removeprefix("./") in header, "the header says how to create the secret file"
+
+
+def _tracked(path: str) -> bool:
+    result = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=ROOT, capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def test_workers_take_the_web_token_from_the_environment() -> None:
+    for name, service in workers().items():
+        token = service["environment"]["LEADFLOW_WEB_TOKEN"]
+        assert token == "${LEADFLOW_WEB_TOKEN:-}", name  # never a token written in the file
+        assert Settings(web_token="").web_token is None  # unset: personal fields are never shown

@@ -167,10 +167,15 @@ async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
     return table
 
 
+WEB_TOKEN = "e2e-web-token-0123456789abcdef"
+
+
 async def lead_views(port: int, lead_ids: list[str]) -> dict[str, dict[str, Any] | None]:
-    """What the running worker holds for each lead (its table, as recovered), through /leads/{id}."""
+    """What the running worker holds for each lead (its table, as recovered), through /leads/{id}, personal fields
+    included: the worker runs with LEADFLOW_WEB_TOKEN=WEB_TOKEN and the requests carry it."""
     views: dict[str, dict[str, Any] | None] = {}
-    async with aiohttp.ClientSession() as session:
+    headers = {"Authorization": f"Bearer {WEB_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
         for lead_id in lead_ids:
             async with session.get(f"http://127.0.0.1:{port}/leads/{lead_id}") as response:
                 views[lead_id] = await response.json() if response.status == 200 else None
@@ -182,7 +187,12 @@ async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deplo
     sent = records(journeys(seed=11, n_leads=400, start=T0 - timedelta(days=60)), seed=11)
     first, second = sent[: len(sent) // 2], sent[len(sent) // 2 :]
     policy_path = without_slas(deployment.workdir)
-    tuning = {"LEADFLOW_BATCH_MAX": "20", "LEADFLOW_COMMIT_INTERVAL_S": "0.3", "LEADFLOW_POLICY": str(policy_path)}
+    tuning = {
+        "LEADFLOW_BATCH_MAX": "20",
+        "LEADFLOW_COMMIT_INTERVAL_S": "0.3",
+        "LEADFLOW_POLICY": str(policy_path),
+        "LEADFLOW_WEB_TOKEN": WEB_TOKEN,
+    }
     worker = deployment.worker("worker-1", **tuning).start()
     await deployment.produce(first)
     await deployment.wait_processed(worker)
