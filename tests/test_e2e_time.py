@@ -383,8 +383,6 @@ async def side_by_side(
             wait_settled(pair.reference, stream, lambda: reference),
             wait_settled(pair.trial, stream, lambda: workers[-1]),
         )
-        # Whatever stopped or killed it, the trial's group ends with every record processed and committed.
-        await asyncio.gather(pair.reference.wait_all_committed(reference), pair.trial.wait_all_committed(workers[-1]))
         return await outcome(pair.reference), await outcome(pair.trial), stream, workers
     finally:
         await asyncio.gather(asyncio.to_thread(reference.stop), *(asyncio.to_thread(w.stop) for w in workers))
