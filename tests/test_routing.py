@@ -637,19 +637,6 @@ class Model:
             del self.held[lead]
             self.released += 1
 
-    def apply(self, n: int, op: tuple[Any, ...]) -> None:
-        """The n-th generated operation: a request, a redelivery, an escalation or a release."""
-        if op[0] == "request":
-            self.route(request(op[1], op[2], op[3], request_id=f"r{n}"))
-        elif op[0] == "redeliver" and self.sent:
-            self.route(self.sent[op[1] % len(self.sent)])
-        elif op[0] == "escalate" and op[1] in self.held:
-            pool, owner = self.held[op[1]]
-            self.route(request(op[1], pool, op[2], exclude=(owner,), escalated_sla="mql_acceptance",
-                               request_id=f"r{n}"))  # fmt: skip
-        elif op[0] == "release":
-            self.release(op[1], op[2])
-
     def route(self, req: RouteRequest) -> None:
         before = self.state
         self.sent.append(req)
@@ -716,7 +703,16 @@ def test_capacity_load_and_holders_stay_consistent(
     the leads routed minus those released, and each lead is held by one owner at most."""
     model = Model(property_policy(capacity, general))
     for n, op in enumerate(operations):
-        model.apply(n, op)
+        if op[0] == "request":
+            model.route(request(op[1], op[2], op[3], request_id=f"r{n}"))
+        elif op[0] == "redeliver" and model.sent:
+            model.route(model.sent[op[1] % len(model.sent)])
+        elif op[0] == "escalate" and op[1] in model.held:
+            pool, owner = model.held[op[1]]
+            model.route(request(op[1], pool, op[2], exclude=(owner,), escalated_sla="mql_acceptance",
+                                request_id=f"r{n}"))  # fmt: skip
+        elif op[0] == "release":
+            model.release(op[1], op[2])
         model.check()
 
 
@@ -734,7 +730,16 @@ def test_a_restart_reads_messages_again_and_nothing_changes_or_counts(
     stored after all of them: each one changes nothing, and none is answered route.unassigned or counted."""
     model = Model(property_policy(capacity, general))
     for n, op in enumerate(operations):
-        model.apply(n, op)
+        if op[0] == "request":
+            model.route(request(op[1], op[2], op[3], request_id=f"r{n}"))
+        elif op[0] == "redeliver" and model.sent:
+            model.route(model.sent[op[1] % len(model.sent)])
+        elif op[0] == "escalate" and op[1] in model.held:
+            pool, owner = model.held[op[1]]
+            model.route(request(op[1], pool, op[2], exclude=(owner,), escalated_sla="mql_acceptance",
+                                request_id=f"r{n}"))  # fmt: skip
+        elif op[0] == "release":
+            model.release(op[1], op[2])
     stored = model.state
     state = stored
     for message in model.log[min(committed, len(model.log)) :]:
