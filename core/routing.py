@@ -5,12 +5,6 @@ and `release(state, message)` run in the router, which holds every pool's turn a
 Round robin within the pool, skipping owners who are away on the request's day or at their capacity of open
 MQLs; when nobody in the pool is free, the fallback pool takes the lead, and when nobody there is free either,
 its least loaded owner who is not away does (a lead must never wait for an owner that will not come).
-
-After a restart the router reads its topic again from the last committed offset while its stored state already
-holds what came after. The state remembers the ids of recent requests answered and releases applied, so such a
-replay changes nothing: a request whose lead is still held gets the same owner again, one whose lead was released
-since (or was answered route.unassigned) is not answered again (`is_replayed`) and is no news that nobody could take
-the lead, and a release applied before does not free a later hold of the same owner (`is_released`).
 """
 
 from __future__ import annotations
@@ -28,9 +22,8 @@ from schemas.state import PoolState, RoutingState
 
 # The answer is dated just after the request, so in event-time order it comes after the event that asked.
 ANSWER_DELAY = timedelta(milliseconds=1)
-# Ids of the route requests answered and of the releases applied, remembered (newest last) so that a message
-# read again after a restart is recognised: a request is never routed twice, a release never frees a later hold.
-MAX_ANSWERED = 4000
+# Route request ids remembered, so a redelivered request is answered again, never routed twice.
+MAX_ANSWERED = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,21 +102,12 @@ def take(state: RoutingState, pool: Pool, index: int, lead_id: str) -> RoutingSt
     return state.model_copy(update={"pools": {**state.pools, pool.name: taken}})
 
 
-def remember(state: RoutingState, message_id: str) -> RoutingState:
-    return state.model_copy(update={"answered": (*state.answered, message_id)[-MAX_ANSWERED:]})
-
-
-def is_replayed(state: RoutingState, request: RouteRequest) -> bool:
-    """A request answered before whose lead no owner holds now (for it): a redelivery, e.g. the routing topic read
-    again from the last committed offset after a crash, while the stored state already holds what came after
-    (the lead took its owner and released it, or it was answered route.unassigned then). The lead has had its
-    answer: a replay changes nothing, is not answered again and is no news that nobody could take the lead."""
-    return request.id in state.answered and holder(state.pools, request.lead_id, request.exclude) is None
+def remember(state: RoutingState, request_id: str) -> RoutingState:
+    return state.model_copy(update={"answered": (*state.answered, request_id)[-MAX_ANSWERED:]})
 
 
 def route(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[RoutingState, Assignment | None]:
-    """Pick the lead's owner. A request seen before is answered with the owner it got (if still held); a replayed
-    one (`is_replayed`) gets no owner and leaves the state as it is."""
+    """Pick the lead's owner. A request seen before is answered with the owner it got (if still held)."""
     routing = policy.routing
     if routing is None:
         return state, None
@@ -133,7 +117,7 @@ def route(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[R
         if request.id not in state.answered:  # so that it is not routed anew once the lead lets go
             state = remember(state, request.id)
         return state, assignment(request, pool, held[1], "escalated" if request.escalated_sla else "routed")
-    if is_replayed(state, request):
+    if request.id in state.answered:
         return state, None  # answered before, and released since: the lead has moved on
     state = remember(state, request.id)
     pool = routing.by_name.get(request.pool) or routing.by_name[routing.fallback_pool]
@@ -179,8 +163,7 @@ def answer_to(
     state: RoutingState, request: RouteRequest, policy: Policy, source: str
 ) -> tuple[RoutingState, dict[str, object], Assignment | None]:
     """Route a request and build the answer the lead waits for: `lead.assigned` with the owner, or
-    `route.unassigned` when nobody can take it (the router agent and the replay answer the same way). The router
-    agent asks `is_replayed` first: a replayed request is not answered again."""
+    `route.unassigned` when nobody can take it (the router agent and the replay answer the same way)."""
     state, assignment = route(state, request, policy)
     envelope = assigned_event(assignment, source) if assignment else unassigned_event(request, source)
     return state, envelope, assignment
@@ -204,26 +187,17 @@ def answer(request: RouteRequest, kind: str, data: dict[str, object], source: st
     }
 
 
-def is_released(state: RoutingState, message: RouteRelease) -> bool:
-    """A release applied before (read again after a restart): the owner may hold the lead again since, for a
-    later request of the lead, and that hold must stay."""
-    return message.id in state.answered
-
-
 def release(state: RoutingState, message: RouteRelease) -> RoutingState:
-    """The owner no longer holds the lead as an open MQL. Idempotent: releasing twice changes nothing, and a
-    release applied before does not free the owner's later hold of the same lead."""
+    """The owner no longer holds the lead as an open MQL. Idempotent: releasing twice changes nothing."""
     pool_state = state.pools.get(message.pool)
     if pool_state is None or message.lead_id not in pool_state.open.get(message.owner_id, ()):
-        return state
-    if is_released(state, message):
         return state
     leads = tuple(lead for lead in pool_state.open[message.owner_id] if lead != message.lead_id)
     opened = {owner: held for owner, held in pool_state.open.items() if owner != message.owner_id}
     if leads:
         opened[message.owner_id] = leads
     released = pool_state.model_copy(update={"open": opened})
-    return remember(state, message.id).model_copy(update={"pools": {**state.pools, message.pool: released}})
+    return state.model_copy(update={"pools": {**state.pools, message.pool: released}})
 
 
 def load(state: RoutingState, pool: str) -> dict[str, int]:

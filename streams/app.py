@@ -37,7 +37,7 @@ from core.intake import (
 )
 from core.partition_clock import PartitionClock, is_caught_up
 from core.privacy import is_authorized, public_view
-from core.routing import answer_to, is_released, is_replayed, release, unassigned_event
+from core.routing import answer_to, release, unassigned_event
 from core.visits import newer
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import (
@@ -380,14 +380,7 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         return state
     try:
         if not isinstance(routed, RouteRequest):
-            if is_released(state, routed):  # read again after a restart (core.routing)
-                log.debug("route release %s of lead %s replayed: applied before; nothing to do", routed.id,
-                          routed.lead_id)  # fmt: skip
             return release(state, routed)
-        if is_replayed(state, routed):  # read again after a restart: answered, and released since (core.routing)
-            log.debug("route request %s for lead %s replayed: answered before, released since; nothing to do",
-                      routed.id, routed.lead_id)  # fmt: skip
-            return state
         state, answer, assignment = answer_to(state, routed, policy, ROUTER_SOURCE)
     except Exception as error:  # a defect in the core: see send_defect
         send_defect("router", error, origin, None)
@@ -396,9 +389,8 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         return state
     if assignment is None:
         metrics.observe_unassigned(routed.pool)
-        log.warning("no owner for lead %s (route request %s): every owner of pool %s and of the fallback pool is "
-                    "away on the request's day (or excluded by an escalation); answered route.unassigned",
-                    routed.lead_id, routed.id, routed.pool)  # fmt: skip
+        log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
+                    routed.pool)  # fmt: skip
     send_internal(routed.lead_id.encode(), orjson.dumps(answer))
     return state
 

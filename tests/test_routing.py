@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,20 +12,7 @@ from factories import POLICY, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.routing import (
-    ANSWER_DELAY,
-    MAX_ANSWERED,
-    Assignment,
-    answer_to,
-    assigned_event,
-    is_away,
-    is_released,
-    is_replayed,
-    load,
-    pool_for,
-    release,
-    route,
-)
+from core.routing import ANSWER_DELAY, Assignment, assigned_event, is_away, load, pool_for, release, route
 from schemas.events import EVENT_ADAPTER, LeadAssigned, Profile
 from schemas.outputs import RouteRelease, RouteRequest
 from schemas.policy import Policy
@@ -58,10 +45,8 @@ def request(
     )
 
 
-def freed(lead: str, pool: str, owner: str, at: datetime = MONDAY, *, release_id: str | None = None) -> RouteRelease:
-    return RouteRelease(
-        id=release_id or f"rel-{lead}-{pool}-{owner}", lead_id=lead, pool=pool, owner_id=owner, occurred_at=at
-    )
+def freed(lead: str, pool: str, owner: str, at: datetime = MONDAY) -> RouteRelease:
+    return RouteRelease(id=f"rel-{lead}-{pool}-{owner}", lead_id=lead, pool=pool, owner_id=owner, occurred_at=at)
 
 
 def routed(state: RoutingState, req: RouteRequest, policy: Policy = POLICY) -> tuple[RoutingState, Assignment]:
@@ -385,136 +370,6 @@ def test_release_is_idempotent_and_ignores_what_is_not_held() -> None:
     assert release(RoutingState(), freed("L1", "latam", "rep-04")) == RoutingState()
 
 
-# --- replays after a restart ------------------------------------------------------------------------------------
-# The router reads its topic again from the last committed offset while its stored state already holds what came
-# after: every message read again must change nothing, and only a request nobody could take counts as unassigned.
-
-RouterOutcome = Literal["assigned", "unassigned", "replayed", "released"]  # "replayed": changes nothing
-
-
-def router(
-    state: RoutingState, message: RouteRequest | RouteRelease, policy: Policy = POLICY
-) -> tuple[RoutingState, dict[str, object] | None, RouterOutcome]:
-    """What the router agent (streams.app.handle_routing) does with one message: the state it keeps, the answer
-    it sends the lead (if any), and what it logs and counts (`unassigned`: a warning and
-    leadflow_routing_unassigned_total; `replayed`: a debug line)."""
-    if isinstance(message, RouteRelease):
-        released = release(state, message)
-        assert released == state or not is_released(state, message)
-        return released, None, "released" if released != state else "replayed"  # not held (any more): a no-op
-    if is_replayed(state, message):
-        return state, None, "replayed"
-    state, answer, assignment = answer_to(state, message, policy, "leadflow.routing")
-    return state, answer, "assigned" if assignment is not None else "unassigned"
-
-
-def nobody_on_monday() -> Policy:
-    monday = [{"from": "2026-11-23", "to": "2026-11-23"}]
-    return with_routing(
-        [
-            {"name": "latam", "team": "inside_sales", "owners": [{"id": "rep-04", "away": monday}]},
-            {"name": "general", "team": "inside_sales", "owners": [{"id": "rep-07", "away": monday}]},
-        ]
-    )
-
-
-def test_a_request_read_again_after_its_lead_was_released_changes_nothing_and_is_not_unassigned() -> None:
-    """The kill test's false alarm: request, answer, release, then the same request redelivered after a crash."""
-    req = request("L1", request_id="r1")
-    state, answer, outcome = router(RoutingState(), req)
-    assert (outcome, answer is not None and answer["type"]) == ("assigned", "lead.assigned")
-    state, _, outcome = router(state, freed("L1", "latam", "rep-04", release_id="rel-1"))
-    assert outcome == "released"
-    assert total_load(state) == 0
-    assert is_replayed(state, req)
-    again, answer, outcome = router(state, req)
-    assert (again, answer, outcome) == (state, None, "replayed"), "no answer, no owner, not unassigned"
-    _, next_lead = routed(again, request("L2"))
-    assert next_lead.owner_id == "rep-05", "the replay does not move the turn"
-
-
-def test_a_request_read_again_while_its_lead_is_held_gets_the_same_answer_and_is_not_unassigned() -> None:
-    req = request("L1", request_id="r1")
-    state, first, _ = router(RoutingState(), req)
-    assert not is_replayed(state, req)
-    again, answer, outcome = router(state, req)
-    assert (again, answer, outcome) == (state, first, "assigned")
-
-
-def test_a_release_read_again_changes_nothing() -> None:
-    state, _, _ = router(RoutingState(), request("L1", request_id="r1"))
-    state, _, _ = router(state, request("L2", request_id="r2"))
-    rel = freed("L1", "latam", "rep-04", release_id="rel-1")
-    released, _, _ = router(state, rel)
-    again, answer, outcome = router(released, rel)
-    assert (again, answer, outcome) == (released, None, "replayed")
-    assert load(again, "latam") == {"rep-05": 1}
-
-
-def test_a_release_read_again_does_not_free_a_later_hold_of_the_same_owner() -> None:
-    """The lead was released by rep-04, became an MQL again and was routed to rep-04 again; a crash then replays
-    the old release and the new request: the new hold stays, and the new request is answered with it."""
-    policy = with_routing([{"name": "general", "team": "inside_sales", "owners": [{"id": "rep-07"}]}])
-    first, second = request("L1", "general", request_id="r1"), request("L1", "general", request_id="r2")
-    old = freed("L1", "general", "rep-07", release_id="rel-1")
-    state, _, _ = router(RoutingState(), first, policy)
-    state, _, _ = router(state, old, policy)
-    state, _, outcome = router(state, second, policy)
-    assert outcome == "assigned"
-    assert load(state, "general") == {"rep-07": 1}
-    for message in (first, old, second):  # the whole log read again from the start
-        again, answer, outcome = router(state, message, policy)
-        assert again == state
-        assert outcome != "unassigned"
-        assert answer is None or answer["data"] == {"owner_id": "rep-07", "team": "inside_sales",
-                                                    "pool": "general", "reason": "routed"}  # fmt: skip
-    assert load(state, "general") == {"rep-07": 1}
-    # A later, genuine release (another cause, another id) frees the owner.
-    state, _, outcome = router(state, freed("L1", "general", "rep-07", release_id="rel-2"), policy)
-    assert (outcome, total_load(state)) == ("released", 0)
-
-
-def test_a_request_nobody_can_take_is_still_answered_unassigned_and_counted_once() -> None:
-    policy = nobody_on_monday()
-    req = request("L1", request_id="r1")
-    state, answer, outcome = router(RoutingState(), req, policy)
-    assert outcome == "unassigned"
-    assert answer is not None
-    assert (answer["type"], answer["event_id"], answer["data"]) == ("route.unassigned", "route:r1", {"pool": "latam"})
-    assert total_load(state) == 0
-    again, answer, outcome = router(state, req, policy)
-    assert (again, answer, outcome) == (state, None, "replayed"), "the same request read again is not counted twice"
-    _, _, outcome = router(state, request("L2", request_id="r2"), policy)
-    assert outcome == "unassigned", "another request nobody can take is"
-
-
-def test_a_new_request_for_a_released_lead_is_routed_again() -> None:
-    """A lead recycled and qualified again asks anew (another id): that is no replay."""
-    state, _, _ = router(RoutingState(), request("L1", request_id="r1"))
-    state, _, _ = router(state, freed("L1", "latam", "rep-04", release_id="rel-1"))
-    state, answer, outcome = router(state, request("L1", request_id="r2"))
-    assert outcome == "assigned"
-    assert answer is not None
-    assert answer["data"]["owner_id"] == "rep-05"  # type: ignore[index]
-
-
-def test_the_router_remembers_enough_messages_for_a_replay_of_many_requests_and_releases() -> None:
-    """As many leads as a crash may replay (routed then released, two messages each) are all recognised."""
-    state = RoutingState()
-    log: list[RouteRequest | RouteRelease] = []
-    for n in range(MAX_ANSWERED // 2):
-        req = request(f"L{n}", "general", request_id=f"r{n}")
-        state, answer, _ = router(state, req)
-        assert answer is not None
-        owner = answer["data"]["owner_id"]  # type: ignore[index]
-        rel = freed(f"L{n}", "general", str(owner), release_id=f"rel-{n}")
-        state, _, _ = router(state, rel)
-        log += [req, rel]
-    for message in log:
-        again, answer, outcome = router(state, message)
-        assert (again, answer, outcome) == (state, None, "replayed")
-
-
 # --- escalation ------------------------------------------------------------------------------------------------
 
 
@@ -623,16 +478,11 @@ class Model:
         self.state = RoutingState()
         self.held: dict[str, tuple[str, str]] = {}
         self.sent: list[RouteRequest] = []
-        self.log: list[RouteRequest | RouteRelease] = []  # every message, in the order the router read them
         self.taken = self.released = 0
 
     def release(self, lead: str, right: bool) -> None:
         pool, owner = self.held.get(lead, ("latam", "rep-04"))
-        # One id per release, as the lead gives (its cause is part of it): a lead may be released twice from one owner.
-        release_id = f"rel-{lead}-{self.taken}-{self.released}-{right}"
-        message = freed(lead, pool, owner if right else "nobody", release_id=release_id)
-        self.log.append(message)
-        self.state = release(self.state, message)
+        self.state = release(self.state, freed(lead, pool, owner if right else "nobody"))
         if right and lead in self.held:
             del self.held[lead]
             self.released += 1
@@ -640,7 +490,6 @@ class Model:
     def route(self, req: RouteRequest) -> None:
         before = self.state
         self.sent.append(req)
-        self.log.append(req)
         self.state, answer = route(self.state, req, self.policy)
         if answer is None:
             assert self.state.pools == before.pools
@@ -714,39 +563,3 @@ def test_capacity_load_and_holders_stay_consistent(
         elif op[0] == "release":
             model.release(op[1], op[2])
         model.check()
-
-
-@PROPERTY
-@given(
-    capacity=st.integers(1, 3),
-    general=st.one_of(st.none(), st.integers(1, 2)),
-    operations=st.lists(operation, max_size=40),
-    committed=st.integers(0, 100),
-)
-def test_a_restart_reads_messages_again_and_nothing_changes_or_counts(
-    capacity: int, general: int | None, operations: list[tuple[Any, ...]], committed: int
-) -> None:
-    """After a crash the router reads again every message after its last committed offset, with the state it had
-    stored after all of them: each one changes nothing, and none is answered route.unassigned or counted."""
-    model = Model(property_policy(capacity, general))
-    for n, op in enumerate(operations):
-        if op[0] == "request":
-            model.route(request(op[1], op[2], op[3], request_id=f"r{n}"))
-        elif op[0] == "redeliver" and model.sent:
-            model.route(model.sent[op[1] % len(model.sent)])
-        elif op[0] == "escalate" and op[1] in model.held:
-            pool, owner = model.held[op[1]]
-            model.route(request(op[1], pool, op[2], exclude=(owner,), escalated_sla="mql_acceptance",
-                                request_id=f"r{n}"))  # fmt: skip
-        elif op[0] == "release":
-            model.release(op[1], op[2])
-    stored = model.state
-    state = stored
-    for message in model.log[min(committed, len(model.log)) :]:
-        state, answer, outcome = router(state, message, model.policy)
-        assert state == stored, f"{message} read again changed the state"
-        assert outcome in ("assigned", "replayed"), f"{message} read again: {outcome}"
-        if answer is not None:  # a lead still held: its owner again, under the id the lead has seen
-            assert isinstance(message, RouteRequest)
-            assert answer["event_id"] == f"route:{message.id}"
-            assert (answer["data"]["pool"], answer["data"]["owner_id"]) == model.held[message.lead_id]  # type: ignore[index]
