@@ -132,7 +132,11 @@ async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(mo
             await done.wait()
         signed = [(INTERNAL_HEADER, internal_proof(tick_value, worker.INTERNAL_KEY))]
         await agent.put(tick_value, key=lead.encode(), headers=signed)
-        await asyncio.sleep(0.2)
+        for _ in range(200):  # until the batch that holds the signed tick is written to the table, up to 10 s
+            record = worker.leads.get(lead.encode())
+            if record is not None and "timer.due:1" in {p.event.event_id for p in record.pending} | set(record.seen):
+                break
+            await asyncio.sleep(0.05)
     [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in letters]
     assert letter.errors[0].startswith("type: timer.due is written by leadflow itself")
     record = worker.leads[lead.encode()]
