@@ -817,12 +817,18 @@ def pipeline() -> Json:
             [
                 timeseries(
                     "Consumer lag per partition",
-                    "End offset minus the consumer's position, per partition of the events topic.",
+                    "End offset minus the consumer's position (processing), and minus the group's committed offset "
+                    "read through the Kafka admin API (what a restart would read again), per partition of the "
+                    "events topic.",
                     [
                         target(
                             f"max by (topic, partition) (leadflow_consumer_lag{worker})",
                             "{{topic}} [{{partition}}]",
-                        )
+                        ),
+                        target(
+                            f"max by (topic, partition) (leadflow_consumer_group_lag{worker})",
+                            "{{topic}} [{{partition}}] committed",
+                        ),
                     ],
                 ),
                 timeseries(

@@ -52,9 +52,11 @@ from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
 from schemas.visits import VISITS_ADAPTER, SiteVisits
 from streams.goal_metrics import GoalCollector
+from streams.group_offsets import GroupOffsets
 from streams.metrics import (
     CONTENT_TYPE,
     ClockDelayCollector,
+    GroupLagCollector,
     LagCollector,
     LeadCollector,
     Metrics,
@@ -63,12 +65,15 @@ from streams.metrics import (
     faust_consumer_lag,
     fetch_state,
 )
+from streams.outbox import Outbox, guard_commits
 from streams.settings import Settings
 from streams.topics import (
     EMBEDDED_FAUST_SETTINGS,
     EMBEDDED_FETCH_WAIT_MS,
     FAST_GROUP_FAUST_SETTINGS,
     POLICY_HEADER,
+    client_options,
+    create_leadflow_topics,
     faust_credentials,
     idempotent_faust_producer,
 )
@@ -237,10 +242,33 @@ ROUTING_KEY = b"pools"
 visits = VisitsTable(app, name="visits", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
 app.tables.add(visits)
 
+# Everything the agents send goes through the outbox (streams.outbox): in bulk, at the end of each batch.
+# Faust's own aiokafka producer (its flush, its idempotence), looked up when sending: it exists once the app runs.
+outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
+
+
+def persisted(table: ModelTable[Any]) -> Any:
+    """What Faust's table does when its changelog record is acknowledged: a rocksdb store remembers the offset,
+    so a restart recovers only what came after it (Table._on_changelog_sent)."""
+    return lambda tp, offset: table.data.set_persisted_offset(tp, offset)  # noqa: PLW0108 - the store is made late
+
+
+for table in (leads, routing, visits):
+    outbox.on_acknowledged[table.changelog_topic.get_topic_name()] = persisted(table)
+
+
+def store(table: ModelTable[Value], key: bytes, value: Value, event: faust.types.EventT[bytes]) -> None:
+    """`table[key] = value` without Faust's per-write send: the value goes to the table's store, its changelog
+    record to the outbox, on the partition of `event` (the one the key belongs to), as Faust would."""
+    as_current(event)  # a rocksdb store picks its partition's database from the current event
+    table.data[key] = value
+    changelog = table.changelog_topic.get_topic_name()
+    outbox.add(changelog, key, codecs.dumps(table.value_codec, value), partition=event.message.partition)
+
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
     metrics.observe_dead_letter(letter)
-    deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter), headers=POLICY_HEADERS)
+    outbox.add(settings.topic_deadletter, key, DEAD_LETTER_ADAPTER.dump_json(letter), POLICY_HEADERS)
 
 
 def send_defect(where: str, error: Exception, origin: Origin, key: bytes | None) -> None:
@@ -269,9 +297,9 @@ async def process(stream: faust.StreamT[bytes]) -> None:
         for event in batch:
             handle(event, now, touched)
         for key, (event, record) in touched.items():
-            as_current(event)
-            leads[key] = record
+            store(leads, key, record, event)
             timers.set(event.message.partition, record.lead_id, next_instant(record.state))
+        await outbox.send()
 
 
 def handle(
@@ -315,7 +343,7 @@ INTERNAL_KEY = settings.internal_key.get_secret_value().encode()
 
 
 def send_internal(key: bytes, value: bytes) -> None:
-    events_topic.send_soon(key=key, value=value, headers=[(INTERNAL_HEADER, internal_proof(value, INTERNAL_KEY))])
+    outbox.add(settings.topic_events, key, value, [(INTERNAL_HEADER, internal_proof(value, INTERNAL_KEY))])
 
 
 # Every output names the agreement that produced it (the review and the leadflow_policy_info metric show the same).
@@ -328,14 +356,14 @@ def send_output(output: Output, key: bytes) -> None:
     value = output.model_dump_json().encode()
     match topic_of(output):
         case "sla":
-            sla_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_sla, key, value, POLICY_HEADERS)
         case "handoffs":
-            handoffs_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_handoffs, key, value, POLICY_HEADERS)
         case "routing":
             assert isinstance(output, ROUTING_TYPES)
-            routing_topic.send_soon(key=output.pool.encode(), value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_routing, output.pool.encode(), value, POLICY_HEADERS)
         case "transitions":
-            transitions_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_transitions, key, value, POLICY_HEADERS)
         case unknown:
             assert_never(unknown)
 
@@ -349,8 +377,8 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
         state = routing.get(ROUTING_KEY) or RoutingState()
         for event in batch:
             state = handle_routing(event, state)
-        as_current(batch[-1])
-        routing[ROUTING_KEY] = state
+        store(routing, ROUTING_KEY, state, batch[-1])
+        await outbox.send()
 
 
 @app.agent(visits_topic)
@@ -363,7 +391,8 @@ async def count_visits(stream: faust.StreamT[bytes]) -> None:
         if isinstance(report, DeadLetter):
             send_dead_letter(report, message.key)
         elif newer(visits.get(report.key), report):
-            visits[report.key] = report
+            store(visits, report.key, report, event)
+        await outbox.send()
 
 
 def send_unassigned(request: RouteRequest) -> None:
@@ -489,6 +518,7 @@ async def sweep_timers() -> None:
     """On every worker (each owns its partitions' deadlines), not only on the leader."""
     started = time.perf_counter()
     sent = timers.sweep(datetime.now(UTC))
+    await outbox.send()
     if not (app.rebalancing or app.in_recovery):
         metrics.observe_sweep(sent, time.perf_counter() - started, time.time(), len(timers))
 
@@ -513,18 +543,30 @@ async def flush_everything(buffer: Any) -> None:
         await buffer._send_pending(buffer.pending.get_nowait())
 
 
-async def roomy_producer_buffer() -> None:
-    """A batch sends up to a few records per event at once; Faust's 100-message producer buffer would make the
-    consumer stop and flush in the middle of it (the 'producer buffer full' warnings). And its flush drains."""
+async def prepare_sending() -> None:
+    """Faust's producer buffer (Faust's own records: its leader topic) flushes without giving up; a commit waits
+    for the outbox too. The outbox opens once the topics exist with their settings (streams.topics), so a first
+    send cannot auto-create one with the broker's defaults."""
     buffer = app.producer.buffer
     buffer.max_messages = settings.producer_buffer_messages
     buffer.flush = functools.partial(flush_everything, buffer)  # type: ignore[method-assign]  # this instance only
+    guard_commits(app.producer, outbox)
+    try:
+        await create_leadflow_topics(settings)
+    except Exception as error:  # no right to create topics, say: an operator made them (README: topics)
+        log.error("could not check or create the leadflow topics, going on with them as they are: %s", error)
+    outbox.open()
 
 
-app.task(roomy_producer_buffer)
+app.task(prepare_sending)
 
 
 partition_of = Partitioner(settings.partitions)
+
+
+def active_events_partitions() -> list[int]:
+    """This worker's active partitions of the events topic (not standby replicas)."""
+    return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events)
 
 
 def runs_router() -> bool:
@@ -534,7 +576,7 @@ def runs_router() -> bool:
 
 def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
     """The table's items and this worker's active partitions of the events topic (not standby replicas)."""
-    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
+    actives = set(active_events_partitions())
     items = list(leads.items())
     partition_of.prune(len(items))
     return items, actives
@@ -542,8 +584,7 @@ def active_leads() -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
 
 def partition_times(now: float) -> dict[int, float | None]:
     """The SLA clock (partition time) of each active partition of the events topic, for the delay gauge."""
-    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
-    return {partition: timers.clock.time(partition, now) for partition in actives}
+    return {partition: timers.clock.time(partition, now) for partition in active_events_partitions()}
 
 
 def active_visits() -> list[SiteVisits]:
@@ -552,10 +593,34 @@ def active_visits() -> list[SiteVisits]:
     return [report for key, report in visits.items() if partition_of(key) in actives]
 
 
+# The group's own offsets through the Kafka admin API (Apache Kafka: tansu cannot answer its group calls).
+group_offsets = (
+    None
+    if settings.embedded
+    else GroupOffsets(settings.bootstrap, settings.app_id, settings.topic_events, client_options(settings))
+)
+
+
+async def owned_group_offsets() -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (committed, end) for this worker's partitions of the events topic."""
+    if group_offsets is None:
+        return {}
+    partitions = active_events_partitions()
+    committed, ends = await group_offsets.committed(partitions), await group_offsets.ends(partitions)
+    return {(settings.topic_events, p): (committed[p], ends[p]) for p in partitions}
+
+
+@app.on_before_shutdown.connect
+async def close_group_offsets(*args: Any, **kwargs: Any) -> None:
+    if group_offsets is not None:
+        await group_offsets.close()
+
+
 metrics.watch(
     LeadCollector(policy, active_leads, partition_of, lambda: datetime.now(UTC)),
     GoalCollector(policy, lambda: active_summaries(), active_visits, lambda: datetime.now(UTC)),  # noqa: PLW0108 (defined below)
     LagCollector(lambda: faust_consumer_lag(app, settings.topic_events)),
+    GroupLagCollector(owned_group_offsets),
     RoutingCollector(policy, lambda: routing.get(ROUTING_KEY) if runs_router() else None),
     ClockDelayCollector(partition_times, time.time),
 )

@@ -14,8 +14,9 @@ the lead census (`census`) and the clock delays (`clock_delays`) are pure functi
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,8 @@ from schemas.outputs import (
 )
 from schemas.policy import Policy
 from schemas.state import LeadRecord, LeadState, RoutingState
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST  # of the /metrics page (aiohttp wants it as a header: it has a charset)
 SOURCE_LIMIT = 50  # distinct `source` label values kept; later ones are counted as "other"
@@ -327,6 +330,47 @@ class LagCollector(Collector):
         for (topic, partition), lag in sorted(lags.items()):
             family.add_metric([topic, str(partition)], max(lag, 0))
         return family
+
+
+class GroupLagCollector(Collector):
+    """`leadflow_consumer_committed_offset` and `leadflow_consumer_group_lag{topic, partition}`: the group's committed
+    offset of each partition this worker owns, and the end offset minus it, read at scrape time through the Kafka
+    admin API (streams.group_offsets): what a restart would read again, and what `kafka-consumer-groups.sh` shows.
+    A scrape that cannot reach the broker leaves both out (the broker alerts tell why)."""
+
+    def __init__(self, read: Callable[[], Awaitable[Mapping[tuple[str, int], tuple[int, int]]]]) -> None:
+        self.read = read
+        self.offsets: Mapping[tuple[str, int], tuple[int, int]] = {}
+
+    async def refresh(self) -> None:
+        try:
+            self.offsets = await self.read()
+        except Exception as error:  # a scrape must still answer; the series are absent meanwhile
+            log.debug("group offsets unavailable: %r", error)
+            self.offsets = {}
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families({})
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.offsets)
+
+    @staticmethod
+    def _families(offsets: Mapping[tuple[str, int], tuple[int, int]]) -> list[Metric]:
+        committed = GaugeMetricFamily(
+            "leadflow_consumer_committed_offset",
+            "The group's committed offset (Kafka admin API): records below it are processed and their outputs sent",
+            labels=["topic", "partition"],
+        )
+        lag = GaugeMetricFamily(
+            "leadflow_consumer_group_lag",
+            "End offset minus the group's committed offset (Kafka admin API): what a restart would read again",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), (done, end) in sorted(offsets.items()):
+            committed.add_metric([topic, str(partition)], done)
+            lag.add_metric([topic, str(partition)], max(end - done, 0))
+        return [committed, lag]
 
 
 def clock_delays(times: Mapping[int, float | None], now: float) -> dict[int, float]:

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from streams.broker import die_with_parent
+from streams.group_offsets import GroupOffsets
 
 
 class WorkerProcess:
@@ -86,22 +85,13 @@ async def committed_offsets(
     With `admin` (Apache Kafka) through the admin API's OffsetFetch; otherwise a consumer with the group's id
     reads them: the admin client's group calls cannot decode the embedded tansu broker's answers (GUIDE
     section 7)."""
-    tps = [TopicPartition(topic, partition) for partition in range(partitions)]
     if admin:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await client.start()
+        offsets = GroupOffsets(bootstrap, group_id, topic)
         try:
-            for attempt in range(40):  # the offsets topic is created on a fresh broker's first group lookup
-                try:
-                    found = await client.list_consumer_group_offsets(group_id, partitions=tps)
-                    break
-                except GroupCoordinatorNotAvailableError:
-                    if attempt == 39:
-                        raise
-                    await asyncio.sleep(0.25)
+            return await offsets.committed(range(partitions))
         finally:
-            await client.close()
-        return {tp.partition: max(0, found[tp].offset) if tp in found else 0 for tp in tps}
+            await offsets.close()
+    tps = [TopicPartition(topic, partition) for partition in range(partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -61,6 +61,8 @@ GAUGES = {
     "leadflow_sla_open",
     "leadflow_sla_overdue",
     "leadflow_consumer_lag",
+    "leadflow_consumer_group_lag",
+    "leadflow_consumer_committed_offset",
     "leadflow_timer_last_sweep_timestamp_seconds",
     "leadflow_timer_deadlines",
     "leadflow_routing_open_mqls",

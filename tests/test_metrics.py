@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from e2e import PARTITIONS, Deployment
+from e2e import PARTITIONS, Deployment, end_offsets
 from factories import POLICY, make_event
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,6 +39,7 @@ from streams.metrics import (
     SOURCE_LIMIT,
     BoundedLabel,
     ClockDelayCollector,
+    GroupLagCollector,
     LagCollector,
     LeadCollector,
     Metrics,
@@ -400,6 +401,28 @@ def test_consumer_lag_per_partition() -> None:
     assert registry.get_sample_value("leadflow_consumer_lag", {"topic": "leads.events", "partition": "0"}) == 0
 
 
+async def test_group_lag_is_the_end_minus_the_committed_offset_and_absent_when_unreadable() -> None:
+    offsets = {("leads.events", 0): (40, 40), ("leads.events", 2): (7, 19)}
+
+    async def read() -> dict[tuple[str, int], tuple[int, int]]:
+        return offsets
+
+    async def unreachable() -> dict[tuple[str, int], tuple[int, int]]:
+        raise ConnectionError("broker down")
+
+    collector = GroupLagCollector(read)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    await collector.refresh()
+    labels = {"topic": "leads.events", "partition": "2"}
+    assert registry.get_sample_value("leadflow_consumer_group_lag", labels) == 12
+    assert registry.get_sample_value("leadflow_consumer_committed_offset", labels) == 7
+    assert registry.get_sample_value("leadflow_consumer_group_lag", {**labels, "partition": "0"}) == 0
+    collector.read = unreachable
+    await collector.refresh()  # a scrape still answers
+    assert registry.get_sample_value("leadflow_consumer_group_lag", labels) is None
+
+
 def test_clock_delays_leave_out_unknown_partitions_and_are_never_negative() -> None:
     assert clock_delays({0: 990.0, 1: None, 2: 1000.0, 3: 1002.5}, 1000.0) == {0: 10.0, 2: 0.0, 3: 0.0}
     assert clock_delays({}, 1000.0) == {}
@@ -498,6 +521,7 @@ async def test_a_worker_serves_its_metrics(broker: BrokerProcess, unique_topic_p
             if (
                 len(lags) == PARTITIONS
                 and all(s.value == 0 for s in lags)
+                and [s.value for s in samples.get("leadflow_consumer_group_lag", [])] == [0] * PARTITIONS  # committed
                 and samples.get("leadflow_timer_deadlines")
                 and len(delays) == PARTITIONS
             ):
@@ -530,6 +554,9 @@ async def test_a_worker_serves_its_metrics(broker: BrokerProcess, unique_topic_p
     decoded = sum(s.value for s in samples["leadflow_events_total"])  # e2e's 7, and what the worker sent itself
     assert sample_value(samples, "leadflow_event_lag_seconds_count") == decoded >= 7
     assert {s.labels["partition"] for s in samples["leadflow_consumer_lag"]} == {str(p) for p in range(PARTITIONS)}
+    assert {  # through the admin API: every record processed, and committed
+        int(s.labels["partition"]): s.value for s in samples["leadflow_consumer_committed_offset"]
+    } == await end_offsets(broker.bootstrap, deployment.events)
     # The events are dated 5 minutes ago, but every partition has been caught up since: its SLA clock is now.
     delays = {s.labels["partition"]: s.value for s in samples["leadflow_sla_clock_delay_seconds"]}
     assert set(delays) == {str(p) for p in range(PARTITIONS)}
