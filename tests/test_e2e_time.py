@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from e2e import PARTITIONS, Deployment, produce_in_real_time, read_partitions, topic_size
 from pydantic import TypeAdapter
 from test_e2e import final_table
@@ -217,6 +218,35 @@ def is_applied(record: LeadRecord | None, event_id: str) -> bool:
     return record is not None and (event_id in record.seen or any(p.event.event_id == event_id for p in record.pending))
 
 
+async def events_of(deployment: Deployment, leads: set[str]) -> list[tuple[int, int, str, str]]:
+    """(partition, offset, event id, type) of every record of the events topic keyed by one of `leads`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=deployment.broker.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(deployment.events, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        found = []
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                for m in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if m.key is not None and m.key.decode() in leads:
+                        body = orjson.loads(m.value or b"{}")
+                        found.append((tp.partition, m.offset, body.get("event_id", "?"), body.get("type", "?")))
+        return found
+    finally:
+        await consumer.stop()
+
+
+def why_behind(record: LeadRecord | None) -> str:
+    """What a lead whose last event is not applied is doing: waiting for a router answer, holding events."""
+    if record is None:
+        return "no record"
+    held = [e.event_id for e in record.held]
+    return f"v{record.version} awaiting {record.awaiting} held {held} pending {len(record.pending)}"
+
+
 async def wait_settled(
     deployment: Deployment, stream: Stream, worker: Callable[[], WorkerProcess], timeout_s: float = 120
 ) -> None:
@@ -244,7 +274,12 @@ async def wait_settled(
             table = await final_table(deployment)
             behind = [lead for lead, event_id in stream.last_event.items() if not is_applied(table.get(lead), event_id)]
             ticking = [lead for lead, r in table.items() if r is not None and next_instant(r.state) is not None]
-            raise TimeoutError(f"not settled: behind {behind[:10]}, ticking {ticking[:10]}\n{running.log_tail(60)}")
+            why = {lead: why_behind(table.get(lead)) for lead in behind[:10]}
+            where = await events_of(deployment, set(behind[:3]))
+            raise TimeoutError(
+                f"not settled: behind {why}, ticking {ticking[:10]}\ncommitted {await deployment.committed()}, "
+                f"their events (partition, offset, id, type): {where}\n{running.log_tail(60)}"
+            )
         await asyncio.sleep(0.5)
 
 
@@ -382,6 +417,12 @@ async def side_by_side(
         await asyncio.gather(
             wait_settled(pair.reference, stream, lambda: reference),
             wait_settled(pair.trial, stream, lambda: workers[-1]),
+        )
+        # And the group knows it (Kafka admin API): every record of the events topic is processed and committed,
+        # so a further restart would not process any of them again.
+        await asyncio.gather(
+            pair.reference.wait_all_committed(reference, timeout_s=30),
+            pair.trial.wait_all_committed(workers[-1], timeout_s=30),
         )
         return await outcome(pair.reference), await outcome(pair.trial), stream, workers
     finally:
