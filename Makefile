@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install system kafka browser run test lint typecheck pytest bench bench-ingest clean
+.PHONY: install system kafka browser run test lint typecheck pytest bench bench-ingest bench-calibrate clean
 
 install: $(VENV)/.installed
 
@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 # System packages the tests need, from Debian when missing (a fresh machine lacks them): promtool and amtool
 # (prometheus, prometheus-alertmanager) check the alert rules, the Alertmanager config and the dashboards' queries;
-# Chromium and its WebDriver open the review page; Java and Maven fetch and run Apache Kafka, the reference broker.
+# Chromium and its WebDriver open the review page; Java and Maven fetch and run Apache Kafka, the reference broker;
+# openssl makes the certificate of the notifier tests' SMTP server (STARTTLS).
 APT_NEEDS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium chromedriver:chromium-driver \
-	java:openjdk-17-jre-headless mvn:maven
+	java:openjdk-17-jre-headless mvn:maven openssl:openssl
 system:
 	@missing=""; for need in $(APT_NEEDS); do \
 	    command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need#*:}"; done; \
@@ -62,6 +63,10 @@ bench: install
 # The webhook gateway under an open-loop load from a second process, events landing on the embedded broker (~3 min).
 bench-ingest: install
 	$(BIN)/python -m benchmarks.ingest --write-results
+
+# `leadflow calibrate` on 10,000 simulated leads against a replay of the same file, in one process (~1.5 min).
+bench-calibrate: install
+	$(BIN)/python -m benchmarks.calibrate --write-results
 
 clean:
 	rm -rf $(VENV) .leadflow .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -693,6 +693,203 @@ class FormSpec(PolicyModel):
         return self
 
 
+# -- notifications: who hears about a hand-off or an SLA, through which channel, and how often (issue 14) ---------
+
+NoticeKind = Literal["handoff", "warning", "breach", "escalation"]
+NOTICE_KINDS: tuple[NoticeKind, ...] = ("handoff", "warning", "breach", "escalation")
+Recipient = Literal["owner", "manager", "channel"]
+Language = Literal["en", "pt-BR", "es"]
+ChannelType = Literal["slack", "teams", "email", "webhook", "hubspot"]
+SecretName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+CADENCE_HINT = "write immediate, hourly, 'daily HH:MM' or 'weekly DAY HH:MM' (e.g. daily 08:30, weekly mon 08:30)"
+
+
+def _cadence_shorthand(value: object) -> object:
+    # "daily 08:30" is how people write a cadence; accept it beside {every, at, day}.
+    if not isinstance(value, str):
+        return value
+    words = value.split()
+    match words:
+        case ["immediate" | "hourly" as every]:
+            return {"every": every}
+        case ["daily", at]:
+            return {"every": "daily", "at": at}
+        case ["weekly", day, at]:
+            return {"every": "weekly", "day": day, "at": at}
+    raise ValueError(f"{value!r} is not a cadence: {CADENCE_HINT}")
+
+
+class Cadence(PolicyModel):
+    """When a notice goes out: at once, or gathered into a digest hourly, daily at a local time of the team's
+    calendar, or weekly on a day at a local time."""
+
+    every: Literal["immediate", "hourly", "daily", "weekly"]
+    at: time | None = Field(default=None, description="local time of a daily or weekly digest")
+    day: Weekday | None = Field(default=None, description="weekday of a weekly digest")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.every in ("daily", "weekly") and self.at is None:
+            raise ValueError(f"a {self.every} cadence needs its local time: {CADENCE_HINT}")
+        if self.every == "weekly" and self.day is None:
+            raise ValueError(f"a weekly cadence needs its day: {CADENCE_HINT}")
+        if self.every in ("immediate", "hourly") and (self.at is not None or self.day is not None):
+            raise ValueError(f"{self.every} takes no time or day: {CADENCE_HINT}")
+        return self
+
+    @property
+    def is_digest(self) -> bool:
+        return self.every != "immediate"
+
+
+class RateWindow(PolicyModel):
+    """At most `max` messages in any `seconds` window (a service's documented limit)."""
+
+    seconds: Annotated[float, Field(gt=0, le=86400)]
+    max: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+# What each service documents for one incoming webhook or one app (README "Notifications"): Slack ~1 message a
+# second per webhook (short bursts tolerated); Teams connectors 4 a second, 60 in 30 s, 100 an hour, 1,800 a day;
+# HubSpot private apps 100 requests per 10 s (Free and Starter; more on higher tiers: set `rate`).
+DEFAULT_RATES: dict[str, tuple[RateWindow, ...]] = {
+    "slack": (RateWindow(seconds=1, max=1),),
+    "teams": (
+        RateWindow(seconds=1, max=4),
+        RateWindow(seconds=30, max=60),
+        RateWindow(seconds=3600, max=100),
+        RateWindow(seconds=86400, max=1800),
+    ),
+    "hubspot": (RateWindow(seconds=10, max=100),),
+    "email": (),
+    "webhook": (),
+}
+
+
+class ChannelSpec(PolicyModel):
+    """A place messages go. Secrets are never in the policy: `secret` names one, read from the environment
+    variable LEADFLOW_NOTIFY_SECRET_<NAME> or the file leadflow_notify_secret_<name> in the secrets directory."""
+
+    type: ChannelType
+    secret: SecretName | None = Field(
+        default=None,
+        description="slack, teams: the incoming-webhook URL; webhook: the HMAC-SHA256 key; hubspot: the private "
+        "app's access token; email: the SMTP password (optional)",
+    )
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = Field(
+        default=None, description="webhook: where to post; hubspot: the API base URL (default https://api.hubapi.com)"
+    )
+    private: bool | None = Field(
+        default=None,
+        description="whether only the addressed person reads it, so it may show the lead's e-mail and phone "
+        "(default: email and hubspot yes, the others no)",
+    )
+    language: Language | None = Field(default=None, description="default language of this channel's messages")
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=5, description="tries before a message is dead-lettered (leads.notifications.deadletter)"
+    )
+    rate: tuple[RateWindow, ...] | None = Field(default=None, description="limits; default: what the service documents")
+    # e-mail (SMTP)
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="default 587 with starttls, 465 with tls, 25 without"
+    )
+    tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (submission, 587), tls (implicit, 465) or none (a local relay)"
+    )
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM) for the SMTP server; the system's if unset")
+    username: str | None = Field(default=None, description="SMTP login (the password is `secret`)")
+    sender: str | None = Field(default=None, description="From: address of the e-mails")
+    address: str | None = Field(default=None, description="email: the list address rules with `to: [channel]` use")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        needs: dict[str, tuple[str, ...]] = {
+            "slack": ("secret",),
+            "teams": ("secret",),
+            "webhook": ("url", "secret"),
+            "hubspot": ("secret",),
+            "email": ("smtp_host", "sender"),
+        }
+        missing = [name for name in needs[self.type] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.type} channel needs {' and '.join(missing)} (README, 'Notifications')")
+        if self.type == "email" and self.username is not None and self.secret is None:
+            raise ValueError("username: an SMTP login needs its password: name it in `secret`")
+        return self
+
+    @property
+    def is_private(self) -> bool:
+        return self.private if self.private is not None else self.type in ("email", "hubspot")
+
+    @property
+    def limits(self) -> tuple[RateWindow, ...]:
+        return self.rate if self.rate is not None else DEFAULT_RATES[self.type]
+
+
+class Person(PolicyModel):
+    """How to reach an owner or a manager (by their id in routing.pools)."""
+
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    language: Language | None = None
+    slack_user: str | None = Field(default=None, description="Slack member id (U...) to mention in channel posts")
+    hubspot_owner_id: str | None = Field(default=None, description="HubSpot owner id a CRM task is assigned to")
+
+
+class NotificationRule(PolicyModel):
+    """Who hears about which notices, where and how often. Empty filters match everything."""
+
+    kinds: tuple[NoticeKind, ...] = Field(min_length=1, description="handoff, warning, breach, escalation")
+    pools: tuple[Code, ...] = Field(default=(), description="only leads of these routing pools")
+    teams: tuple[Code, ...] = Field(default=(), description="only leads of these teams")
+    slas: tuple[Code, ...] = Field(default=(), description="only these SLAs (warning, breach, escalation)")
+    to: tuple[Recipient, ...] = Field(
+        min_length=1, description="owner (the lead's), manager (its pool's), channel (the channel itself)"
+    )
+    channel: Code
+    cadence: Annotated[Cadence, BeforeValidator(_cadence_shorthand)] = Cadence(every="immediate")
+    quiet_hours: bool = Field(
+        default=True,
+        description="hold messages outside the team calendar's working hours until it opens (digests: move to "
+        "the next working day)",
+    )
+    language: Language | None = None
+
+
+class Notifications(PolicyModel):
+    """`leadflow notify`: channels, people and rules (README, 'Notifications')."""
+
+    language: Language = "en"
+    timezone: str = Field(default="UTC", description="time zone of teams without a calendar")
+    crm_url: Annotated[str, Field(pattern=r"^https?://\S*\{lead_id\}\S*$")] | None = Field(
+        default=None, description="link to a lead in the CRM, with {lead_id}, e.g. https://crm.example.com/l/{lead_id}"
+    )
+    stale_after_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=86400.0,
+        description="a notice older than this when read (a backlog, a replay) is history: nobody is told",
+    )
+    channels: dict[Code, ChannelSpec] = Field(default_factory=dict)
+    people: dict[Annotated[str, Field(min_length=1, max_length=200)], Person] = Field(default_factory=dict)
+    rules: tuple[NotificationRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        check_zone(self.timezone)
+        for i, rule in enumerate(self.rules):
+            if rule.channel not in self.channels:
+                raise ValueError(
+                    f"rules[{i}].channel: {rule.channel!r} is not a channel; name one of: "
+                    f"{', '.join(self.channels) or '(no channels defined)'}"
+                )
+            channel = self.channels[rule.channel]
+            if "channel" in rule.to and channel.type == "email" and channel.address is None:
+                raise ValueError(f"rules[{i}].to: an e-mail channel needs `address` to be sent to as a channel")
+            if channel.type == "hubspot" and "channel" in rule.to:
+                raise ValueError(f"rules[{i}].to: a hubspot task is assigned to a person: use owner or manager")
+        return self
+
+
 class Policy(PolicyModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: str = "default"
@@ -713,6 +910,9 @@ class Policy(PolicyModel):
         default_factory=dict,
         description="stage -> profile attributes sales needs before taking a lead in that stage (hand-offs list the "
         "missing ones; the funnel report shows completeness by stage)",
+    )
+    notifications: Notifications = Field(
+        default_factory=Notifications, description="who is told about hand-offs and SLAs, where, how often"
     )
 
     @model_validator(mode="after")
@@ -736,6 +936,39 @@ class Policy(PolicyModel):
                 "goals.stages: the stages must follow lifecycle.stages in order, each after the one before "
                 "(leads, mqls, qualification_calls, sqls, proposals, customers)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _notification_references(self) -> Self:
+        pools = self.routing.by_name if self.routing is not None else {}
+        teams = set(self.calendars) | {p.team for p in pools.values()}
+        slas = {sla.name for sla in self.slas}
+        people = self.notifications.people
+        for i, rule in enumerate(self.notifications.rules):
+            where = f"notifications.rules[{i}]"
+            for pool in rule.pools:
+                if pool not in pools:
+                    raise ValueError(f"{where}.pools: {pool!r} is not a pool; name one of: {', '.join(pools) or '-'}")
+            for team in rule.teams:
+                if team not in teams:
+                    raise ValueError(f"{where}.teams: {team!r} is not a team; name one of: {', '.join(sorted(teams))}")
+            for sla in rule.slas:
+                if sla not in slas:
+                    raise ValueError(f"{where}.slas: {sla!r} is not an SLA; name one of: {', '.join(slas) or '-'}")
+            channel = self.notifications.channels[rule.channel]
+            field = {"email": "email", "hubspot": "hubspot_owner_id"}.get(channel.type)
+            if field is None:
+                continue
+            chosen = [pools[name] for name in rule.pools] or list(pools.values())
+            chosen = [p for p in chosen if not rule.teams or p.team in rule.teams]
+            who = [o.id for p in chosen for o in p.owners] if "owner" in rule.to else []
+            who += [p.manager for p in chosen if p.manager is not None] if "manager" in rule.to else []
+            for person in dict.fromkeys(who):
+                if getattr(people.get(person), field, None) is None:
+                    raise ValueError(
+                        f"{where}.to: sends {channel.type} to {person}, who has no {field.replace('_', ' ')}: give "
+                        f"notifications.people.{person}.{field}"
+                    )
         return self
 
     @model_validator(mode="after")

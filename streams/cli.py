@@ -1,4 +1,5 @@
-"""The `leadflow` command: run, worker, ingest, simulate, produce, replay, report, plan, schema, policy check.
+"""The `leadflow` command: run, worker, ingest, simulate, produce, replay, report, plan, calibrate, import-csv,
+schema, policy check.
 
 Exit codes (README "Exit codes"): 0 done; 1 the command ran and failed (`policy check` found problems, the
 worker of `run` exited, the broker failed mid-way); 2 usage or configuration: nothing was started (a flag, the
@@ -319,6 +320,62 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """`leadflow notify`: hand-offs and SLA outputs to people (streams/notifier.py) until SIGINT/SIGTERM."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from streams.channels import ChannelConfigError, Secrets, check_secrets
+    from streams.notifier import NotifySettings, serve
+
+    _broker_env(args.broker, True if args.embedded else None)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _client_settings(None)
+    policy = checked_policy(args.policy or settings.policy)
+    if not policy.notifications.rules:
+        raise UsageError("the policy's notifications section has no rules: nothing to send (README, 'Notifications')")
+    try:
+        overrides = {"port": args.port} if args.port is not None else {}
+        notify = NotifySettings().model_copy(update=overrides)
+    except ValidationError as error:
+        raise UsageError(f"settings: {_one_line(error)}") from None
+    try:
+        if not args.dry_run:  # a dry run shows what would be sent without the secrets
+            check_secrets(policy.notifications, Secrets(notify.secrets_dir))
+        check_broker(settings)
+        return asyncio.run(serve(settings, notify, policy, dry_run=args.dry_run))
+    except ChannelConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def add_service_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_broker: Callable[[argparse.ArgumentParser, bool], None],
+) -> None:
+    """The long-running services beside the worker: `ingest` (webhooks in) and `notify` (people out)."""
+    add_ingest_command(sub, add_broker)
+    add_notify_command(sub, add_broker)
+
+
+def add_notify_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_broker: Callable[[argparse.ArgumentParser, bool], None],
+) -> None:
+    """`notify`: the notifier (streams/notifier.py)."""
+    notify = sub.add_parser("notify", help="hand-offs, SLA warnings, breaches and escalations to Slack, Teams, ...")
+    add_broker(notify, True)
+    notify.add_argument("--policy", type=Path, default=None, help="policy YAML: its notifications section")
+    notify.add_argument(
+        "--port", type=tcp_port, default=None, help="/healthz, /metrics port (env LEADFLOW_NOTIFY_PORT, default 6070)"
+    )
+    notify.add_argument(
+        "--dry-run", action="store_true", help="print what would be sent (to the topics' end), send and commit nothing"
+    )
+    notify.add_argument("-l", "--loglevel", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    notify.set_defaults(func=cmd_notify)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import ReplayOptions, run_replay
 
@@ -522,6 +579,7 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     report.set_defaults(func=cmd_report)
 
     add_plan_command(sub)  # the reverse funnel, measured from a replayed history with --from-history
+    add_calibrate_commands(sub)  # the MQL definition measured on a replayed history, and a proposal
 
 
 def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -539,6 +597,76 @@ def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(func=cmd_plan)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from streams.calibrate_command import CalibrateOptions, run_calibrate
+
+    options = CalibrateOptions(
+        history=Path(args.file),
+        policy=args.policy,
+        target=args.target,
+        report_json=args.report_json,
+        html=args.html,
+        lang=args.lang,
+        proposal=args.proposal,
+        train_share=args.train_share,
+        min_support=args.min_support,
+    )
+    return run_calibrate(options)
+
+
+def cmd_import_csv(args: argparse.Namespace) -> int:
+    from streams.csv_import import run_import
+
+    return run_import(
+        Path(args.file),
+        args.out,
+        start=args.start,
+        spacing_minutes=args.spacing_minutes,
+        converted_after_days=args.converted_after_days,
+        drop=args.drop or [],
+    )
+
+
+def add_calibrate_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`calibrate` (the MQL definition measured on the history, and a proposal) and `import-csv` (a CRM export)."""
+    calibrate = sub.add_parser("calibrate", help="measure the scoring and MQL rule on the history; propose new points")
+    calibrate.add_argument("file", help="the history: events, one envelope per line (.jsonl or .jsonl.gz)")
+    calibrate.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    calibrate.add_argument(
+        "--target", choices=("customer", "sql", "sal"), default="customer", help="what conversion means"
+    )
+    calibrate.add_argument("--report-json", type=Path, default=None, metavar="OUT", help="write the report JSON here")
+    calibrate.add_argument("--html", type=Path, default=None, metavar="OUT", help="write the report page here")
+    calibrate.add_argument("--lang", choices=("en", "pt-BR", "es"), default="en", help="language of the page")
+    calibrate.add_argument(
+        "--proposal", type=Path, default=None, metavar="OUT.yaml", help="write the proposed policy (and OUT.diff)"
+    )
+    calibrate.add_argument(
+        "--train-share", type=share, default=0.7, help="share of the older leads the proposal is fitted on (0 < s < 1)"
+    )
+    calibrate.add_argument(
+        "--min-support", type=positive_int, default=30, metavar="N", help="leads a finding needs (>= 1)"
+    )
+    calibrate.set_defaults(func=cmd_calibrate)
+
+    convert = sub.add_parser("import-csv", help="a CRM lead export (CSV) as a history of envelopes to calibrate on")
+    convert.add_argument("file", help="the CSV export: one row per lead, with an id and a converted flag")
+    convert.add_argument("--out", type=Path, required=True, metavar="HISTORY.jsonl", help="write the envelopes here")
+    convert.add_argument(
+        "--start", default="2026-01-01T00:00:00Z", metavar="TIME", help="creation time of the first lead (no dates)"
+    )
+    convert.add_argument(
+        "--spacing-minutes", type=positive_number, default=60.0, help="minutes between two leads' creation (no dates)"
+    )
+    convert.add_argument(
+        "--converted-after-days", type=positive_number, default=14.0, help="days from creation to the won deal"
+    )
+    convert.add_argument(
+        "--drop", action="append", metavar="COLUMN", help="leave this column out (repeat): e.g. what sales fills in"
+    )
+    convert.set_defaults(func=cmd_import_csv)
 
 
 def add_ingest_command(
@@ -635,7 +763,7 @@ def parser() -> argparse.ArgumentParser:
     produce.add_argument("--topic", default="leads.events")
     produce.set_defaults(func=cmd_produce)
 
-    add_ingest_command(sub, add_broker)
+    add_service_commands(sub, add_broker)
 
     add_replay_commands(sub)
 

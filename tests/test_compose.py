@@ -16,6 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
+from schemas.policy import load_policy
+from streams.channels import Secrets
 from streams.cli import parser as cli_parser
 from streams.kafka import KAFKA_VERSION
 from streams.settings import Settings
@@ -210,6 +212,21 @@ def test_simulator_is_an_optional_profile_with_valid_flags() -> None:
     assert not args.embedded
 
 
+def test_notify_is_an_optional_profile_with_valid_flags() -> None:
+    notify = services()["notify"]
+    assert notify["profiles"] == ["notify"]
+    args = cli_parser().parse_args(notify["command"])
+    assert args.command == "notify"
+    assert not args.embedded
+    assert not args.dry_run
+    assert args.port in published(notify)
+    secrets = {k: v for k, v in notify["environment"].items() if k.startswith("LEADFLOW_NOTIFY_SECRET_")}
+    assert secrets
+    assert all(v == f"${{{k}:-}}" for k, v in secrets.items())  # never a secret written in the file
+    channels = load_policy().notifications.channels.values()  # the default policy's channels, each one set here
+    assert set(secrets) == {Secrets.variable(c.secret) for c in channels if c.secret is not None}
+
+
 # --- Prometheus, Alertmanager, Grafana --------------------------------------------------------------------------
 
 
@@ -318,7 +335,7 @@ def test_every_port_is_published_on_loopback_unless_leadflow_bind_says_otherwise
             assert isinstance(port, str), f"{name}: {port!r}: use the short syntax with a host address"
             assert host_ip_by_default(port) == "127.0.0.1", f"{name}: {port} is published beyond loopback"
             assert port.startswith("${LEADFLOW_BIND:-127.0.0.1}:"), f"{name}: {port} ignores LEADFLOW_BIND"
-    assert found == 7  # kafka (host listener), two workers, ingest, Prometheus, Alertmanager, Grafana
+    assert found == 8  # kafka (host listener), two workers, ingest, notify, Prometheus, Alertmanager, Grafana
 
 
 def test_a_port_without_a_host_address_would_be_caught() -> None:
@@ -360,6 +377,7 @@ def test_healthchecks_probe_the_port_each_service_listens_on() -> None:
         "worker-1": "http://127.0.0.1:6066/healthz",
         "worker-2": "http://127.0.0.1:6067/healthz",
         "ingest": "http://127.0.0.1:8080/readyz",
+        "notify": "http://127.0.0.1:6070/readyz",
         "prometheus": "http://127.0.0.1:9090/-/healthy",
         "alertmanager": "http://127.0.0.1:9093/-/healthy",
         "grafana": "http://127.0.0.1:3000/api/health",

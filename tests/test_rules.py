@@ -30,6 +30,7 @@ REQUIRED_ALERTS = {
     "LeadCommitmentFloorMissed",
     "LeadIngestUnavailable",
     "LeadIngestRejectionsHigh",
+    "LeadNotificationsFailing",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
