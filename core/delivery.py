@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,8 @@ class RateLimiter:
             if len(sent) >= most:
                 # the oldest send that must leave the window for one more to fit
                 wait = max(wait, sent[len(sent) - most] + seconds - now)
-        return wait
+        # Rounded up to the microsecond: now + wait then lands past the window's edge despite float rounding.
+        return math.ceil(wait * 1e6) / 1e6
 
     def record(self, now: float) -> None:
         """A send happened at `now`."""

@@ -939,39 +939,6 @@ class Policy(PolicyModel):
         return self
 
     @model_validator(mode="after")
-    def _notification_references(self) -> Self:
-        pools = self.routing.by_name if self.routing is not None else {}
-        teams = set(self.calendars) | {p.team for p in pools.values()}
-        slas = {sla.name for sla in self.slas}
-        people = self.notifications.people
-        for i, rule in enumerate(self.notifications.rules):
-            where = f"notifications.rules[{i}]"
-            for pool in rule.pools:
-                if pool not in pools:
-                    raise ValueError(f"{where}.pools: {pool!r} is not a pool; name one of: {', '.join(pools) or '-'}")
-            for team in rule.teams:
-                if team not in teams:
-                    raise ValueError(f"{where}.teams: {team!r} is not a team; name one of: {', '.join(sorted(teams))}")
-            for sla in rule.slas:
-                if sla not in slas:
-                    raise ValueError(f"{where}.slas: {sla!r} is not an SLA; name one of: {', '.join(slas) or '-'}")
-            channel = self.notifications.channels[rule.channel]
-            field = {"email": "email", "hubspot": "hubspot_owner_id"}.get(channel.type)
-            if field is None:
-                continue
-            chosen = [pools[name] for name in rule.pools] or list(pools.values())
-            chosen = [p for p in chosen if not rule.teams or p.team in rule.teams]
-            who = [o.id for p in chosen for o in p.owners] if "owner" in rule.to else []
-            who += [p.manager for p in chosen if p.manager is not None] if "manager" in rule.to else []
-            for person in dict.fromkeys(who):
-                if getattr(people.get(person), field, None) is None:
-                    raise ValueError(
-                        f"{where}.to: sends {channel.type} to {person}, who has no {field.replace('_', ' ')}: give "
-                        f"notifications.people.{person}.{field}"
-                    )
-        return self
-
-    @model_validator(mode="after")
     def _cross_references(self) -> Self:
         known = set(self.lifecycle.stages) | set(self.lifecycle.side_stages)
         for i, p in enumerate(self.deals.pipeline):
@@ -1067,6 +1034,41 @@ def parse_policy(document: Any, source: str = "policy") -> Policy:
         return Policy.model_validate(document)
     except ValidationError as error:
         raise PolicyError(source, describe_errors(error)) from None
+
+
+def notification_problems(policy: Policy) -> list[str]:
+    """What the notifications section names that the rest of the policy lacks: pools, teams and SLAs that do not
+    exist, people a rule sends e-mail or CRM tasks to without their address. Checked by `leadflow policy check` and
+    by `leadflow notify` at start, not when the policy loads: the worker does not notify anyone, and an SLA renamed
+    or a new rep without an e-mail address must not stop it."""
+    found: list[str] = []
+    pools = policy.routing.by_name if policy.routing is not None else {}
+    teams = set(policy.calendars) | {p.team for p in pools.values()}
+    slas = {sla.name for sla in policy.slas}
+    people = policy.notifications.people
+    for i, rule in enumerate(policy.notifications.rules):
+        where = f"notifications.rules[{i}]"
+        found += [f"{where}.pools: {pool!r} is not a pool; name one of: {', '.join(pools) or '-'}"
+                  for pool in rule.pools if pool not in pools]  # fmt: skip
+        found += [f"{where}.teams: {team!r} is not a team; name one of: {', '.join(sorted(teams))}"
+                  for team in rule.teams if team not in teams]  # fmt: skip
+        found += [f"{where}.slas: {sla!r} is not an SLA; name one of: {', '.join(slas) or '-'}"
+                  for sla in rule.slas if sla not in slas]  # fmt: skip
+        channel = policy.notifications.channels[rule.channel]
+        field = {"email": "email", "hubspot": "hubspot_owner_id"}.get(channel.type)
+        if field is None:
+            continue
+        chosen = [pools[name] for name in rule.pools if name in pools] or list(pools.values())
+        chosen = [p for p in chosen if not rule.teams or p.team in rule.teams]
+        who = [o.id for p in chosen for o in p.owners] if "owner" in rule.to else []
+        who += [p.manager for p in chosen if p.manager is not None] if "manager" in rule.to else []
+        found += [
+            f"{where}.to: sends {channel.type} to {person}, who has no {field.replace('_', ' ')}: give "
+            f"notifications.people.{person}.{field}"
+            for person in dict.fromkeys(who)
+            if getattr(people.get(person), field, None) is None
+        ]
+    return found
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 import orjson
 
-from schemas.policy import Policy, PolicyError, load_policy
+from schemas.policy import Policy, PolicyError, load_policy, notification_problems
 from streams.replay import DEFAULT_SORT_BUFFER
 
 if TYPE_CHECKING:
@@ -333,6 +333,10 @@ def cmd_notify(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _client_settings(None)
     policy = checked_policy(args.policy or settings.policy)
+    problems = notification_problems(policy)
+    if problems:
+        more = f" (and {len(problems) - 1} more: leadflow policy check lists them)" if len(problems) > 1 else ""
+        raise UsageError(f"policy: {problems[0]}{more}")
     if not policy.notifications.rules:
         raise UsageError("the policy's notifications section has no rules: nothing to send (README, 'Notifications')")
     try:
@@ -517,6 +521,15 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"{error.source}: {problem}", file=sys.stderr)
         print(f"{len(error.problems)} problem(s); the policy was not loaded", file=sys.stderr)
+        return 1
+    notifying = notification_problems(policy)  # the notifier's references: `leadflow notify` refuses them too
+    for problem in notifying:
+        print(f"{args.file or 'default policy'}: {problem}", file=sys.stderr)
+    if notifying:
+        print(
+            f"{len(notifying)} problem(s) in notifications; the worker runs, `leadflow notify` does not",
+            file=sys.stderr,
+        )
         return 1
     summary = {
         "name": policy.name,

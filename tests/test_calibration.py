@@ -21,10 +21,8 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
-from test_review_page import CHROMIUM_FLAGS, Browser, browser_binaries
+from test_review_page import Browser, headless_chromium
 
 from core.adapters.crm_csv import CsvOptions, action_code, column_key, columns, lead_events
 from core.calibration import (
@@ -517,18 +515,7 @@ return plots.length > 0 && Array.from(plots).every(el => el._fullLayout && el.qu
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    chromium, chromedriver = browser_binaries()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-calibration')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    try:
-        yield Browser(driver)
-    finally:
-        driver.quit()
+    yield from headless_chromium(tmp_path_factory.mktemp("chromium-calibration"))
 
 
 @pytest.mark.parametrize("lang", ["en", "pt-BR", "es"])

@@ -9,16 +9,33 @@ from typing import Any
 import pytest
 from notify_support import default_document, notifications
 
-from schemas.policy import PolicyError, load_policy, parse_policy
+from schemas.policy import PolicyError, load_policy, notification_problems, parse_policy
 
 
 def problems(change: Any) -> list[str]:
+    """A mistake in the section itself stops the policy from loading; one in what it names (pools, teams, SLAs,
+    people's addresses) is found by notification_problems (`policy check`, `leadflow notify`)."""
     document = default_document()
     document["notifications"] = notifications()
     change(document["notifications"])
-    with pytest.raises(PolicyError) as error:
-        parse_policy(document, "test")
-    return error.value.problems
+    try:
+        policy = parse_policy(document, "test")
+    except PolicyError as error:
+        return error.problems
+    found = notification_problems(policy)
+    assert found, "the mistake was not found"
+    return found
+
+
+def test_the_worker_loads_a_policy_whose_notifications_name_what_it_lacks() -> None:
+    """An SLA removed or a rep without an address stops the notifier, never the SLA engine."""
+    document = default_document()
+    document["notifications"] = notifications()
+    document["notifications"]["people"]["rep-02"].pop("email")
+    document["notifications"]["rules"][3]["slas"] = ["first_response"]
+    policy = parse_policy(document, "test")
+    paths = {p.split(":")[0] for p in notification_problems(policy)}
+    assert {"notifications.rules[0].to", "notifications.rules[3].slas"} <= paths
 
 
 def test_the_shipped_policy_has_an_example_that_validates() -> None:

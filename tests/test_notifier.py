@@ -86,16 +86,23 @@ AT_ONCE = [
 ]
 
 
-@pytest.fixture
-async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
+@asynccontextmanager
+async def running_peers(directory: Path) -> AsyncIterator[Peers]:
+    """An HTTP server recording Slack-, Teams-, webhook- and HubSpot-shaped posts, and an SMTP server, on loopback."""
     http = RecordingServer()
     await http.start()
-    smtp = start_smtp(tmp_path)
+    smtp = start_smtp(directory)
     try:
         yield Peers(http, smtp)
     finally:
         smtp.controller.stop()
         await http.stop()
+
+
+@pytest.fixture
+async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
+    async with running_peers(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

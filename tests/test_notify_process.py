@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from e2e import Deployment
-from notify_support import RecordingServer, default_document, eventually, handoff, start_smtp
+from notify_support import default_document, eventually, handoff
 from test_e2e_sla import fast_policy, record
-from test_notifier import AT_ONCE, SLACK, TASKS, Peers
+from test_notifier import AT_ONCE, SLACK, TASKS, Peers, running_peers
 
 from streams.broker import BrokerProcess, free_port
 
@@ -32,14 +32,8 @@ ENTERPRISE = {"country": "BR", "company_size": 1200}  # the enterprise pool: rep
 
 @pytest.fixture
 async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
-    http = RecordingServer()
-    await http.start()
-    smtp = start_smtp(tmp_path)
-    try:
-        yield Peers(http, smtp)
-    finally:
-        smtp.controller.stop()
-        await http.stop()
+    async with running_peers(tmp_path) as running:
+        yield running
 
 
 def mql(lead: str, at: datetime) -> list[tuple[bytes, bytes]]:

@@ -353,20 +353,25 @@ def test_headless_chromium_is_installed() -> None:
     browser_binaries()
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def headless_chromium(profile: Path) -> Iterator[Browser]:
+    """A headless Chromium with its console log kept, quit at the end (the browser fixtures of the page tests)."""
     chromium, chromedriver = browser_binaries()
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     try:
         yield Browser(driver)
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    yield from headless_chromium(tmp_path_factory.mktemp("chromium-profile"))
 
 
 CHARTS_JS = """
