@@ -19,7 +19,6 @@ import orjson
 from faust.sensors import Monitor
 from faust.serializers import codecs
 from faust.streams import _current_event
-from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from pydantic import TypeAdapter
 
@@ -52,6 +51,7 @@ from schemas.outputs import (
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
 from schemas.visits import VISITS_ADAPTER, SiteVisits
+from streams import processed_offsets
 from streams.goal_metrics import GoalCollector
 from streams.group_offsets import GroupOffsets
 from streams.metrics import (
@@ -149,24 +149,6 @@ def short_fetch_wait(max_wait_ms: int) -> None:
     setattr(AIOKafkaConsumerThread, "_create_worker_consumer", create_worker_consumer)  # noqa: B010 - a method
 
 
-def contiguous_offsets() -> None:
-    """Faust's consumer notes a "gap" when a partition's next record is more than one offset past the last one it
-    read, and counts the gap's offsets as acknowledged when it commits: meant for transaction markers. leadflow
-    writes no transactions and reads no compacted topic, so its offsets are contiguous; a gap only appears when
-    Faust's recovery seeks a partition back to its committed offset while its fetch loop is still handing out a
-    batch of that partition (seen on Apache Kafka after a restart into a backlog: "gap" 56..65 right after the
-    seek to 55, those offsets already processed and acknowledged). Faust then counted them twice, and its commit
-    advanced one offset per interval, or stopped for good. So: no gaps."""
-    if getattr(Consumer._add_gap, "leadflow_contiguous", False):
-        return
-
-    async def no_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-        return None
-
-    no_gap.leadflow_contiguous = True  # type: ignore[attr-defined]
-    setattr(Consumer, "_add_gap", no_gap)  # noqa: B010 - a method
-
-
 def create_app(settings: Settings) -> faust.App:
     extra: dict[str, Any] = {}
     if settings.embedded:
@@ -175,7 +157,7 @@ def create_app(settings: Settings) -> faust.App:
         extra = dict(FAST_GROUP_FAUST_SETTINGS)
     if settings.embedded or settings.fast_group:
         short_fetch_wait(EMBEDDED_FETCH_WAIT_MS)
-    contiguous_offsets()
+    processed_offsets.install([settings.topic_events, settings.topic_routing, settings.topic_visits])
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
