@@ -21,7 +21,7 @@ from core.handoff import hold_old_escalations, is_router_answer, unclaimed
 from core.ledger import record as keep_in_ledger
 from core.lifecycle import Step, apply, refuse
 from core.routing import answer_id
-from schemas.events import LeadEvent, TimerDue
+from schemas.events import LeadAbsorbed, LeadEvent, TimerDue
 from schemas.outputs import SLA_TYPES, Output, RouteRequest
 from schemas.policy import Policy
 from schemas.state import LeadRecord, LeadState, PendingEvent
@@ -38,7 +38,9 @@ MAX_EMITTED = 64
 # Events a lead holds while it waits for the router; past this it stops waiting (the router must be down).
 MAX_HELD = 256
 
-Outcome = Literal["applied", "reordered", "late", "refused", "duplicate", "ignored", "held"]
+# forwarded: the lead was merged into another, and the event goes there (core.merges); it is applied (or refused)
+# there, under a derived id, and counted there again with that outcome.
+Outcome = Literal["applied", "reordered", "late", "refused", "duplicate", "ignored", "held", "forwarded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,13 @@ def is_remembered(output: Output) -> bool:
 def in_arrival_order(record: LeadRecord, event: LeadEvent) -> LeadEvent:
     """The router's answer takes effect when it reaches the lead, not at its date (request + 1 ms): events seen
     meanwhile (an acceptance, an external assignment) happened while the lead had no new owner. Applied in its
-    place instead, it would hand off a lead already accepted, or credit a late acceptance to the new owner."""
-    if not is_router_answer(event) or record.watermark is None or event.occurred_at > record.watermark:
+    place instead, it would hand off a lead already accepted, or credit a late acceptance to the new owner.
+
+    A merge notice (`lead.absorbed`, core.merges) too: what the lead knows about the leads merged into it grows
+    when the notice comes. Applied in its place, it could refuse again, as closing a cycle, a merge of this lead
+    that was applied meanwhile and whose forwards have gone out (a fact would then be applied at two leads)."""
+    is_notice = isinstance(event, LeadAbsorbed)
+    if not (is_notice or is_router_answer(event)) or record.watermark is None or event.occurred_at > record.watermark:
         return event
     return event.model_copy(update={"occurred_at": record.watermark + ARRIVAL_STEP})
 
@@ -112,13 +119,15 @@ def advance(state: LeadState | None, event: LeadEvent, policy: Policy, now: date
     done = step(state, event, policy, now)
     if not ticked:
         return done
-    return Step(done.state, (*ticked, *done.outputs), refused=done.refused, erased=done.erased)
+    return Step(
+        done.state, (*ticked, *done.outputs), refused=done.refused, erased=done.erased, forwarded=done.forwarded
+    )
 
 
 def step(state: LeadState | None, event: LeadEvent, policy: Policy, now: datetime) -> Step:
     applied = apply(state, event, policy)
-    if applied.refused:
-        return applied
+    if applied.refused or applied.forwarded:
+        return applied  # nothing for this lead's ledger: a forwarded contact attempt counts where it is applied
     outputs = hold_old_escalations(applied.outputs, now, policy)
     return Step(keep_in_ledger(applied.state, event, outputs), outputs, erased=applied.erased)
 
@@ -250,7 +259,8 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         state, erased = step.state, step.erased
         outputs = once(o for o in step.outputs if o.id not in already_emitted)
         before_last: tuple[LeadState | None] | None = (record.state,)
-        outcome: Outcome = "refused" if step.refused else ("late" if is_late else "applied")
+        outcome: Outcome = "late" if is_late else "applied"
+        outcome = "refused" if step.refused else ("forwarded" if step.forwarded else outcome)
     else:
         # Out of order: insert in event-time order and apply the window again from the state before it.
         insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
@@ -265,7 +275,8 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         erased = any(s.erased for s in steps)
         before_last = None  # not kept by the fold; a settle here re-applies the prefix instead
         mine = steps[[p.event.event_id for p in pending].index(event.event_id)]
-        outcome = "refused" if mine.refused else ("late" if is_late else "reordered")
+        outcome = "late" if is_late else "reordered"
+        outcome = "refused" if mine.refused else ("forwarded" if mine.forwarded else outcome)
 
     if state is None and erased:
         # Erased: keep no state and no event (they hold personal data), only the ids that dedupe redeliveries.

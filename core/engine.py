@@ -5,6 +5,8 @@ fed so far; an SLA instant fires once the clock is `processing.sla_grace_seconds
 worker fires it once the lead's partition time is (streams.app). Route requests go to the same pure router the
 router agent runs, and its answer is applied to the lead at once (live, it comes back through the lead's
 partition a moment later). Timer events carry the ids the live timer gives them, so outputs match by id.
+An event for a merged lead is forwarded to the lead it was merged into, and a merge's notice reaches that lead
+(core.merges), at once too: live they come back through the events topic, with the same ids.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from core.deadlines import DeadlineIndex, next_instant, timer_due
 from core.decision import Decision, decide
 from core.handoff import ROUTER_SOURCE
-from core.routing import answer_to, release
-from schemas.events import EVENT_ADAPTER, LeadEvent, TimerDue
-from schemas.outputs import Output, RouteRelease, RouteRequest
+from core.routing import answer_request, release
+from schemas.events import EVENT_ADAPTER, LeadAbsorbed, LeadEvent, TimerDue
+from schemas.outputs import Forward, Output, RouteRelease, RouteRequest
 from schemas.policy import Policy
 from schemas.state import LeadRecord, RoutingState
 
@@ -31,7 +33,9 @@ class Engine:
         self.index = DeadlineIndex()
         self.clock: datetime | None = None
         self.outcomes: Counter[str] = Counter()  # every event: applied, reordered, late, refused, duplicate, ...
-        self.inputs: Counter[str] = Counter()  # the same, for the events fed only (not timers, not router answers)
+        # The same, for the events fed only (not timers, router answers nor merge notices), once each: an event
+        # forwarded to the lead its lead was merged into counts with what became of it there.
+        self.inputs: Counter[str] = Counter()
         self.unassigned = 0  # route requests nobody could take
         self.grace = timedelta(seconds=policy.processing.sla_grace_seconds)
 
@@ -67,6 +71,8 @@ class Engine:
                 outputs += self.route(output)
             elif isinstance(output, RouteRelease):
                 self.routing = release(self.routing, output)
+            elif isinstance(output, Forward):
+                outputs += self.apply(output.event)
         return outputs
 
     def decide(self, event: LeadEvent) -> Decision:
@@ -84,13 +90,19 @@ class Engine:
             if outcome == "held":
                 continue
             self.outcomes[outcome] += 1
-            if not isinstance(event, TimerDue) and event.source != ROUTER_SOURCE:
+            if is_input(event) and outcome != "forwarded":
                 self.inputs[outcome] += 1
 
     def route(self, request: RouteRequest) -> list[Output]:
-        self.routing, answer, assignment = answer_to(self.routing, request, self.policy, ROUTER_SOURCE)
-        self.unassigned += assignment is None and self.policy.routing is not None
-        return self.apply(EVENT_ADAPTER.validate_python(answer))
+        answered = answer_request(self.routing, request, self.policy, ROUTER_SOURCE)
+        self.routing = answered.state
+        self.unassigned += answered.unassigned and self.policy.routing is not None  # a replayed request: not news
+        return self.apply(EVENT_ADAPTER.validate_python(answered.envelope))
 
     def leads(self) -> Iterator[LeadRecord]:
         return iter(self.records.values())
+
+
+def is_input(event: LeadEvent) -> bool:
+    """An event of the input, or one forwarded from it (not a timer tick, a router answer or a merge notice)."""
+    return not isinstance(event, TimerDue | LeadAbsorbed) and event.source != ROUTER_SOURCE

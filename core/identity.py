@@ -7,7 +7,8 @@ the tool's id (HubSpot subscriptions carry the contact's object id, not its e-ma
 identity table (alias -> lead_id), learned from every payload that names both, kept by the gateway in a compacted
 topic. A tool id seen before any e-mail gets a lead of its own (a keyed hash of the tool id); when a later payload
 links that tool id to an e-mail whose lead already exists, the tool's lead is merged into the e-mail's lead
-(`lead.merged`), and later events of the tool id go to the e-mail's lead.
+(`lead.merged`), and later events of the tool id go to the e-mail's lead. (An event that still names the tool's
+lead, from a producer that kept the old id, is forwarded there by the worker: core.merges.)
 
 Pure: the table is passed in and the aliases to remember come back with the answer.
 """

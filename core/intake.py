@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.handoff import ROUTER_SOURCE
 from core.ids import output_id
+from core.merges import FORWARD_PREFIX, is_reserved_id
 from schemas.errors import describe_errors
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadEvent
 from schemas.outputs import ROUTING_ADAPTER, DeadLetter, DeadLetterReason, RoutingMessage
@@ -53,8 +54,9 @@ def dead_letter(reason: DeadLetterReason, errors: list[str], origin: Origin) -> 
     )
 
 
-# -- Internal records. The SLA timer (`timer.due`) and the router (`route.unassigned`, and `lead.assigned` with
-# the router's source, which ends a lead's wait for an owner) write to the same events topic as producers do, so
+# -- Internal records. The SLA timer (`timer.due`), the router (`route.unassigned`, and `lead.assigned` with
+# the router's source, which ends a lead's wait for an owner) and merged leads (a merge's `lead.absorbed` notice,
+# and the events they forward, ids `fwd:...`: core.merges) write to the same events topic as producers do, so
 # the topic alone cannot tell them apart. A worker signs each record it writes there: a Kafka header holding
 # the HMAC-SHA256 of the record's value under a key only workers have (settings: LEADFLOW_INTERNAL_KEY). The
 # value names the lead and the key must be the lead_id, so a signed record cannot be moved to another lead, and
@@ -84,8 +86,13 @@ def header(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None, na
 
 
 def is_internal(event: LeadEvent) -> bool:
-    """Whether only leadflow itself may write this event: the timer's and the router's."""
-    return event.type in INTERNAL_EVENT_TYPES or (event.type == "lead.assigned" and event.source == ROUTER_SOURCE)
+    """Whether only leadflow itself may write this event: the timer's, the router's and a merged lead's (its
+    merge notice, and the events it forwards to the lead it was merged into)."""
+    return (
+        event.type in INTERNAL_EVENT_TYPES
+        or (event.type == "lead.assigned" and event.source == ROUTER_SOURCE)
+        or is_reserved_id(event.event_id)
+    )
 
 
 def forged(event: LeadEvent) -> str:
@@ -94,8 +101,15 @@ def forged(event: LeadEvent) -> str:
         f"this record has no valid {INTERNAL_HEADER} header. Producers cannot send it; if a worker sent it, give "
         "every worker the same LEADFLOW_INTERNAL_KEY"
     )
+    if event.type == "lead.absorbed":
+        return f"type: lead.absorbed is written by leadflow itself (a merged lead's notice), signed; {fix}"
     if event.type in INTERNAL_EVENT_TYPES:
         return f"type: {event.type} is written by leadflow itself (its SLA timer and router), signed; {fix}"
+    if is_reserved_id(event.event_id):
+        return (
+            f"event_id: {event.event_id[:80]!r} is leadflow's own (an id starting with {FORWARD_PREFIX!r} names an "
+            f"event a merged lead forwards), signed; {fix}. Give the event an id of your own"
+        )
     return (
         f"source: {ROUTER_SOURCE!r} is reserved for leadflow's router, whose lead.assigned answers are signed; "
         f"{fix}. Send lead.assigned with your tool's own source"

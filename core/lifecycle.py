@@ -9,6 +9,10 @@ deal.stage_changed) obey the policy's transitions and prerequisites, or are refu
 of record (deal.won, deal.lost, lead.disqualified, an external lead.qualified, meeting.scheduled) already
 happened elsewhere: they are applied whatever the stage and whatever `lifecycle.transitions` lists, and a stage
 change they cause names the main-funnel stages it jumped over (`skipped`): a process gap, never invented entries.
+
+Merged leads (core.merges): an event sent to a lead merged into another is forwarded there (a `Forward` output,
+the step `forwarded`), not applied here; a merge tells the surviving lead (`lead.absorbed`), which keeps the
+leads it is made of and refuses a merge into one of them (`merge_cycle`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,20 @@ from dataclasses import dataclass
 from core.handoff import assign, unclaimed
 from core.handoff import follow as follow_routing
 from core.ids import output_id
+from core.merges import (
+    MAX_FORWARD_HOPS,
+    absorb,
+    absorbed,
+    chain_detail,
+    cycle_detail,
+    forward,
+    hops_of,
+    is_cycle,
+    is_forwardable,
+    is_repeated_merge,
+    merge_cycle_detail,
+    unknown_target_detail,
+)
 from core.scoring import add_action, fit_score
 from core.sla import follow
 from schemas.events import (
@@ -29,6 +47,7 @@ from schemas.events import (
     DealLost,
     DealStageChanged,
     DealWon,
+    LeadAbsorbed,
     LeadAccepted,
     LeadAssigned,
     LeadCreated,
@@ -72,6 +91,7 @@ class Step:
     outputs: tuple[Output, ...] = ()
     refused: bool = False
     erased: bool = False
+    forwarded: bool = False  # passed on to the lead this one was merged into (core.merges), not applied here
 
 
 def refuse(state: LeadState | None, event: LeadEvent, reason: RefusalReason, detail: str) -> Step:
@@ -214,10 +234,12 @@ def then_qualify(step: Step, event: LeadEvent, policy: Policy) -> Step:
 def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
     """Apply one event to one lead, in event-time order: the lifecycle, then its SLA and routing consequences.
 
-    A refused event changes nothing, its time included: SLA clocks only move with applied events.
+    A refused event changes nothing, its time included: SLA clocks only move with applied events. (One
+    exception: a merged lead keeps the leads a merge notice names even when it reports the notice as closing a
+    cycle: what a lead knows of the leads merged into it only grows.) A forwarded event is not applied here.
     """
     step = apply_lifecycle(state, event, policy)
-    if step.refused:
+    if step.refused or step.forwarded:
         return step
     changes = [o for o in step.outputs if isinstance(o, StageChanged)]
     followed, sla_outputs = follow(state, step.state, event, changes, policy)
@@ -251,11 +273,11 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
             )
         return then_qualify(create(event, policy), event, policy)
     if state is None:
+        if isinstance(event, LeadAbsorbed):
+            return refuse(None, event, "unknown_lead", unknown_target_detail(event))
         return refuse(None, event, "unknown_lead", "no lead with this lead_id; send lead.created first")
     if state.merged_into is not None and not isinstance(event, LeadErased):  # an erasure request always wins
-        detail = f"this lead was merged into {state.merged_into}; send events there"
-        refused = refuse(state, event, "lead_merged", detail)
-        return Step(state, (*refused.outputs, *unclaimed(event)), refused=True)
+        return pass_on(state, event)
     match event:
         case LeadUpdated():
             return then_qualify(update_profile(state, event, policy), event, policy)
@@ -295,6 +317,8 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
             return touch(state, event, paused=False)
         case LeadMerged():
             return merge(state, event)
+        case LeadAbsorbed():
+            return Step(absorb(state, event))
         case LeadErased():
             notice = LeadErasedNotice(
                 id=output_id(event.lead_id, event.event_id, "erased"),
@@ -458,9 +482,14 @@ def advance_deal(state: LeadState, event: DealStageChanged, policy: Policy) -> S
 
 
 def merge(state: LeadState, event: LeadMerged) -> Step:
+    """The lead is merged into another: it is closed here, and the other one is told (core.merges.absorbed)."""
     into = event.data.into_lead_id
+    if into == state.lead_id and hops_of(event.event_id) > 0:
+        return Step(state)  # forwarded from a lead merged into this one, naming this one: done already
     if into == state.lead_id:
         return refuse(state, event, "self_merge", "data.into_lead_id must name another lead")
+    if is_cycle(state, into):
+        return refuse(state, event, "merge_cycle", merge_cycle_detail(into))
     notice = LeadMergedNotice(
         id=output_id(event.lead_id, event.event_id, "merged", into),
         lead_id=event.lead_id,
@@ -469,4 +498,26 @@ def merge(state: LeadState, event: LeadMerged) -> Step:
         cause_event_id=event.event_id,
     )
     step = touch(state, event, merged_into=into)
-    return Step(step.state, (notice,))
+    return Step(step.state, (notice, absorbed(state, event)))
+
+
+def pass_on(state: LeadState, event: LeadEvent) -> Step:
+    """An event for a lead merged into another: forwarded there (core.merges), or refused with the reason."""
+    if is_repeated_merge(state, event):
+        return Step(state)
+    if not is_forwardable(event):
+        detail = f"this lead was merged into {state.merged_into}; send events there"
+        refused = refuse(state, event, "lead_merged", detail)
+        return Step(state, (*refused.outputs, *unclaimed(event)), refused=True)
+    into = state.merged_into
+    assert into is not None
+    if isinstance(event, LeadAbsorbed):
+        # Kept here too, and passed on down the chain; a notice naming the lead this one went into closed a cycle.
+        state = absorb(state, event)
+        if is_cycle(state, into):
+            return Step(state, refuse(state, event, "merge_cycle", cycle_detail(state)).outputs, refused=True)
+    hops = hops_of(event.event_id)
+    if hops >= MAX_FORWARD_HOPS:
+        refused = refuse(state, event, "merge_chain_too_long", chain_detail(state, hops))
+        return Step(state, refused.outputs, refused=True)
+    return Step(state, (forward(state, event),), forwarded=True)

@@ -5,6 +5,14 @@ and `release(state, message)` run in the router, which holds every pool's turn a
 Round robin within the pool, skipping owners who are away on the request's day or at their capacity of open
 MQLs; when nobody in the pool is free, the fallback pool takes the lead, and when nobody there is free either,
 its least loaded owner who is not away does (a lead must never wait for an owner that will not come).
+
+Every routing message may be read twice: a redelivery, or, after a crash, the routing topic read again from the
+last committed offset while the stored state already holds what came after. So the router keeps the answer it
+gave each recent request (`RoutingState.answers`) and the ids of recent releases (`RoutingState.released`). A
+request read again is answered again with the same answer (same id, same owner, or route.unassigned again: the
+lead may have lost the first answer with the crash, and waits for it, core.decision), takes no capacity, moves
+no turn and is no news (`RouterAnswer.counted` is False: nothing to count, nothing to warn about); a release
+read again frees nothing (the owner may hold the lead again since, for a later request).
 """
 
 from __future__ import annotations
@@ -18,12 +26,16 @@ from core.scoring import is_match
 from schemas.events import Profile
 from schemas.outputs import RouteRelease, RouteRequest
 from schemas.policy import Owner, Policy, Pool, Routing
-from schemas.state import PoolState, RoutingState
+from schemas.state import PoolState, RouteAnswer, RoutingState
 
 # The answer is dated just after the request, so in event-time order it comes after the event that asked.
 ANSWER_DELAY = timedelta(milliseconds=1)
-# Route request ids remembered, so a redelivered request is answered again, never routed twice.
+# Answers remembered (all pools together, the most recent requests), so a request read again is answered the same
+# way, never routed twice. A crash replays the routing messages after the last committed offset: 1,007 requests
+# in one kill test, so twice that. Each costs ~110 bytes in the routing table's one record.
 MAX_ANSWERED = 2000
+# Release ids remembered, so a release read again does not free a later hold of the same lead by the same owner.
+MAX_RELEASED = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,28 @@ class Assignment:
     team: str
     reason: Literal["routed", "fallback", "escalated"]
     request: RouteRequest
+
+
+@dataclass(frozen=True, slots=True)
+class RouterAnswer:
+    """What the router does with one route request: the state it keeps, the answer it sends the lead (always one),
+    the owner (None: nobody could take the lead, the answer is route.unassigned), and whether the request was
+    answered before (`replayed`: the same answer again, nothing changed)."""
+
+    state: RoutingState
+    envelope: dict[str, object]
+    assignment: Assignment | None
+    replayed: bool
+
+    @property
+    def counted(self) -> bool:
+        """Whether the answer is news for the router's counters and logs: a replayed request is not."""
+        return not self.replayed
+
+    @property
+    def unassigned(self) -> bool:
+        """Nobody could take the lead, and this is the first time the router says so (count it, warn)."""
+        return self.assignment is None and self.counted
 
 
 def pool_for(profile: Profile, routing: Routing) -> str:
@@ -102,24 +136,59 @@ def take(state: RoutingState, pool: Pool, index: int, lead_id: str) -> RoutingSt
     return state.model_copy(update={"pools": {**state.pools, pool.name: taken}})
 
 
-def remember(state: RoutingState, request_id: str) -> RoutingState:
-    return state.model_copy(update={"answered": (*state.answered, request_id)[-MAX_ANSWERED:]})
+def remember(state: RoutingState, request_id: str, answered: Assignment | None) -> RoutingState:
+    """Keep the answer to a new request: the newest MAX_ANSWERED answers (legacy ids give way to them)."""
+    if answered is None:
+        kept = RouteAnswer()
+    else:
+        kept = RouteAnswer(owner_id=answered.owner_id, pool=answered.pool, team=answered.team, reason=answered.reason)
+    answers = {**state.answers, request_id: kept}
+    while len(answers) > MAX_ANSWERED:
+        del answers[next(iter(answers))]
+    legacy = state.answered[max(0, len(state.answered) - (MAX_ANSWERED - len(answers))) :]
+    return state.model_copy(update={"answers": answers, "answered": legacy})
+
+
+def previous_answer(state: RoutingState, request: RouteRequest) -> Assignment | None:
+    """The answer the request got the first time (it has one: `is_answered`)."""
+    kept = state.answers[request.id]
+    if kept.owner_id is None or kept.pool is None or kept.team is None or kept.reason is None:
+        return None
+    return Assignment(request.lead_id, kept.owner_id, kept.pool, kept.team, kept.reason, request)
+
+
+def is_answered(state: RoutingState, request: RouteRequest) -> bool:
+    """The router answered this request before (its answer is kept): it is read again."""
+    return request.id in state.answers
 
 
 def route(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[RoutingState, Assignment | None]:
-    """Pick the lead's owner. A request seen before is answered with the owner it got (if still held)."""
+    """Pick the lead's owner (None: nobody can take the lead). See `routed`."""
+    state, answered, _ = routed(state, request, policy)
+    return state, answered
+
+
+def routed(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[RoutingState, Assignment | None, bool]:
+    """Pick the lead's owner, and say whether the request was answered before (then no capacity or turn moves).
+
+    A request answered before gets the answer it got, whatever happened since (the lead took its owner and let
+    go, or someone else holds it now): the lead drops an answer it has seen (same id) and takes one it lost. A
+    request the router does not remember for a lead held by an owner it does not exclude (a redelivery older
+    than the answers kept, or from before they were kept) gets that owner and takes no capacity. One from
+    before answers were kept (`answered`), whose lead nobody holds now, was answered then: route.unassigned,
+    not counted (the lead has, in all likelihood, had its answer and drops this one as a duplicate)."""
     routing = policy.routing
     if routing is None:
-        return state, None
+        return state, None, False
+    if is_answered(state, request):
+        return state, previous_answer(state, request), True
     held = holder(state.pools, request.lead_id, request.exclude)
-    if held is not None:  # routed already (a redelivered request): the same answer again
+    if held is not None:  # routed already: the same owner again, no capacity taken
         pool = routing.by_name.get(held[0]) or routing.by_name[routing.fallback_pool]
-        if request.id not in state.answered:  # so that it is not routed anew once the lead lets go
-            state = remember(state, request.id)
-        return state, assignment(request, pool, held[1], "escalated" if request.escalated_sla else "routed")
+        answered = assignment(request, pool, held[1], "escalated" if request.escalated_sla else "routed")
+        return remember(state, request.id, answered), answered, request.id in state.answered
     if request.id in state.answered:
-        return state, None  # answered before, and released since: the lead has moved on
-    state = remember(state, request.id)
+        return state, None, True  # answered by an older version, and released since: the lead has moved on
     pool = routing.by_name.get(request.pool) or routing.by_name[routing.fallback_pool]
     reason: Literal["routed", "fallback", "escalated"] = "escalated" if request.escalated_sla else "routed"
     index = next_owner(pool, state.pools.get(pool.name, PoolState()), request, policy)
@@ -130,8 +199,9 @@ def route(state: RoutingState, request: RouteRequest, policy: Policy) -> tuple[R
         if index is None:
             index = least_loaded(pool, fallback_state, request, policy)
     if index is None:
-        return state, None
-    return take(state, pool, index, request.lead_id), assignment(request, pool, pool.owners[index].id, reason)
+        return remember(state, request.id, None), None, False
+    answered = assignment(request, pool, pool.owners[index].id, reason)
+    return remember(take(state, pool, index, request.lead_id), request.id, answered), answered, False
 
 
 def assignment(
@@ -159,14 +229,31 @@ def assigned_event(assignment: Assignment, source: str) -> dict[str, object]:
     return answer(assignment.request, "lead.assigned", data, source)
 
 
+def answer_request(state: RoutingState, request: RouteRequest, policy: Policy, source: str) -> RouterAnswer:
+    """Route a request and build the answer the lead waits for: `lead.assigned` with the owner, or
+    `route.unassigned` when nobody can take it; a request answered before gets the same answer, `replayed`."""
+    state, assignment, replayed = routed(state, request, policy)
+    envelope = assigned_event(assignment, source) if assignment else unassigned_event(request, source)
+    return RouterAnswer(state, envelope, assignment, replayed)
+
+
 def answer_to(
     state: RoutingState, request: RouteRequest, policy: Policy, source: str
 ) -> tuple[RoutingState, dict[str, object], Assignment | None]:
-    """Route a request and build the answer the lead waits for: `lead.assigned` with the owner, or
-    `route.unassigned` when nobody can take it (the router agent and the replay answer the same way)."""
-    state, assignment = route(state, request, policy)
-    envelope = assigned_event(assignment, source) if assignment else unassigned_event(request, source)
-    return state, envelope, assignment
+    """`answer_request` as (state, answer, owner) (the router agent and the replay answer the same way)."""
+    answered = answer_request(state, request, policy, source)
+    return answered.state, answered.envelope, answered.assignment
+
+
+def why_unassigned(request: RouteRequest, policy: Policy) -> str:
+    """Why nobody could take the lead, in words, for the router's warning (only news is warned about)."""
+    if policy.routing is None:
+        return "the policy has no routing section"
+    excluded = f" or excluded by the escalation of {request.escalated_sla}" if request.exclude else ""
+    return (
+        f"every owner of pool {request.pool} and of the fallback pool {policy.routing.fallback_pool} is away on the "
+        f"request's day ({request.occurred_at.isoformat()}){excluded}; the lead goes on without an owner"
+    )
 
 
 def unassigned_event(request: RouteRequest, source: str) -> dict[str, object]:
@@ -187,17 +274,30 @@ def answer(request: RouteRequest, kind: str, data: dict[str, object], source: st
     }
 
 
+def is_released(state: RoutingState, message: RouteRelease) -> bool:
+    """The release freed its owner before (its id is kept): it is read again."""
+    return message.id in state.released
+
+
 def release(state: RoutingState, message: RouteRelease) -> RoutingState:
-    """The owner no longer holds the lead as an open MQL. Idempotent: releasing twice changes nothing."""
+    """The owner no longer holds the lead as an open MQL. Idempotent: releasing twice changes nothing, and a
+    release read again does not free a later hold of the same lead by the same owner."""
     pool_state = state.pools.get(message.pool)
     if pool_state is None or message.lead_id not in pool_state.open.get(message.owner_id, ()):
+        return state
+    if is_released(state, message):
         return state
     leads = tuple(lead for lead in pool_state.open[message.owner_id] if lead != message.lead_id)
     opened = {owner: held for owner, held in pool_state.open.items() if owner != message.owner_id}
     if leads:
         opened[message.owner_id] = leads
     released = pool_state.model_copy(update={"open": opened})
-    return state.model_copy(update={"pools": {**state.pools, message.pool: released}})
+    return state.model_copy(
+        update={
+            "pools": {**state.pools, message.pool: released},
+            "released": (*state.released, message.id)[-MAX_RELEASED:],
+        }
+    )
 
 
 def load(state: RoutingState, pool: str) -> dict[str, int]:

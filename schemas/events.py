@@ -379,6 +379,27 @@ class TimerDue(_Envelope):
     data: EmptyData = EmptyData()
 
 
+# The leads a lead remembers as merged into it (LeadState.merged_from), at most this many: the smallest ids,
+# sorted, so that the set does not depend on the order merge notices arrive in (live and replay agree). Past it
+# a merge cycle through a lead left out is caught by the forwarding hop limit instead (core.merges).
+MAX_MERGED_FROM = 100
+
+
+class AbsorbedData(Frozen):
+    from_lead_id: Identifier = Field(description="the lead merged into this one")
+    merged_from: Annotated[tuple[Identifier, ...], Field(max_length=MAX_MERGED_FROM)] = Field(
+        default=(), description="the leads merged into that lead before (its own merged_from)"
+    )
+
+
+class LeadAbsorbed(_Envelope):
+    """Internal: a lead was merged into this one (core.merges). Sent by the merged lead's worker, signed, with
+    the id `merge:<merged lead>:<merge event id>`, so that this lead knows which leads it is made of."""
+
+    type: Literal["lead.absorbed"]
+    data: AbsorbedData
+
+
 class RouteUnassignedData(Frozen):
     pool: Code | None = Field(default=None, description="the pool asked (the router found nobody free there)")
 
@@ -410,13 +431,14 @@ LeadEvent = Annotated[
     | LeadMerged
     | LeadErased
     | TimerDue
-    | RouteUnassigned,
+    | RouteUnassigned
+    | LeadAbsorbed,
     Field(discriminator="type"),
 ]
 
 EVENT_ADAPTER: TypeAdapter[LeadEvent] = TypeAdapter(LeadEvent)
-# Sent by leadflow itself (the timer, the router), not by producers.
-INTERNAL_EVENT_TYPES = ("route.unassigned", "timer.due")
+# Sent by leadflow itself (the timer, the router, a merged lead's notice to its survivor), not by producers.
+INTERNAL_EVENT_TYPES = ("route.unassigned", "timer.due", "lead.absorbed")
 EVENT_TYPES: tuple[str, ...] = tuple(
     sorted(m.model_fields["type"].annotation.__args__[0] for m in _Envelope.__subclasses__())  # type: ignore[union-attr]
 )

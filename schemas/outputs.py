@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from schemas.base import Frozen
+from schemas.events import LeadEvent
 
 RefusalReason = Literal[
     "unknown_lead",
@@ -25,6 +26,8 @@ RefusalReason = Literal[
     "future_event",
     "self_merge",
     "lead_erased",
+    "merge_cycle",
+    "merge_chain_too_long",
 ]
 
 
@@ -210,6 +213,24 @@ class RouteRelease(Frozen):
     occurred_at: datetime
 
 
+class Forward(Frozen):
+    """Internal (topic leads.events, keyed by the lead it goes to, signed like the timer's ticks): an event leadflow
+    produces again for another lead, because `lead_id` was merged into `into_lead_id` (core.merges): an event
+    sent to the merged lead, under the id `fwd:<hops>:<lead_id>:<event id>`, or the merge's notice to the lead
+    it was merged into (`lead.absorbed`, id `merge:<lead_id>:<merge event id>`). What is produced is `event`."""
+
+    type: Literal["event.forward"] = "event.forward"
+    id: str
+    lead_id: str = Field(description="the merged lead that forwards")
+    into_lead_id: str = Field(description="the lead it was merged into: where `event` goes (its lead_id)")
+    event: LeadEvent
+    occurred_at: datetime
+
+    def value(self) -> bytes:
+        """The record produced on the events topic: the envelope with exactly the fields it was given."""
+        return self.event.model_dump_json(exclude_unset=True).encode()
+
+
 RoutingMessage = Annotated[RouteRequest | RouteRelease, Field(discriminator="type")]
 ROUTING_ADAPTER: TypeAdapter[RoutingMessage] = TypeAdapter(RoutingMessage)
 ROUTING_TYPES = (RouteRequest, RouteRelease)
@@ -219,11 +240,12 @@ TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 
 # Everything decide() may emit: lifecycle outputs go to leads.transitions, SLA outputs to leads.sla, hand-offs
 # to leads.handoffs, routing messages to leads.routing (keyed by pool).
-Output = Transition | SlaOutput | HandOff | RouteRequest | RouteRelease
+# Forwards go back to leads.events, keyed by the lead they go to, signed (core.merges).
+Output = Transition | SlaOutput | HandOff | RouteRequest | RouteRelease | Forward
 
-OutputTopic = Literal["transitions", "sla", "handoffs", "routing"]
+OutputTopic = Literal["transitions", "sla", "handoffs", "routing", "events"]
 # The one table of where each kind of output goes (the Settings field is `topic_<name>`); keyed by lead_id,
-# except routing messages, keyed by pool.
+# except routing messages, keyed by pool, and forwards, keyed by the lead they go to.
 OUTPUT_TOPICS: dict[type, OutputTopic] = {
     StageChanged: "transitions",
     EventRefused: "transitions",
@@ -233,6 +255,7 @@ OUTPUT_TOPICS: dict[type, OutputTopic] = {
     HandOff: "handoffs",
     RouteRequest: "routing",
     RouteRelease: "routing",
+    Forward: "events",
 }
 
 

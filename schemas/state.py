@@ -101,6 +101,11 @@ class LeadState(Frozen):
     rejections: int = 0
     last_rejection: str | None = None
     merged_into: str | None = None
+    merged_from: tuple[str, ...] = Field(
+        default=(),
+        description="leads merged into this one, directly or through a chain, sorted; at most MAX_MERGED_FROM "
+        "(100), the smallest ids: a merge into one of them would close a cycle (core.merges)",
+    )
     history: tuple[StageEntry, ...] = ()
     clocks: dict[str, Clock] = Field(default_factory=dict, description="open SLA clocks by SLA name")
     ledger: Ledger = Ledger()
@@ -155,12 +160,37 @@ class PoolState(Frozen):
     )
 
 
+class RouteAnswer(Frozen):
+    """What the router answered one route request, kept so that the request read again (a redelivery, the routing
+    topic read again from the last committed offset after a restart) is answered again the same way."""
+
+    owner_id: str | None = Field(default=None, description="the owner the lead got; None: route.unassigned")
+    pool: str | None = Field(default=None, description="the pool the owner came from (the fallback pool's name too)")
+    team: str | None = None
+    reason: Literal["routed", "fallback", "escalated"] | None = None
+
+
 class RoutingState(Frozen):
     """Every pool's turn and load, in one record: routing is one decision per MQL, far from a hot path, and
     the fallback pool must be readable while routing any pool (so one partition holds it all)."""
 
     pools: dict[str, PoolState] = Field(default_factory=dict)
-    answered: tuple[str, ...] = Field(default=(), description="ids of recent route requests, newest last, bounded")
+    answers: dict[str, RouteAnswer] = Field(
+        default_factory=dict,
+        description="route request id -> the answer it got, for the most recent requests (core.routing."
+        "MAX_ANSWERED, all pools together), oldest first: a request read again gets the same answer and changes "
+        "nothing",
+    )
+    released: tuple[str, ...] = Field(
+        default=(),
+        description="ids of the recent route releases that freed an owner, newest last, bounded (core.routing."
+        "MAX_RELEASED): a release read again does not free a later hold of the same lead",
+    )
+    answered: tuple[str, ...] = Field(
+        default=(),
+        description="legacy: ids of requests answered before `answers` was kept (read from an older record, never "
+        "added to); they give way as new answers come, so both hold MAX_ANSWERED ids together",
+    )
 
 
 ROUTING_STATE_ADAPTER: TypeAdapter[RoutingState] = TypeAdapter(RoutingState)

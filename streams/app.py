@@ -37,13 +37,14 @@ from core.intake import (
 )
 from core.partition_clock import PartitionClock, is_caught_up
 from core.privacy import is_authorized, public_view
-from core.routing import answer_to, release, unassigned_event
+from core.routing import answer_request, is_released, release, unassigned_event, why_unassigned
 from core.visits import newer
 from schemas.events import LeadEvent, TimerDue
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     ROUTING_TYPES,
     DeadLetter,
+    Forward,
     Output,
     RouteRequest,
     topic_of,
@@ -329,9 +330,15 @@ POLICY_HEADERS = [(POLICY_HEADER, f"{policy.name}@{policy.version}#{policy.finge
 
 def send_output(output: Output, key: bytes) -> None:
     """Each kind of output to its topic (schemas.outputs.OUTPUT_TOPICS), keyed by lead (routing messages: by
-    pool, on the router's partition), with the policy header."""
+    pool, on the router's partition; forwards: by the lead they go to, signed as internal), with the policy
+    header."""
+    topic = topic_of(output)
+    if topic == "events":  # a merged lead's forward or merge notice (core.merges): its event, not the output
+        assert isinstance(output, Forward)
+        send_internal(output.into_lead_id.encode(), output.value())
+        return
     value = output.model_dump_json().encode()
-    match topic_of(output):
+    match topic:
         case "sla":
             sla_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
         case "handoffs":
@@ -341,6 +348,8 @@ def send_output(output: Output, key: bytes) -> None:
             routing_topic.send_soon(key=output.pool.encode(), value=value, headers=POLICY_HEADERS)
         case "transitions":
             transitions_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+        case "events":  # pragma: no cover - sent above
+            raise AssertionError("forwards are sent above")
         case unknown:
             assert_never(unknown)
 
@@ -385,19 +394,25 @@ def handle_routing(event: faust.types.EventT[bytes], state: RoutingState) -> Rou
         return state
     try:
         if not isinstance(routed, RouteRequest):
+            if is_released(state, routed):  # read again (a restart): it freed its owner already (core.routing)
+                log.debug("route release %s of lead %s read again: applied before, nothing freed", routed.id,
+                          routed.lead_id)  # fmt: skip
             return release(state, routed)
-        state, answer, assignment = answer_to(state, routed, policy, ROUTER_SOURCE)
+        answered = answer_request(state, routed, policy, ROUTER_SOURCE)
     except Exception as error:  # a defect in the core: see send_defect
         send_defect("router", error, origin, None)
         if isinstance(routed, RouteRequest):
             send_unassigned(routed)
         return state
-    if assignment is None:
+    if answered.replayed:  # read again (a restart): the same answer, nothing taken, nothing counted (core.routing)
+        log.debug("route request %s for lead %s read again: answered again as before (%s), nothing changed",
+                  routed.id, routed.lead_id, answered.envelope["type"])  # fmt: skip
+    elif answered.unassigned:
         metrics.observe_unassigned(routed.pool)
-        log.warning("no owner for lead %s: every owner of pool %s and of the fallback pool is away", routed.lead_id,
-                    routed.pool)  # fmt: skip
-    send_internal(routed.lead_id.encode(), orjson.dumps(answer))
-    return state
+        log.warning("no owner for lead %s (route request %s): %s; answered route.unassigned", routed.lead_id,
+                    routed.id, why_unassigned(routed, policy))  # fmt: skip
+    send_internal(routed.lead_id.encode(), orjson.dumps(answered.envelope))
+    return answered.state
 
 
 class Timers:

@@ -54,7 +54,7 @@ from core.intake import Origin, dead_letter, decode, decode_visits, is_visits
 from core.report import LeadSummary, compare_reports, funnel_report, summaries_of
 from core.visits import Visits
 from schemas.events import LeadEvent
-from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, OutputTopic, topic_of
+from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Forward, Output, OutputTopic, topic_of
 from schemas.policy import Policy, PolicyError, load_policy
 from streams.settings import Settings
 
@@ -66,7 +66,9 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND: Final = timedelta(microseconds=1)
 
 TopicName = OutputTopic | Literal["deadletter"]  # the output topics (schemas.outputs.topic_of) and dead letters
-TOPICS: Final[tuple[TopicName, ...]] = ("transitions", "sla", "handoffs", "routing", "deadletter")
+# `events`: what merged leads send back to the events topic (forwarded events, merge notices: core.merges), which
+# the replay applies at once, as the live workers do when the records come back.
+TOPICS: Final[tuple[TopicName, ...]] = ("transitions", "sla", "handoffs", "routing", "events", "deadletter")
 
 
 def topic_file(topic: TopicName) -> str:
@@ -265,7 +267,8 @@ class OutputFiles:
         self.directory = directory
 
     def output(self, output: Output) -> None:
-        self.files[topic_of(output)].write(output.model_dump_json().encode() + b"\n")
+        value = output.value() if isinstance(output, Forward) else output.model_dump_json().encode()
+        self.files[topic_of(output)].write(value + b"\n")
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self.files["deadletter"].write(DEAD_LETTER_ADAPTER.dump_json(letter) + b"\n")

@@ -164,7 +164,7 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
         answers.append((key, value))
         captured.changed.set()
 
-    real_answer = worker.answer_to
+    real_answer = worker.answer_request
 
     def fails_on_r2(state, request, policy, source):  # type: ignore[no-untyped-def]
         if request.id == "r2":
@@ -172,7 +172,7 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
         return real_answer(state, request, policy, source)
 
     monkeypatch.setattr(worker.events_topic, "send_soon", answer)
-    monkeypatch.setattr(worker, "answer_to", fails_on_r2)
+    monkeypatch.setattr(worker, "answer_request", fails_on_r2)
     worker.app.finalize()
     worker.app.flow_control.resume()
     async with worker.route_leads.test_context() as router:

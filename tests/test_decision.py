@@ -428,7 +428,8 @@ def test_an_order_beyond_the_bound_is_reported_late_and_not_lost(data: st.DataOb
     )
     order = [e for e in events if e is not late] + [late]
     record, decisions = deliver(order)
-    assert decisions[-1].outcome in ("late", "refused")
+    # Applied after what has settled: a lead merged since passes it on to the lead it was merged into.
+    assert decisions[-1].outcome in ("late", "refused", "forwarded")
     assert decisions[-1].changed
     assert record is not None
     assert late.event_id in {p.event.event_id for p in record.pending} | set(record.seen)

@@ -14,8 +14,8 @@ import yaml
 from e2e import Deployment, read_topic
 
 from core.decision import decide
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, StageChanged
+from schemas.events import EVENT_ADAPTER, LeadEvent
+from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, Forward, StageChanged
 from schemas.policy import Policy, load_policy
 from schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
 from streams.broker import BrokerProcess
@@ -140,11 +140,19 @@ async def test_scenario_gives_exact_transitions_and_dead_letters(deployment: Dep
 
 
 def expected_records(sent: list[tuple[bytes, bytes]], now: datetime, policy: Policy) -> dict[str, LeadRecord]:
-    """What an uninterrupted run gives: the core applied to each lead's events in produced order."""
+    """What an uninterrupted run gives: the core applied to each lead's events in produced order, and what a
+    merged lead sends back through the events topic (its merge notice: core.merges) to the lead it goes to."""
     result: dict[str, LeadRecord] = {}
+
+    def apply(event: LeadEvent) -> None:
+        decision = decide(result.get(event.lead_id), event, policy, now)
+        result[event.lead_id] = decision.record
+        for output in decision.outputs:
+            if isinstance(output, Forward):
+                apply(output.event)
+
     for _, value in sent:
-        parsed = EVENT_ADAPTER.validate_json(value)
-        result[parsed.lead_id] = decide(result.get(parsed.lead_id), parsed, policy, now).record
+        apply(EVENT_ADAPTER.validate_json(value))
     return result
 
 

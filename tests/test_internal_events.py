@@ -1,5 +1,6 @@
-"""Internal events (the SLA timer's `timer.due`, the router's `route.unassigned` and `lead.assigned` answers) are
-accepted only with the proof a worker signs them with: a producer of the events topic cannot forge them."""
+"""Internal events (the SLA timer's `timer.due`, the router's `route.unassigned` and `lead.assigned` answers, a
+merged lead's `lead.absorbed` notice and the events it forwards, ids `fwd:...`) are accepted only with the proof a
+worker signs them with: a producer of the events topic cannot forge them."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from core.handoff import ROUTER_SOURCE
 from core.intake import INTERNAL_HEADER, decode, header, internal_proof, is_internal_proof
-from schemas.events import LeadAssigned, RouteUnassigned, TimerDue
+from schemas.events import Activity, LeadAbsorbed, LeadAssigned, RouteUnassigned, TimerDue
 from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter
 from streams.broker import BrokerProcess
 from streams.settings import Settings
@@ -25,10 +26,12 @@ KEY = b"a-worker-secret-of-32-bytes-long"
 WHERE: dict[str, Any] = {"topic": "leads.events", "partition": 0, "offset": 9, "received_at": AT}
 
 
-def envelope(kind: str, lead: str = "L1", source: str = "leadflow.timer", **data: Any) -> bytes:
+def envelope(
+    kind: str, lead: str = "L1", source: str = "leadflow.timer", event_id: str | None = None, **data: Any
+) -> bytes:
     return orjson.dumps(
         {
-            "event_id": f"{kind}:1",
+            "event_id": event_id or f"{kind}:1",
             "lead_id": lead,
             "type": kind,
             "occurred_at": AT.isoformat(),
@@ -49,6 +52,16 @@ INTERNAL = [
         envelope("lead.assigned", source=ROUTER_SOURCE, owner_id="rep-1", pool="latam", reason="routed"),
         LeadAssigned,
         "source: 'leadflow.routing' is reserved for leadflow's router",
+    ),
+    (
+        envelope("lead.absorbed", source="leadflow.merge", from_lead_id="L0"),
+        LeadAbsorbed,
+        "type: lead.absorbed is written by leadflow itself (a merged lead's notice)",
+    ),
+    (
+        envelope("activity", source="hubspot", event_id="fwd:1:L0:e-9", action="pricing_view"),
+        Activity,
+        "event_id: 'fwd:1:L0:e-9' is leadflow's own (an id starting with 'fwd:'",
     ),
 ]
 
@@ -169,7 +182,9 @@ async def test_a_producer_cannot_forge_internal_events_on_the_broker(
         for _, v in await read_topic(broker.bootstrap, deployment.deadletter)
     ]
     assert sorted(letter.errors[0].split(" is ")[0] for letter in letters) == [
+        "event_id: 'fwd:1:L0:e-9'",
         "source: 'leadflow.routing'",
+        "type: lead.absorbed",
         "type: route.unassigned",
         "type: timer.due",
     ]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from core.lifecycle import FACTS, REQUESTS, Step, apply
 from schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
-from schemas.outputs import EventRefused, LeadErasedNotice, LeadMergedNotice, SlaCancelled
+from schemas.outputs import EventRefused, Forward, LeadErasedNotice, LeadMergedNotice, SlaCancelled
 from schemas.state import LeadState
 
 LATER = 3600.0  # events under test happen an hour after the lead was walked to its stage
@@ -37,6 +37,7 @@ SAMPLE_DATA: dict[str, dict[str, Any]] = {
     "lead.erased": {},
     "timer.due": {},
     "route.unassigned": {"pool": "general"},
+    "lead.absorbed": {"from_lead_id": "L3"},
 }
 # What producers send. The internal types never refuse: timer.due (time passes) is covered in test_sla.py,
 # route.unassigned (the router found nobody; the lead only stops waiting) below.
@@ -595,20 +596,32 @@ def test_disqualify_a_disqualified_lead_changes_nothing_but_its_time() -> None:
     assert_touched(state, send(state, "lead.disqualified"))
 
 
-def test_merge_then_every_event_is_refused_lead_merged() -> None:
+def test_merge_then_every_event_is_forwarded_to_the_lead_it_was_merged_into() -> None:
+    """Facts are never lost: what is sent to a merged lead is passed on (core.merges; tests/test_merges.py)."""
     state = lead_in("mql")
     step = send(state, "lead.merged", into_lead_id="L2")
     merged = step.state
     assert merged is not None
     assert merged.merged_into == "L2"
     assert merged.stage == "mql"
-    notice, *cancellations = step.outputs
+    notice, absorbed, *cancellations = step.outputs
     assert isinstance(notice, LeadMergedNotice)
+    assert isinstance(absorbed, Forward)
+    assert (absorbed.into_lead_id, absorbed.event.type, absorbed.event.lead_id) == ("L2", "lead.absorbed", "L2")
     assert {c.reason for c in cancellations if isinstance(c, SlaCancelled)} <= {"merged:L2"}
     assert merged.clocks == {}
     assert notice.into_lead_id == "L2"
+    again = send(merged, "lead.merged", LATER + 1, into_lead_id="L2")
+    assert (again.state, again.outputs, again.refused, again.forwarded) == (merged, (), False, False), "done already"
     for type_ in sorted(set(BUSINESS_TYPES) - {"lead.created", "lead.erased"}):
-        assert_refused(merged, send(merged, type_, LATER + 1, **SAMPLE_DATA[type_]), "lead_merged", "L2")
+        data = {"into_lead_id": "L3"} if type_ == "lead.merged" else SAMPLE_DATA[type_]
+        event = make_event(type_, LATER + 1, **data)
+        forwarded = apply(merged, event, POLICY)
+        assert (forwarded.forwarded, forwarded.refused, forwarded.state) == (True, False, merged), type_
+        (sent,) = forwarded.outputs
+        assert isinstance(sent, Forward)
+        assert (sent.lead_id, sent.into_lead_id, sent.event.lead_id, sent.event.type) == (LEAD, "L2", "L2", type_)
+        assert sent.event.event_id == f"fwd:1:{LEAD}:{event.event_id}"
     assert_refused(merged, send(merged, "lead.created", LATER + 1), "lead_exists")
 
 

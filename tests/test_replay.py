@@ -15,6 +15,7 @@ import pytest
 import yaml
 from factories import T0, default_document
 
+from schemas.events import EVENT_ADAPTER
 from schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     HANDOFF_ADAPTER,
@@ -88,7 +89,7 @@ def funnel(result: ReplayResult, side: int = 0) -> dict[str, Any]:
 def read_outputs(directory: Path) -> dict[str, list[bytes]]:
     return {
         topic: (directory / topic_file(topic)).read_bytes().splitlines()
-        for topic in ("transitions", "sla", "handoffs", "routing", "deadletter")
+        for topic in ("transitions", "sla", "handoffs", "routing", "events", "deadletter")
     }
 
 
@@ -224,6 +225,7 @@ def test_outputs_dir_holds_the_outputs_by_topic(tmp_path: Path, simulated: list[
     result = run(write_lines(tmp_path / "events.jsonl", lines), tmp_path, outputs=tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "leads.deadletter.jsonl",
+        "leads.events.jsonl",  # merge notices (the simulated journeys merge a few leads), signed live
         "leads.handoffs.jsonl",
         "leads.routing.jsonl",
         "leads.sla.jsonl",
@@ -242,6 +244,10 @@ def test_outputs_dir_holds_the_outputs_by_topic(tmp_path: Path, simulated: list[
             output = parse(line)
             assert topic_of(output) == topic
             assert output.model_dump_json().encode() == line
+    assert files["events"], "no merge notices"
+    for line in files["events"]:  # what merged leads send back to the events topic: events, not outputs
+        event = EVENT_ADAPTER.validate_json(line)
+        assert event.type == "lead.absorbed" or event.event_id.startswith("fwd:")
     assert [DEAD_LETTER_ADAPTER.validate_json(line).reason for line in files["deadletter"]] == ["invalid_json"]
     assert result.reports[0]["replay"]["outputs"] == {topic: len(lines) for topic, lines in files.items()}
 

@@ -45,8 +45,11 @@ def request(
     )
 
 
-def freed(lead: str, pool: str, owner: str, at: datetime = MONDAY) -> RouteRelease:
-    return RouteRelease(id=f"rel-{lead}-{pool}-{owner}", lead_id=lead, pool=pool, owner_id=owner, occurred_at=at)
+def freed(lead: str, pool: str, owner: str, at: datetime = MONDAY, *, release_id: str | None = None) -> RouteRelease:
+    """A release (its id names its cause, as core.handoff's do: one release per cause)."""
+    return RouteRelease(
+        id=release_id or f"rel-{lead}-{pool}-{owner}", lead_id=lead, pool=pool, owner_id=owner, occurred_at=at
+    )
 
 
 def routed(state: RoutingState, req: RouteRequest, policy: Policy = POLICY) -> tuple[RoutingState, Assignment]:
@@ -339,12 +342,14 @@ def test_a_new_request_for_a_lead_already_held_gets_its_owner() -> None:
     assert load(state, "latam") == {"rep-04": 1}
 
 
-def test_a_request_redelivered_after_its_release_is_not_routed_again() -> None:
+def test_a_request_redelivered_after_its_release_is_answered_the_same_and_not_routed_again() -> None:
+    """The lead may have lost the first answer (it waits for one, core.decision): the same answer, no capacity."""
     state, first = routed(RoutingState(), request("L1"))
     state = release(state, freed("L1", "latam", first.owner_id))
-    state, again = route(state, request("L1"), POLICY)
-    assert again is None
-    assert total_load(state) == 0
+    again_state, again = route(state, request("L1"), POLICY)
+    assert again == first
+    assert again_state == state
+    assert total_load(again_state) == 0
 
 
 def test_a_request_answered_for_a_held_lead_and_redelivered_after_release_is_not_routed_again() -> None:
@@ -354,7 +359,8 @@ def test_a_request_answered_for_a_held_lead_and_redelivered_after_release_is_not
     state, _ = routed(state, request("L1", request_id="r2"))
     state = release(state, freed("L1", "latam", "rep-04"))
     state, again = route(state, request("L1", request_id="r2"), POLICY)
-    assert again is None
+    assert again is not None
+    assert again.owner_id == "rep-04", "the answer r2 got"
     assert total_load(state) == 0
 
 
@@ -478,11 +484,13 @@ class Model:
         self.state = RoutingState()
         self.held: dict[str, tuple[str, str]] = {}
         self.sent: list[RouteRequest] = []
+        self.answers: dict[str, Assignment | None] = {}  # request id -> its first answer
         self.taken = self.released = 0
 
     def release(self, lead: str, right: bool) -> None:
         pool, owner = self.held.get(lead, ("latam", "rep-04"))
-        self.state = release(self.state, freed(lead, pool, owner if right else "nobody"))
+        cause = f"rel{self.taken}-{self.released}"  # one release per cause, as core.handoff's
+        self.state = release(self.state, freed(lead, pool, owner if right else "nobody", release_id=cause))
         if right and lead in self.held:
             del self.held[lead]
             self.released += 1
@@ -491,6 +499,11 @@ class Model:
         before = self.state
         self.sent.append(req)
         self.state, answer = route(self.state, req, self.policy)
+        if req.id in self.answers:
+            assert answer == self.answers[req.id], "a request read again gets the answer it got"
+            assert self.state == before, "and changes nothing"
+            return
+        self.answers[req.id] = answer
         if answer is None:
             assert self.state.pools == before.pools
             return
