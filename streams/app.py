@@ -158,6 +158,8 @@ def create_app(settings: Settings) -> faust.App:
         extra = dict(FAST_GROUP_FAUST_SETTINGS)
     if settings.embedded or settings.fast_group:
         short_fetch_wait(EMBEDDED_FETCH_WAIT_MS)
+    if settings.web_url:  # the address /leads/{id} of another worker redirects to (streams.health.owner_url)
+        extra["canonical_url"] = settings.web_url
     processed_offsets.install([settings.topic_events, settings.topic_routing, settings.topic_visits])
     app = faust.App(
         settings.app_id,
@@ -178,6 +180,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         Monitor=QuietMonitor,
+        Worker="streams.shutdown:BoundedWorker",  # a bounded stop and rate-limited error logs (issue 13)
         **extra,
     )
     if not settings.embedded:
@@ -609,6 +612,60 @@ metrics.watch(
 )
 
 
+# ---- Health (streams.health, issue 13): liveness, readiness, the broker probe, the log limiter's summaries.
+from streams.health import (  # noqa: E402
+    RETRY_AFTER_S,
+    Health,
+    applied_offsets,
+    flush_limiters,
+    owner_url,
+    readiness_body,
+)
+from streams.metrics import AppliedOffsetCollector, HealthCollector  # noqa: E402
+
+health = Health(app, settings)
+app.on_partitions_assigned.connect(health.on_assigned)  # also starts the broker probe (before the first recovery)
+
+
+async def flush_log_summaries() -> None:
+    """Summaries of the kinds of warnings and errors that went quiet (streams.health.LogLimiter)."""
+    flush_limiters()
+
+
+app.timer(interval=1.0)(flush_log_summaries)
+
+
+def applied_now() -> dict[tuple[str, int], int]:
+    """Per active partition of the events topic: the offset after the last record applied (or the committed one)."""
+    consumer = getattr(app, "_consumer", None)
+    committed = {
+        tp.partition: offset
+        for tp, offset in dict(getattr(consumer, "_committed_offset", None) or {}).items()
+        if tp.topic == settings.topic_events and offset is not None
+    }
+    offsets = applied_offsets(timers.applied, committed, active_events_partitions())
+    return {(settings.topic_events, partition): offset for partition, offset in offsets.items()}
+
+
+def health_now() -> tuple[bool | None, float | None, bool]:
+    health.start()
+    return health.probe.reachable, health.probe.last_answer_wall, health.is_ready()
+
+
+metrics.registry.register(HealthCollector(health_now))
+metrics.registry.register(AppliedOffsetCollector(applied_now))
+
+
+@app.page("/readyz")
+async def readyz(web: Any, request: Any) -> Any:
+    """Readiness: 200 once the tables are recovered, the consumer fetches, the producer sends and the broker
+    answers; else 503 with the reasons (streams.health.reasons)."""
+    health.start()
+    found = health.reasons()
+    headers = {"Cache-Control": "no-store"} | ({"Retry-After": str(RETRY_AFTER_S)} if found else {})
+    return web.json(readiness_body(found, settings.app_id), status=503 if found else 200, headers=headers)
+
+
 @app.page("/metrics")
 async def metrics_view(web: Any, request: Any) -> Any:
     return web.bytes(await metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -616,13 +673,44 @@ async def metrics_view(web: Any, request: Any) -> Any:
 
 @app.page("/healthz")
 async def healthz(web: Any, request: Any) -> Any:
-    return web.json({"status": "ok", "app": settings.app_id})
+    """Liveness: the event loop answers (a broker outage is not a reason to restart the worker: see /readyz)."""
+    return web.json({"status": "alive", "app": settings.app_id}, headers={"Cache-Control": "no-store"})
+
+
+REDIRECTED = "redirected"  # query parameter a redirect adds: a worker that does not own the lead either says 503
 
 
 @app.page("/leads/{lead_id}")
 async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
-    """The lead's state; its personal fields (core.privacy) only to a caller with LEADFLOW_WEB_TOKEN."""
-    record = leads.get(lead_id.encode())
+    """The lead's state; its personal fields (core.privacy) only to a caller with LEADFLOW_WEB_TOKEN.
+
+    While the tables are being recovered: 503 with Retry-After (not "no lead"). A lead of a partition another
+    worker owns: 307 to that worker's advertised URL (LEADFLOW_WEB_URL), or 503 naming the partition when the
+    owner is not known (a rebalance)."""
+    health.start()
+    retry = {"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"}
+    if health.recovering():
+        why = "the worker is recovering its tables from their changelogs (or joining its group): retry shortly"
+        return web.json({"error": why, "lead_id": lead_id}, status=503, headers=retry)
+    key = lead_id.encode()
+    partition = partition_of(key)
+    if partition not in active_events_partitions():
+        owner = owner_url(app, leads.changelog_topic.get_topic_name(), partition)
+        elsewhere = owner is not None and owner.rstrip("/") != str(app.conf.canonical_url).rstrip("/")
+        if owner is not None and elsewhere and REDIRECTED not in request.query:
+            location = str(request.rel_url.update_query({REDIRECTED: "1"}))
+            return web.json(
+                {"lead_id": lead_id, "partition": partition, "owner": owner},
+                status=307,
+                headers={"Location": owner.rstrip("/") + location, "Cache-Control": "no-store"},
+            )
+        why = f"partition {partition} of {settings.topic_events} (lead {lead_id!r}) is owned by " + (
+            f"{owner}, which does not hold it either: a rebalance is moving it; retry shortly"
+            if owner is not None
+            else "a worker not known yet (a rebalance is in progress): retry shortly"
+        )
+        return web.json({"error": why, "lead_id": lead_id, "partition": partition}, status=503, headers=retry)
+    record = leads.get(key)
     if record is None or record.state is None:
         return web.json({"error": f"no lead {lead_id!r} on this worker's partitions"}, status=404)
     token = settings.web_token.get_secret_value() if settings.web_token is not None else None

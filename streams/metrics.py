@@ -412,6 +412,64 @@ class ClockDelayCollector(Collector):
         return family
 
 
+class HealthCollector(Collector):
+    """`leadflow_broker_reachable`, `leadflow_broker_last_contact_timestamp_seconds` and `leadflow_ready`, read at
+    scrape time (streams.health): whether the worker's last metadata probe got an answer from the broker (no
+    sample before the first probe), when the broker last answered, and whether the worker is ready (/readyz).
+    The timer sweep keeps running while the broker is down, so its age cannot tell an outage: these do."""
+
+    def __init__(self, read: Callable[[], tuple[bool | None, float | None, bool]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(None, None, False)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(*self.read())
+
+    @staticmethod
+    def _families(reachable: bool | None, last_contact: float | None, ready: bool) -> list[Metric]:
+        broker = GaugeMetricFamily(
+            "leadflow_broker_reachable", "1 when the broker answered the worker's last metadata probe, else 0"
+        )
+        if reachable is not None:
+            broker.add_metric([], 1.0 if reachable else 0.0)
+        contact = GaugeMetricFamily(
+            "leadflow_broker_last_contact_timestamp_seconds", "Unix time the broker last answered a metadata probe"
+        )
+        if last_contact is not None:
+            contact.add_metric([], last_contact)
+        ready_ = GaugeMetricFamily("leadflow_ready", "1 when the worker is ready (GET /readyz answers 200), else 0")
+        ready_.add_metric([], 1.0 if ready else 0.0)
+        return [broker, contact, ready_]
+
+
+class AppliedOffsetCollector(Collector):
+    """`leadflow_consumer_applied_offset{topic, partition}`: per active partition of the events topic, the offset
+    after the last record the agent applied (the committed offset before it applied one). With the consumer lag it
+    tells a consumer that stopped while records wait (LeadConsumerStalled); on either broker."""
+
+    def __init__(self, read: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self.read())]
+
+    @staticmethod
+    def _family(offsets: Mapping[tuple[str, int], int]) -> Metric:
+        family = GaugeMetricFamily(
+            "leadflow_consumer_applied_offset",
+            "Offset after the last record of the events topic the worker applied, per active partition",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), offset in sorted(offsets.items()):
+            family.add_metric([topic, str(partition)], offset)
+        return family
+
+
 class RoutingCollector(Collector):
     """`leadflow_routing_open_mqls{pool, owner}` and `leadflow_routing_capacity{pool, owner}`: each owner's load
     of open MQLs and its limit, from the router's state. Only the worker running the router (the one partition

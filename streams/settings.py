@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     web_port: int = 6066
     web_host: str = "127.0.0.1"
+    web_url: str | None = Field(
+        default=None,
+        description="the address other workers and clients reach this worker's web server at (Faust's "
+        "canonical_url), e.g. http://worker-1:6066; /leads/{id} redirects there for the leads of its partitions. "
+        "Default http://<web_host>:<web_port>",
+    )
+    shutdown_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a stop signal ends the worker within this many seconds, broker up or down; what it could not "
+        "flush by then is logged (a supervisor's grace period must be longer)",
+    )
     topic_events: str = "leads.events"
     topic_transitions: str = "leads.transitions"
     topic_deadletter: str = "leads.deadletter"

@@ -374,8 +374,8 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
 
 def test_healthchecks_probe_the_port_each_service_listens_on() -> None:
     expected = {
-        "worker-1": "http://127.0.0.1:6066/healthz",
-        "worker-2": "http://127.0.0.1:6067/healthz",
+        "worker-1": "http://127.0.0.1:6066/readyz",  # readiness (issue 13): /healthz is liveness only
+        "worker-2": "http://127.0.0.1:6067/readyz",
         "ingest": "http://127.0.0.1:8080/readyz",
         "notify": "http://127.0.0.1:6070/readyz",
         "prometheus": "http://127.0.0.1:9090/-/healthy",

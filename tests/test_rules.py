@@ -31,6 +31,8 @@ REQUIRED_ALERTS = {
     "LeadIngestUnavailable",
     "LeadIngestRejectionsHigh",
     "LeadNotificationsFailing",
+    "LeadBrokerUnreachable",
+    "LeadConsumerStalled",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
