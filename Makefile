@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install system kafka browser run test lint typecheck pytest bench bench-ingest bench-calibrate clean
+.PHONY: install system kafka browser run test lint typecheck pytest bench bench-ingest bench-calibrate bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,12 @@ bench-ingest: install
 # `leadflow calibrate` on 10,000 simulated leads against a replay of the same file, in one process (~1.5 min).
 bench-calibrate: install
 	$(BIN)/python -m benchmarks.calibrate --write-results
+
+# Memory: 10,000 simulated journeys, then one hour of traffic (30 events/s of event time, events for unknown leads
+# and redeliveries mixed in) through decode, the engine and the live tally, RSS sampled; against the unbounded
+# baseline, each in its own process (~10 min on 2 CPUs).
+bench-soak: install
+	$(BIN)/python -m benchmarks.soak --write-results
 
 clean:
 	rm -rf $(VENV) .leadflow .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

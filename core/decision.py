@@ -51,6 +51,40 @@ class Decision:
     changed: bool  # False when nothing needs writing (duplicates)
     # Events held earlier and applied with this one (the router's answer came), with what became of each.
     released: tuple[tuple[LeadEvent, Outcome], ...] = ()
+    # The lead does not exist and its window has closed: delete its record (see `is_stateless`).
+    forget: bool = False
+
+
+def is_stateless(record: LeadRecord) -> bool:
+    """The record of a lead that does not exist: no state, not erased, waiting for nothing. It holds only events
+    refused as `unknown_lead`, kept while their lateness window is open so that a `lead.created` dated before
+    them and delivered after them still finds them (in-order and out-of-order delivery agree)."""
+    return (
+        record.state is None
+        and record.base is None
+        and record.erased_at is None
+        and not record.awaiting
+        and not record.held
+        and record.watermark is not None
+    )
+
+
+def forget_at(record: LeadRecord, policy: Policy) -> datetime | None:
+    """When a lead that does not exist is forgotten: its newest event time + `processing.lateness_seconds`.
+    A `timer.due` at that instant (the live timer, at the lead's partition time; the replay clock offline) deletes
+    the record, so events for unknown leads leave nothing behind. A redelivery after that is refused again,
+    under the same output id (core.ids), so what reads the outputs drops it as a duplicate."""
+    if not is_stateless(record) or record.watermark is None:
+        return None
+    return record.watermark + timedelta(seconds=policy.processing.lateness_seconds)
+
+
+def wake_at(record: LeadRecord | None, policy: Policy) -> datetime | None:
+    """The instant the lead's timer must fire next: its clocks' next instant, or when a lead that does not
+    exist is forgotten."""
+    if record is None:
+        return None
+    return next_instant(record.state) if record.state is not None else forget_at(record, policy)
 
 
 def is_remembered(output: Output) -> bool:
@@ -173,6 +207,12 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     return decision
 
 
+def is_window_closed(record: LeadRecord, tick: TimerDue, policy: Policy) -> bool:
+    """A timer tick at or past `forget_at`: no lead.created can now come in time for the refused events."""
+    until = forget_at(record, policy)
+    return until is not None and tick.occurred_at >= until
+
+
 def due_tick(record: LeadRecord, event: LeadEvent, now: datetime) -> TimerDue | None:
     """The timer event of the lead's earliest instant that came before this event, if one is still to fire."""
     if record.state is None or isinstance(event, TimerDue):
@@ -220,6 +260,8 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         record = LeadRecord(lead_id=event.lead_id, state=None)
     elif is_duplicate(record, event.event_id):
         return Decision(record, (), "duplicate", changed=False)
+    if isinstance(event, TimerDue) and event.occurred_at <= now and is_window_closed(record, event, policy):
+        return Decision(record, (), "ignored", changed=True, forget=True)
     if isinstance(event, TimerDue) and (record.state is None or event.occurred_at > now):
         # A timer for a lead that is gone, or one that claims a time not yet come: nothing to do.
         return Decision(record, (), "ignored", changed=False)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from core.deadlines import DeadlineIndex, next_instant, timer_due
-from core.decision import Decision, decide
+from core.decision import Decision, decide, is_stateless, wake_at
 from core.handoff import ROUTER_SOURCE
 from core.routing import answer_request, release
 from schemas.events import EVENT_ADAPTER, LeadAbsorbed, LeadEvent, TimerDue
@@ -51,7 +51,12 @@ class Engine:
         """Fire every SLA instant up to `until` (default: the clock, the newest event time), grace included."""
         if until is not None:
             self.clock = until if self.clock is None else max(self.clock, until)
-        return self.fire(self.clock) if self.clock is not None else []
+        outputs = self.fire(self.clock) if self.clock is not None else []
+        # The input is over: no lead.created can come for the leads that do not exist (core.decision.is_stateless).
+        for lead_id in [lead_id for lead_id, record in self.records.items() if is_stateless(record)]:
+            del self.records[lead_id]
+            self.index.set(lead_id, None)
+        return outputs
 
     def fire(self, cutoff: datetime) -> list[Output]:
         outputs: list[Output] = []
@@ -79,9 +84,12 @@ class Engine:
         assert self.clock is not None
         decision = decide(self.records.get(event.lead_id), event, self.policy, max(self.clock, event.occurred_at))
         self.count(((event, decision.outcome), *decision.released))
-        if decision.changed:
+        if decision.forget:  # a lead that does not exist, its window closed (core.decision.forget_at)
+            self.records.pop(event.lead_id, None)
+            self.index.set(event.lead_id, None)
+        elif decision.changed:
             self.records[event.lead_id] = decision.record
-            self.index.set(event.lead_id, next_instant(decision.record.state))
+            self.index.set(event.lead_id, wake_at(decision.record, self.policy))
         return decision
 
     def count(self, decided: Iterable[tuple[LeadEvent, str]]) -> None:

@@ -2,13 +2,14 @@
 
 Built from the output stream (stage changes, erasures, SLA outputs, hand-offs, dead letters), so anything that reads
 `leads.transitions` (the live view of `leadflow run`, a report) computes the same figures the same way.
-Plain data in, plain data out; the report shape follows GUIDE.md section 3.
+Plain data in, plain data out; the report shape follows GUIDE.md section 3. Memory: a few entries per lead (the
+lead set), the transitions of the last minute, and the newest MAX_SEEN_IDS output ids (to drop redeliveries).
 """
 
 from __future__ import annotations
 
 import statistics
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -30,6 +31,13 @@ from schemas.outputs import (
     SlaWarning,
     StageChanged,
 )
+
+# Output ids the tally remembers to drop redeliveries: the newest this many, the oldest forgotten first. A redelivery
+# comes when the worker, after a crash or a rebalance, applies again what it had not committed (Faust commits every
+# few seconds: at the worker's ~1.6k events/s, a few thousand events and their outputs), so its copies come within
+# a few thousand outputs of the originals. One older than the newest MAX_SEEN_IDS distinct outputs is counted again.
+# ~170 bytes an id (a 32-character id and its OrderedDict entry): ~9 MB at the bound, whatever the length of the run.
+MAX_SEEN_IDS = 50_000
 
 
 def sla_counter(output: SlaOutput) -> str:
@@ -56,18 +64,20 @@ class FunnelTally:
     dead_letters: Counter[str] = field(default_factory=Counter)
     transitions: int = 0
     recent: deque[float] = field(default_factory=deque)  # processing times (epoch s) of recent transitions
-    seen_ids: set[str] = field(default_factory=set)
+    seen_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)  # the newest output ids, oldest first
+    max_seen_ids: int = MAX_SEEN_IDS
     slas: dict[str, Counter[str]] = field(default_factory=dict)  # sla -> started, met, late, breached, ...
     handoffs: Counter[str] = field(default_factory=Counter)  # pool ("external": an external lead.assigned)
 
     def add(self, output: Output | DeadLetter, *, seen_at: float = 0.0) -> None:
         if output.id in self.seen_ids:
             return  # a redelivered output: the ids are deterministic
-        self.seen_ids.add(output.id)
+        self.remember(output.id)
         match output:
             case StageChanged():
                 self.transitions += 1
                 self.recent.append(seen_at)
+                self.per_minute(seen_at)  # the last minute only, even when nobody asks
                 self.current[output.lead_id] = output.to_stage
                 entries = self.first_entry.setdefault(output.lead_id, {})
                 entries.setdefault(output.to_stage, output.occurred_at)
@@ -86,6 +96,12 @@ class FunnelTally:
                 self.slas.setdefault(output.sla, Counter())[sla_counter(output)] += 1
             case HandOff():
                 self.handoffs[output.pool or "external"] += 1
+
+    def remember(self, output_id: str) -> None:
+        """Keep the id among the newest `max_seen_ids`; the oldest goes first (O(1): OrderedDict.popitem)."""
+        self.seen_ids[output_id] = None
+        while len(self.seen_ids) > self.max_seen_ids:
+            self.seen_ids.popitem(last=False)
 
     def per_minute(self, now: float) -> int:
         while self.recent and self.recent[0] < now - 60:

@@ -23,7 +23,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from pydantic import TypeAdapter
 
 from core.deadlines import DeadlineIndex, next_instant, timer_due
-from core.decision import decide
+from core.decision import decide, wake_at
 from core.handoff import ROUTER_SOURCE
 from core.intake import (
     INTERNAL_HEADER,
@@ -274,21 +274,26 @@ async def process(stream: faust.StreamT[bytes]) -> None:
         settings.batch_max, within=settings.batch_within_s
     ):
         now = datetime.now(UTC)
-        touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord]] = {}
+        touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord | None]] = {}
         for event in batch:
             handle(event, now, touched)
         for key, (event, record) in touched.items():
             as_current(event)
+            if record is None:  # a lead that does not exist, its window closed (core.decision.forget_at)
+                leads.pop(key, None)
+                timers.set(event.message.partition, key.decode(), None)
+                continue
             leads[key] = record
-            timers.set(event.message.partition, record.lead_id, next_instant(record.state))
+            timers.set(event.message.partition, record.lead_id, wake_at(record, policy))
 
 
 def handle(
     event: faust.types.EventT[bytes],
     now: datetime,
-    touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord]],
+    touched: dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord | None]],
 ) -> None:
-    """One record: decode, decide, send the outputs; the new lead record waits in `touched` for the batch end."""
+    """One record: decode, decide, send the outputs; the new lead record (None: delete it) waits in `touched` for
+    the batch end."""
     message = event.message
     decoded = decode(
         message.key,
@@ -316,7 +321,7 @@ def handle(
     for output in decision.outputs:
         send_output(output, key)
     if decision.changed:
-        touched[key] = (event, decision.record)
+        touched[key] = (event, None if decision.forget else decision.record)
 
 
 # The worker's own records of the events topic (timer ticks, router answers) carry a proof producers cannot make.
@@ -458,7 +463,7 @@ class Timers:
         self.indexes = {}
         self.clock.forget()
         for key, record in leads.items():
-            self.set(partition_of(key), record.lead_id, next_instant(record.state))
+            self.set(partition_of(key), record.lead_id, wake_at(record, policy))
         self.stale = False
 
     def observe_fetches(self) -> None:

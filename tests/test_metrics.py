@@ -549,7 +549,8 @@ async def test_a_worker_serves_its_metrics(broker: BrokerProcess, unique_topic_p
     assert sum(leads.values()) == 2
     assert sample_value(samples, "leadflow_sla_open", sla="mql_acceptance") == 1
     assert sample_value(samples, "leadflow_sla_overdue", sla="mql_acceptance") == 0
-    assert sample_value(samples, "leadflow_timer_deadlines") == 1
+    # lead-a's next SLA instant, and when unknown lead-c is forgotten (core.decision.forget_at)
+    assert sample_value(samples, "leadflow_timer_deadlines") == 2
     assert (sample_value(samples, "leadflow_timer_last_sweep_timestamp_seconds") or 0) > start.timestamp()
     decoded = sum(s.value for s in samples["leadflow_events_total"])  # e2e's 7, and what the worker sent itself
     assert sample_value(samples, "leadflow_event_lag_seconds_count") == decoded >= 7
