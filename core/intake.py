@@ -243,9 +243,9 @@ def repeated_key(value: bytes) -> str | None:
     """The problem line for the first key given twice in one object (at any depth), or None."""
     try:
         document = json.loads(value, object_pairs_hook=_pairs)
-    except ValueError:
+        path = _first_repeated(document, "")
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack (the caller says so)
         return None  # not JSON this parser reads: orjson's reading (the caller's) has the last word
-    path = _first_repeated(document, "")
     if path is None:
         return None
     shown = path if len(path) <= 120 else path[:117] + "..."
@@ -253,6 +253,20 @@ def repeated_key(value: bytes) -> str | None:
         f"{shown}: the key appears twice in one JSON object (readers disagree on which one counts); "
         "send each field once"
     )
+
+
+def nested_too_deep(error: ValidationError, value: bytes) -> str | None:
+    """The problem line for JSON nested deeper than the validator reads (pydantic's recursion limit), or None."""
+    for found in error.errors(include_url=False):
+        said = str(found.get("ctx", {}).get("error", ""))
+        if found["type"] == "json_invalid" and said.startswith("recursion limit exceeded"):
+            column = said.rpartition("column ")[2]
+            at = len(value.decode("utf-8")[: int(column) - 1].encode("utf-8")) if column.isdigit() else 0
+            return (
+                f"(record): objects and arrays nested too deep at byte {at}; an event's data holds flat values "
+                "(and lists of them): send the nested part as a text or leave it out"
+            )
+    return None
 
 
 def not_json(value: bytes) -> str | None:
@@ -276,6 +290,9 @@ def _explain(error: ValidationError, value: bytes, where: Origin) -> DeadLetter:
     problem = not_json(value)
     if problem is not None:
         return dead_letter("invalid_json", [problem], where)
+    too_deep = nested_too_deep(error, value)
+    if too_deep is not None:
+        return dead_letter("invalid_json", [too_deep], where)
     repeated = repeated_key(value)
     if repeated is not None:
         return dead_letter("invalid_json", [repeated], where)

@@ -482,3 +482,17 @@ def test_an_unreadable_routing_record_is_dead_lettered_with_its_bytes(
     assert base64.b64decode(letter.original_b64) == (value or b"")
     if errors is not None:
         assert list(letter.errors) == errors
+
+
+@pytest.mark.parametrize("depth", [200, 1000, 2000])
+def test_data_nested_too_deep_is_dead_lettered_naming_where(depth: int) -> None:
+    # 1,000 levels: past pydantic's limit and Python's stack for the repeated-key parse, which raised
+    # RecursionError (a crash of the worker's agent, the record fetched again: a poison pill). 2,000: orjson's own.
+    nested = b"[" * depth + b"]" * depth
+    value = orjson.dumps(envelope(data={"action": "page_view"}))[:-2] + b',"deep":' + nested + b"}}"
+    letter = dead(value)
+    assert letter.reason == "invalid_json"
+    assert letter.errors[0].startswith("(record): ")
+    at = int(letter.errors[0].split("at byte ")[1].split(":")[0].split(";")[0])
+    assert value.index(nested) <= at < value.index(nested) + depth  # inside the nesting
+    assert "send " in letter.errors[0]
