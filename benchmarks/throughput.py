@@ -370,7 +370,7 @@ def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult
 # -- case c: the leadflow worker -------------------------------------------------------------------------
 #: Faust's info-level line once table recovery is over and the agents get their partitions: the start of
 #: the timed window for (c) (group join and changelog recovery happen before it).
-READY_MARKERS = ("[^Worker]: Ready",)
+READY_MARKERS = ("[^Worker]: Ready", "[^BoundedWorker]: Ready")  # streams.shutdown.BoundedWorker
 _COMMIT_OVERLAP = re.compile(r"Timer commit is overlapping \(interval=[\d.]+ runtime=([\d.]+)\)")
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
