@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install system kafka browser run test lint typecheck pytest bench bench-ingest bench-calibrate bench-soak clean
+.PHONY: install system kafka browser run test lint typecheck pytest faults bench bench-ingest bench-calibrate bench-faults bench-soak clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,16 @@ bench-ingest: install
 # `leadflow calibrate` on 10,000 simulated leads against a replay of the same file, in one process (~1.5 min).
 bench-calibrate: install
 	$(BIN)/python -m benchmarks.calibrate --write-results
+
+# The fault-injection suite alone, CI sizes (~9 min; also part of `make pytest`): kills, a broker outage, a worker
+# lost from a group, duplicated and shuffled input, hostile records (README, Operating notes).
+faults: install system kafka
+	$(BIN)/pytest tests/faults
+
+# Its long variants: 20 kills, a one-minute broker outage, 50,000 hostile records (~20 min); figures appended to
+# benchmarks/RESULTS.md.
+bench-faults: install system kafka
+	$(BIN)/python -m benchmarks.faults --write-results
 
 # Memory: 10,000 simulated journeys, then one hour of traffic (30 events/s of event time, events for unknown leads
 # and redeliveries mixed in) through decode, the engine and the live tally, RSS sampled; against the unbounded
