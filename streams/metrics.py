@@ -308,8 +308,11 @@ class LeadCollector(Collector):
         return [leads, open_, overdue]
 
 
-class LagCollector(Collector):
-    """`leadflow_consumer_lag{topic, partition}`: end offset minus position, per assigned partition."""
+class PartitionGauge(Collector):
+    """A gauge per partition, `{topic, partition}`, read at scrape time from `read()`."""
+
+    name: str
+    documentation: str
 
     def __init__(self, read: Callable[[], Mapping[tuple[str, int], int]]) -> None:
         self.read = read
@@ -320,16 +323,26 @@ class LagCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         return [self._family(self.read())]
 
-    @staticmethod
-    def _family(lags: Mapping[tuple[str, int], int]) -> Metric:
-        family = GaugeMetricFamily(
-            "leadflow_consumer_lag",
-            "Records of the events topic not yet processed: end offset minus the consumer's position",
-            labels=["topic", "partition"],
-        )
-        for (topic, partition), lag in sorted(lags.items()):
-            family.add_metric([topic, str(partition)], max(lag, 0))
+    def _family(self, values: Mapping[tuple[str, int], int]) -> Metric:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["topic", "partition"])
+        for (topic, partition), value in sorted(values.items()):
+            family.add_metric([topic, str(partition)], self.shown(value))
         return family
+
+    @staticmethod
+    def shown(value: int) -> int:
+        return value
+
+
+class LagCollector(PartitionGauge):
+    """`leadflow_consumer_lag{topic, partition}`: end offset minus position, per assigned partition."""
+
+    name = "leadflow_consumer_lag"
+    documentation = "Records of the events topic not yet processed: end offset minus the consumer's position"
+
+    @staticmethod
+    def shown(value: int) -> int:
+        return max(value, 0)
 
 
 class GroupLagCollector(Collector):
@@ -444,30 +457,13 @@ class HealthCollector(Collector):
         return [broker, contact, ready_]
 
 
-class AppliedOffsetCollector(Collector):
+class AppliedOffsetCollector(PartitionGauge):
     """`leadflow_consumer_applied_offset{topic, partition}`: per active partition of the events topic, the offset
     after the last record the agent applied (the committed offset before it applied one). With the consumer lag it
     tells a consumer that stopped while records wait (LeadConsumerStalled); on either broker."""
 
-    def __init__(self, read: Callable[[], Mapping[tuple[str, int], int]]) -> None:
-        self.read = read
-
-    def describe(self) -> Iterable[Metric]:
-        return [self._family({})]
-
-    def collect(self) -> Iterable[Metric]:
-        return [self._family(self.read())]
-
-    @staticmethod
-    def _family(offsets: Mapping[tuple[str, int], int]) -> Metric:
-        family = GaugeMetricFamily(
-            "leadflow_consumer_applied_offset",
-            "Offset after the last record of the events topic the worker applied, per active partition",
-            labels=["topic", "partition"],
-        )
-        for (topic, partition), offset in sorted(offsets.items()):
-            family.add_metric([topic, str(partition)], offset)
-        return family
+    name = "leadflow_consumer_applied_offset"
+    documentation = "Offset after the last record of the events topic the worker applied, per active partition"
 
 
 class RoutingCollector(Collector):
