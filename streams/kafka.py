@@ -166,8 +166,11 @@ def _fetch(folder: Path, libs: Path, version: str) -> None:
 
 
 def cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, base64url without padding, never starting with "-" (the storage tool
+    would read it as an option; Kafka's own Uuid.randomUuid draws again for the same reason)."""
+    while (drawn := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return drawn
 
 
 class ApacheKafka(BrokerProcess):
