@@ -152,7 +152,7 @@ async def test_a_broker_killed_mid_stream_loses_no_event_and_no_lead_state(
     assert collections.Counter(value for value in stored if not is_leadflows(value)) == collections.Counter(
         value for _, value in sent
     )
-    assert sum(deployment.produced.values()) == len(sent)
+    # (The producer's highest offsets are no count of its records: the worker's merge notices sit among them.)
     assert await read_topic(cluster.running_bootstrap(), deployment.deadletter) == []
     # No lead state wrong: the changelog's table is what the core gives for each lead's events in order.
     assert_table_is(await final_table(deployment), expected)
