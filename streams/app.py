@@ -7,6 +7,7 @@ changelog, once: one changelog record per update is the dominant cost of a Faust
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -67,6 +68,7 @@ from streams.metrics import (
     faust_consumer_lag,
     fetch_state,
 )
+from streams.outbox import Outbox, guard_commits
 from streams.settings import Settings
 from streams.topics import (
     EMBEDDED_FAUST_SETTINGS,
@@ -74,6 +76,7 @@ from streams.topics import (
     FAST_GROUP_FAUST_SETTINGS,
     POLICY_HEADER,
     client_options,
+    create_leadflow_topics,
     faust_credentials,
     idempotent_faust_producer,
 )
@@ -246,10 +249,41 @@ ROUTING_KEY = b"pools"
 visits = VisitsTable(app, name="visits", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
 app.tables.add(visits)
 
+# Everything the agents send goes through the outbox (streams.outbox): in bulk, at the end of each batch.
+# Faust's own aiokafka producer (its flush, its idempotence), looked up when sending: it exists once the app runs.
+outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
+
+
+def persisted(table: ModelTable[Any]) -> Any:
+    """What Faust's table does when its changelog record is acknowledged: a rocksdb store remembers the offset,
+    so a restart recovers only what came after it (Table._on_changelog_sent)."""
+    return lambda tp, offset: table.data.set_persisted_offset(tp, offset)  # noqa: PLW0108 - the store is made late
+
+
+for table in (leads, routing, visits):
+    outbox.on_acknowledged[table.changelog_topic.get_topic_name()] = persisted(table)
+
+
+def store(table: ModelTable[Value], key: bytes, value: Value, event: faust.types.EventT[bytes]) -> None:
+    """`table[key] = value` without Faust's per-write send: the value goes to the table's store, its changelog
+    record to the outbox, on the partition of `event` (the one the key belongs to), as Faust would."""
+    as_current(event)  # a rocksdb store picks its partition's database from the current event
+    table.data[key] = value
+    changelog = table.changelog_topic.get_topic_name()
+    outbox.add(changelog, key, codecs.dumps(table.value_codec, value), partition=event.message.partition)
+
+
+def forget(table: ModelTable[Any], key: bytes, event: faust.types.EventT[bytes]) -> None:
+    """`table.pop(key)` the same way: gone from the store, a tombstone (no value) in the outbox."""
+    as_current(event)
+    with contextlib.suppress(KeyError):
+        del table.data[key]
+    outbox.add(table.changelog_topic.get_topic_name(), key, None, partition=event.message.partition)
+
 
 def send_dead_letter(letter: DeadLetter, key: bytes | None) -> None:
     metrics.observe_dead_letter(letter)
-    deadletter_topic.send_soon(key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter), headers=POLICY_HEADERS)
+    outbox.add(settings.topic_deadletter, key, DEAD_LETTER_ADAPTER.dump_json(letter), POLICY_HEADERS)
 
 
 def send_defect(where: str, error: Exception, origin: Origin, key: bytes | None) -> None:
@@ -278,13 +312,13 @@ async def process(stream: faust.StreamT[bytes]) -> None:
         for event in batch:
             handle(event, now, touched)
         for key, (event, record) in touched.items():
-            as_current(event)
             if record is None:  # a lead that does not exist, its window closed (core.decision.forget_at)
-                leads.pop(key, None)
+                forget(leads, key, event)
                 timers.set(event.message.partition, key.decode(), None)
                 continue
-            leads[key] = record
+            store(leads, key, record, event)
             timers.set(event.message.partition, record.lead_id, wake_at(record, policy))
+        await outbox.send()
 
 
 def handle(
@@ -329,7 +363,7 @@ INTERNAL_KEY = settings.internal_key.get_secret_value().encode()
 
 
 def send_internal(key: bytes, value: bytes) -> None:
-    events_topic.send_soon(key=key, value=value, headers=[(INTERNAL_HEADER, internal_proof(value, INTERNAL_KEY))])
+    outbox.add(settings.topic_events, key, value, [(INTERNAL_HEADER, internal_proof(value, INTERNAL_KEY))])
 
 
 # Every output names the agreement that produced it (the review and the leadflow_policy_info metric show the same).
@@ -348,14 +382,14 @@ def send_output(output: Output, key: bytes) -> None:
     value = output.model_dump_json().encode()
     match topic:
         case "sla":
-            sla_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_sla, key, value, POLICY_HEADERS)
         case "handoffs":
-            handoffs_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_handoffs, key, value, POLICY_HEADERS)
         case "routing":
             assert isinstance(output, ROUTING_TYPES)
-            routing_topic.send_soon(key=output.pool.encode(), value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_routing, output.pool.encode(), value, POLICY_HEADERS)
         case "transitions":
-            transitions_topic.send_soon(key=key, value=value, headers=POLICY_HEADERS)
+            outbox.add(settings.topic_transitions, key, value, POLICY_HEADERS)
         case "events":  # pragma: no cover - sent above
             raise AssertionError("forwards are sent above")
         case unknown:
@@ -371,8 +405,8 @@ async def route_leads(stream: faust.StreamT[bytes]) -> None:
         state = routing.get(ROUTING_KEY) or RoutingState()
         for event in batch:
             state = handle_routing(event, state)
-        as_current(batch[-1])
-        routing[ROUTING_KEY] = state
+        store(routing, ROUTING_KEY, state, batch[-1])
+        await outbox.send()
 
 
 @app.agent(visits_topic)
@@ -385,7 +419,8 @@ async def count_visits(stream: faust.StreamT[bytes]) -> None:
         if isinstance(report, DeadLetter):
             send_dead_letter(report, message.key)
         elif newer(visits.get(report.key), report):
-            visits[report.key] = report
+            store(visits, report.key, report, event)
+        await outbox.send()
 
 
 def send_unassigned(request: RouteRequest) -> None:
@@ -517,6 +552,7 @@ async def sweep_timers() -> None:
     """On every worker (each owns its partitions' deadlines), not only on the leader."""
     started = time.perf_counter()
     sent = timers.sweep(datetime.now(UTC))
+    await outbox.send()
     if not (app.rebalancing or app.in_recovery):
         metrics.observe_sweep(sent, time.perf_counter() - started, time.time(), len(timers))
 
@@ -541,15 +577,22 @@ async def flush_everything(buffer: Any) -> None:
         await buffer._send_pending(buffer.pending.get_nowait())
 
 
-async def roomy_producer_buffer() -> None:
-    """A batch sends up to a few records per event at once; Faust's 100-message producer buffer would make the
-    consumer stop and flush in the middle of it (the 'producer buffer full' warnings). And its flush drains."""
+async def prepare_sending() -> None:
+    """Faust's producer buffer (Faust's own records: its leader topic) flushes without giving up; a commit waits
+    for the outbox too. The outbox opens once the topics exist with their settings (streams.topics), so a first
+    send cannot auto-create one with the broker's defaults."""
     buffer = app.producer.buffer
     buffer.max_messages = settings.producer_buffer_messages
     buffer.flush = functools.partial(flush_everything, buffer)  # type: ignore[method-assign]  # this instance only
+    guard_commits(app.producer, outbox)
+    try:
+        await create_leadflow_topics(settings)
+    except Exception as error:  # no right to create topics, say: an operator made them (README: topics)
+        log.error("could not check or create the leadflow topics, going on with them as they are: %s", error)
+    outbox.open()
 
 
-app.task(roomy_producer_buffer)
+app.task(prepare_sending)
 
 
 partition_of = Partitioner(settings.partitions)

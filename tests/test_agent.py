@@ -1,12 +1,14 @@
 """The lead agent inside Faust's test_context (memory channel, memory:// store): decode, decide, store, send.
 
-There is no broker here, so what the agent sends is captured at the topics' send_soon; the path through the
-real broker is covered by tests/test_e2e.py.
+There is no broker here, so what the agent sends is captured where it enters the outbox (streams.outbox, whose
+bulk sending is tested against a real broker in tests/test_outbox.py); the path through the real broker is covered
+by tests/test_e2e.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -18,6 +20,24 @@ from core.routing import assigned_event, route
 from schemas.outputs import DEAD_LETTER_ADAPTER, ROUTING_ADAPTER, TRANSITION_ADAPTER, RouteRequest, StageChanged
 from schemas.state import RoutingState
 from streams import app as worker
+
+Sink = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], None]
+
+
+def capture_outbox(monkeypatch: pytest.MonkeyPatch, sinks: dict[str, Sink]) -> None:
+    """Records the agents put in the outbox go to `sinks[topic]` (other topics: dropped); nothing is sent."""
+
+    def add(
+        topic: str, key: bytes | None, value: bytes | None, headers: object = None, partition: object = None
+    ) -> None:
+        if topic in sinks:
+            sinks[topic](key, value, list(headers or []))  # type: ignore[call-overload]
+
+    async def send() -> None:
+        pass
+
+    monkeypatch.setattr(worker.outbox, "add", add)
+    monkeypatch.setattr(worker.outbox, "send", send)
 
 
 class Captured:
@@ -56,18 +76,25 @@ def envelope(event_id: str, kind: str, seconds: int, **data: object) -> bytes:
 def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
     sink = Captured()
 
-    def capture(into: list[bytes]):  # type: ignore[no-untyped-def]
-        def send_soon(*, key: bytes, value: bytes, headers: object = None) -> None:
+    def capture(into: list[bytes]) -> Sink:
+        def record(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+            assert value is not None
             into.append(value)
             sink.headers.append(headers)
             sink.changed.set()
 
-        return send_soon
+        return record
 
-    monkeypatch.setattr(worker.transitions_topic, "send_soon", capture(sink.transitions))
-    monkeypatch.setattr(worker.deadletter_topic, "send_soon", capture(sink.dead_letters))
-    monkeypatch.setattr(worker.sla_topic, "send_soon", capture(sink.sla))
-    monkeypatch.setattr(worker.routing_topic, "send_soon", capture(sink.routing))
+    settings = worker.settings
+    capture_outbox(
+        monkeypatch,
+        {
+            settings.topic_transitions: capture(sink.transitions),
+            settings.topic_deadletter: capture(sink.dead_letters),
+            settings.topic_sla: capture(sink.sla),
+            settings.topic_routing: capture(sink.routing),
+        },
+    )
     return sink
 
 
@@ -158,10 +185,18 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
     captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers: list[tuple[bytes, bytes]] = []
+    dead_letters = captured.dead_letters
 
-    def answer(*, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    def answer(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        assert key is not None
+        assert value is not None
         assert headers == [(INTERNAL_HEADER, internal_proof(value, worker.INTERNAL_KEY))], "answers are signed"
         answers.append((key, value))
+        captured.changed.set()
+
+    def dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        assert value is not None
+        dead_letters.append(value)
         captured.changed.set()
 
     real_answer = worker.answer_request
@@ -171,7 +206,7 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
             raise RuntimeError("boom")
         return real_answer(state, request, policy, source)
 
-    monkeypatch.setattr(worker.events_topic, "send_soon", answer)
+    capture_outbox(monkeypatch, {worker.settings.topic_events: answer, worker.settings.topic_deadletter: dead_letter})
     monkeypatch.setattr(worker, "answer_request", fails_on_r2)
     worker.app.finalize()
     worker.app.flow_control.resume()

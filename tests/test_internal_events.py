@@ -13,6 +13,7 @@ import orjson
 import pytest
 from e2e import Deployment, read_topic
 from pydantic import ValidationError
+from test_agent import capture_outbox
 
 from core.handoff import ROUTER_SOURCE
 from core.intake import INTERNAL_HEADER, decode, header, internal_proof, is_internal_proof
@@ -120,16 +121,12 @@ async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(mo
     letters: list[bytes] = []
     done = asyncio.Event()
 
-    def dead_letter(*, key: bytes, value: bytes, headers: object = None) -> None:
+    def dead_letter(key: bytes | None, value: bytes | None, headers: object) -> None:
+        assert value is not None
         letters.append(value)
         done.set()
 
-    def ignore(*, key: bytes, value: bytes, headers: object = None) -> None:
-        pass
-
-    monkeypatch.setattr(worker.deadletter_topic, "send_soon", dead_letter)
-    for topic in (worker.transitions_topic, worker.sla_topic, worker.handoffs_topic, worker.routing_topic):
-        monkeypatch.setattr(topic, "send_soon", ignore)
+    capture_outbox(monkeypatch, {worker.settings.topic_deadletter: dead_letter})
     lead = "internal-lead"
     created = orjson.loads(envelope("lead.created", lead=lead, source="t"))
     created["occurred_at"] = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()

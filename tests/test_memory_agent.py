@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from test_agent import capture_outbox
 
 from core.decision import forget_at
 from core.intake import INTERNAL_HEADER, internal_proof
@@ -41,7 +42,8 @@ async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(monkeypa
     sent: list[bytes] = []
     changed = asyncio.Event()
 
-    def capture(*, key: bytes, value: bytes, headers: object = None) -> None:
+    def capture(key: bytes | None, value: bytes | None, headers: object = None) -> None:
+        assert value is not None
         sent.append(value)
         changed.set()
 
@@ -51,7 +53,7 @@ async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(monkeypa
                 changed.clear()
                 await changed.wait()
 
-    monkeypatch.setattr(worker.transitions_topic, "send_soon", capture)
+    capture_outbox(monkeypatch, {worker.settings.topic_transitions: capture})
     worker.app.finalize()
     worker.app.flow_control.resume()
     long_ago = datetime.now(UTC) - timedelta(seconds=worker.policy.processing.lateness_seconds + 600)

@@ -546,19 +546,22 @@ def test_a_forwarded_fact_is_counted_once_in_the_report_the_replay_and_the_metri
 def test_the_worker_sends_a_forward_to_the_events_topic_keyed_by_its_lead_and_signed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from test_agent import capture_outbox
+
     from streams import app as worker
 
-    sent: list[tuple[bytes, bytes, Any]] = []
+    sent: list[tuple[bytes | None, bytes | None, Any]] = []
 
-    def capture(*, key: bytes, value: bytes, headers: Any = None) -> None:
+    def capture(key: bytes | None, value: bytes | None, headers: Any) -> None:
         sent.append((key, value, headers))
 
-    def refuse(**_: Any) -> None:
+    def refuse(key: bytes | None, value: bytes | None, headers: Any) -> None:
         raise AssertionError("a forward goes to the events topic only")
 
-    monkeypatch.setattr(worker.events_topic, "send_soon", capture)
-    for topic in (worker.transitions_topic, worker.sla_topic, worker.handoffs_topic, worker.routing_topic):
-        monkeypatch.setattr(topic, "send_soon", refuse)
+    others = ("topic_transitions", "topic_sla", "topic_handoffs", "topic_routing", "topic_deadletter")
+    capture_outbox(
+        monkeypatch, {worker.settings.topic_events: capture} | {getattr(worker.settings, t): refuse for t in others}
+    )
     world = World("A", "B")
     world.send("lead.merged", 10, "A", "m1", into_lead_id="B")
     (forward,) = forwards(world.send("activity", 20, "A", "view-1", action="page_view"))

@@ -16,6 +16,7 @@ import pytest
 from factories import POLICY, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_agent import capture_outbox
 from test_handoff import World, hand_raiser
 from test_routing import MONDAY, freed, request, total_load, with_routing
 
@@ -331,11 +332,12 @@ async def test_the_router_agent_answers_a_replay_again_and_neither_counts_nor_wa
     """Request, answer, release; then the request read again, and a new request behind it on the partition."""
     answers: list[tuple[bytes, bytes]] = []
 
-    def capture(*, key: bytes, value: bytes, headers: object = None) -> None:
+    def capture(key: bytes | None, value: bytes | None, headers: object) -> None:
+        assert key is not None
+        assert value is not None
         answers.append((key, value))
 
-    monkeypatch.setattr(worker.events_topic, "send_soon", capture)
-    monkeypatch.setattr(worker.deadletter_topic, "send_soon", capture)
+    capture_outbox(monkeypatch, {worker.settings.topic_events: capture, worker.settings.topic_deadletter: capture})
     rules = nobody_on_monday() if policy == "nobody" else POLICY
     monkeypatch.setattr(worker, "policy", rules)
     # The table outlives the test (one worker module per session): latam's turn stays as other tests expect it.
