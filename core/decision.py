@@ -31,7 +31,7 @@ MAX_PENDING = 64
 # A burst inside the window (a bot on one lead) may not grow the record past this: the oldest events settle
 # early, and an even later event is then applied after them instead of in its exact place.
 HARD_MAX_PENDING = 256
-# A router answer that arrives after later events is applied just after them (see `in_arrival_order`).
+# A router answer the lead no longer awaits is applied just after the events it has (see `in_arrival_order`).
 ARRIVAL_STEP = timedelta(microseconds=1)
 # Time-driven SLA outputs remembered per lead (a few per clock; a lead has a handful of clocks at a time).
 MAX_EMITTED = 64
@@ -94,15 +94,23 @@ def is_remembered(output: Output) -> bool:
 
 
 def in_arrival_order(record: LeadRecord, event: LeadEvent) -> LeadEvent:
-    """The router's answer takes effect when it reaches the lead, not at its date (request + 1 ms): events seen
-    meanwhile (an acceptance, an external assignment) happened while the lead had no new owner. Applied in its
-    place instead, it would hand off a lead already accepted, or credit a late acceptance to the new owner.
+    """An answer the lead still awaits takes effect at its date (request + 1 ms): the lead held every event that
+    came after the request, and any later event it applied came before the request only in arrival (an
+    assignment delivered before the qualification it follows): the fold puts the answer between them, as
+    in-order delivery does.
+
+    An answer the lead stopped waiting for (`hold`, the router was down) takes effect when it reaches the lead:
+    events applied meanwhile (an acceptance, an external assignment) happened while the lead had no new owner.
+    Applied in its place instead, it would hand off a lead already accepted, or credit a late acceptance to the
+    new owner.
 
     A merge notice (`lead.absorbed`, core.merges) too: what the lead knows about the leads merged into it grows
     when the notice comes. Applied in its place, it could refuse again, as closing a cycle, a merge of this lead
     that was applied meanwhile and whose forwards have gone out (a fact would then be applied at two leads)."""
     is_notice = isinstance(event, LeadAbsorbed)
     if not (is_notice or is_router_answer(event)) or record.watermark is None or event.occurred_at > record.watermark:
+        return event
+    if not is_notice and event.event_id in record.awaiting:
         return event
     return event.model_copy(update={"occurred_at": record.watermark + ARRIVAL_STEP})
 
@@ -290,6 +298,7 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
     lateness = timedelta(seconds=policy.processing.lateness_seconds)
     is_late = record.watermark is not None and event.occurred_at < record.watermark - lateness
     pending = list(record.pending)
+    held = record.held
     key = order_key(event)
 
     # SLA outputs carry no cause in their id, so any event may bring one back: remember them all.
@@ -304,21 +313,11 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         outcome: Outcome = "late" if is_late else "applied"
         outcome = "refused" if step.refused else ("forwarded" if step.forwarded else outcome)
     else:
-        # Out of order: insert in event-time order and apply the window again from the state before it.
-        insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
+        again = apply_again(record, event, pending, already_emitted, policy, now=now)
+        state, pending, outputs, erased, held = again.state, again.pending, again.outputs, again.erased, again.held
         base = record.base
-        state, steps = fold(base, [p.event for p in pending], policy, now)
-        # Keep the ids emitted by earlier passes too: a third pass may bring back an output of the first one.
-        pending = [
-            PendingEvent(event=p.event, output_ids=tuple(dict.fromkeys((*p.output_ids, *(o.id for o in s.outputs)))))
-            for p, s in zip(pending, steps, strict=True)
-        ]
-        outputs = once(o for s in steps for o in s.outputs if o.id not in already_emitted)
-        erased = any(s.erased for s in steps)
         before_last = None  # not kept by the fold; a settle here re-applies the prefix instead
-        mine = steps[[p.event.event_id for p in pending].index(event.event_id)]
-        outcome = "late" if is_late else "reordered"
-        outcome = "refused" if mine.refused else ("forwarded" if mine.forwarded else outcome)
+        outcome = "late" if is_late and again.outcome == "reordered" else again.outcome
 
     if state is None and erased:
         # Erased: keep no state and no event (they hold personal data), only the ids that dedupe redeliveries.
@@ -331,7 +330,8 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     asked = tuple(answer_id(o) for o in outputs if isinstance(o, RouteRequest) and o.lead_id == record.lead_id)
     awaiting = (*(a for a in record.awaiting if a != event.event_id), *asked)
-    awaiting_since = (record.awaiting_since or watermark) if awaiting else None
+    asked_at = min((o.occurred_at for o in outputs if isinstance(o, RouteRequest)), default=watermark)
+    awaiting_since = (record.awaiting_since or min(asked_at, watermark)) if awaiting else None
     timed = tuple(o.id for o in outputs if is_remembered(o))
     emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
@@ -346,10 +346,64 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         emitted=emitted,
         awaiting=awaiting,
         awaiting_since=awaiting_since,
-        held=record.held,
+        held=held,
         version=record.version + 1,
     )
     return Decision(new_record, outputs, outcome, changed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedAgain:
+    state: LeadState | None
+    pending: list[PendingEvent]
+    outputs: tuple[Output, ...]
+    erased: bool
+    held: tuple[LeadEvent, ...]
+    outcome: Outcome
+
+
+def apply_again(
+    record: LeadRecord,
+    event: LeadEvent,
+    pending: list[PendingEvent],
+    already_emitted: set[str],
+    policy: Policy,
+    *,
+    now: datetime,
+) -> AppliedAgain:
+    """Out of order: insert the event in event-time order and apply the window again from the state before it."""
+    insort(pending, PendingEvent(event=event), key=lambda p: order_key(p.event))
+    state, steps = fold(record.base, [p.event for p in pending], policy, now)
+    held = record.held
+    asks_at = first_new_request(steps, already_emitted, record.lead_id)
+    if asks_at is not None and asks_at < len(pending) - 1:
+        # The window asks the router anew, before events already here: in order, the lead would have held
+        # them until the answer; so it holds them now, and their outputs wait for the answer too.
+        held = (*(p.event for p in pending[asks_at + 1 :]), *held)
+        pending, steps = pending[: asks_at + 1], steps[: asks_at + 1]
+        state = steps[-1].state
+    # Keep the ids emitted by earlier passes too: a third pass may bring back an output of the first one.
+    pending = [
+        PendingEvent(event=p.event, output_ids=tuple(dict.fromkeys((*p.output_ids, *(o.id for o in s.outputs)))))
+        for p, s in zip(pending, steps, strict=True)
+    ]
+    outputs = once(o for s in steps for o in s.outputs if o.id not in already_emitted)
+    in_window = [p.event.event_id for p in pending]
+    outcome: Outcome = "held"
+    if event.event_id in in_window:
+        mine = steps[in_window.index(event.event_id)]
+        outcome = "refused" if mine.refused else ("forwarded" if mine.forwarded else "reordered")
+    return AppliedAgain(state, pending, outputs, any(s.erased for s in steps), held, outcome)
+
+
+def first_new_request(steps: list[Step], already_emitted: set[str], lead_id: str) -> int | None:
+    """The first step of a window applied again that asks the router for this lead and was not asked before."""
+    for n, done in enumerate(steps):
+        if any(
+            isinstance(o, RouteRequest) and o.lead_id == lead_id and o.id not in already_emitted for o in done.outputs
+        ):
+            return n
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ SIGNATURE_HEADER = "X-Leadflow-Signature"
 TIMESTAMP_HEADER = "X-Leadflow-Timestamp"
 DELIVERY_HEADER = "X-Leadflow-Delivery"
 MAX_RETRY_AFTER_S = 3600.0
+# Sends this close to a window's edge count as outside it: float rounding of now + wait must not hold a send back.
+EDGE_S = 1e-9
 
 
 @dataclass
@@ -39,13 +41,14 @@ class RateLimiter:
         """Seconds to wait from `now` before a send keeps every window within its maximum (0: send now)."""
         wait = max(0.0, self._paused_until - now)
         for (seconds, most), sent in zip(self.limits, self._sent, strict=True):
-            while sent and sent[0] <= now - seconds:
+            while sent and sent[0] <= now - seconds + EDGE_S:
                 sent.popleft()
             if len(sent) >= most:
                 # the oldest send that must leave the window for one more to fit
                 wait = max(wait, sent[len(sent) - most] + seconds - now)
-        # Rounded up to the microsecond: now + wait then lands past the window's edge despite float rounding.
-        return math.ceil(wait * 1e6) / 1e6
+        # Rounded up to the microsecond: now + wait then lands past the window's edge despite float rounding
+        # (and a send that lands within EDGE_S of it has left the window).
+        return 0.0 if wait <= EDGE_S else math.ceil(wait * 1e6) / 1e6
 
     def record(self, now: float) -> None:
         """A send happened at `now`."""

@@ -100,19 +100,9 @@ def reordered_pairs(values: list[bytes]) -> int:
     return count
 
 
-REORDERED_ACROSS_THE_MQL = (
-    "defect (core): an event of a lead delivered before the earlier event that made it MQL (within the lateness and "
-    "the grace) changes the outcome: the router's answer is applied after the events that came first (core.decision "
-    "ARRIVAL_STEP), so the hand-off is recorded later and a clock those events met is met without an owner; and a "
-    "lead.assigned delivered before the lead.qualified it follows suppresses the routed hand-off (in order: routed "
-    "to pool general, then assigned; shuffled: assigned only). Offline, seed 100 / shuffle 0 with the grace raised "
-    "to the lateness: sim-lead-000298, sim-lead-000316; default policy, long variant seed 103: sim-lead-002575"
-)
-
-
 @pytest.mark.parametrize(
     "grace",
-    ["default", pytest.param("lateness", marks=pytest.mark.xfail(strict=True, reason=REORDERED_ACROSS_THE_MQL))],
+    ["default", "lateness"],
     ids=["default-grace", "grace-raised-to-lateness"],
 )
 def test_every_event_twice_shuffled_within_bounds_replays_like_in_order(
@@ -175,11 +165,11 @@ def envelope(lead: str, n: int, kind: str, at: datetime, **data: Any) -> bytes:
     return orjson.dumps(body)
 
 
-@pytest.mark.xfail(strict=True, reason=REORDERED_ACROSS_THE_MQL)
 def test_an_assignment_delivered_before_the_mql_it_follows_gives_the_in_order_state() -> None:
-    """The smallest case of the defect above, on the default policy and within its 30 s grace (found by the long
-    variant, seed 103: sim-lead-002575): an MQL asserted by a tool (lead.qualified), then assigned by the CRM 8 s
-    later; the assignment is delivered first."""
+    """An MQL asserted by a tool (lead.qualified), then assigned by the CRM 8 s later; the assignment is delivered
+    first (found by the long variant, seed 103: sim-lead-002575, on the default policy). In order, the lead holds
+    the assignment until the router answers: routed to pool general, then assigned. Shuffled, it used to be
+    assigned only (the answer came after the assignment), with a hand-off to the CRM's owner from nobody."""
     at = datetime(2026, 9, 7, 10, 0, tzinfo=UTC)  # a Monday, in business hours
     created = envelope("l1", 0, "lead.created", at, country="US", company_size=200)
     qualified = envelope("l1", 1, "lead.qualified", at + timedelta(minutes=5))
