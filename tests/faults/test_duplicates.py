@@ -53,6 +53,17 @@ def handoffs_of(outputs: list[Output]) -> Counter[tuple[str, str, str | None]]:
     return Counter((o.lead_id, o.reason, o.pool) for o in {o.id: o for o in outputs if isinstance(o, HandOff)}.values())
 
 
+def crm_owners_apart(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The simulated CRM assigns to the reps the router also picks from. Which rep the router gives a lead depends
+    on the order MQLs of its pool reach it (round robin), and shuffling changes that order across leads; when the
+    CRM then assigns the rep the router happened to pick, that is no hand-off, else it is one, and the leads
+    compare unequal for a reason that is not this lead's order. CRM owners of their own keep the check on it."""
+    return [
+        e | {"data": e["data"] | {"owner_id": f"crm-{e['data']['owner_id']}"}} if e["type"] == "lead.assigned" else e
+        for e in events
+    ]
+
+
 def shuffled_copies(values: list[bytes], bound_s: float, seed: int) -> list[bytes]:
     """Each value twice, each copy at its occurred_at plus up to bound_s, in that order (ties: as drawn)."""
     rng = random.Random(seed)
@@ -115,7 +126,7 @@ def test_every_event_twice_shuffled_within_bounds_replays_like_in_order(
     bound = 0.9 * min(policy.processing.lateness_seconds, policy.processing.sla_grace_seconds)
     totals: Counter[str] = Counter()
     for seed in range(SIZES.replay_seeds):
-        events = journeys(seed=100 + seed, n_leads=SIZES.replay_leads, start=T0, mean_gap_s=1.0)
+        events = crm_owners_apart(journeys(seed=100 + seed, n_leads=SIZES.replay_leads, start=T0, mean_gap_s=1.0))
         in_order = [orjson.dumps(e) for e in events]
         shuffled = shuffled_copies(in_order, bound, seed)
         a, a_out = run_engine(policy, in_order)
