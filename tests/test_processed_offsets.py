@@ -71,6 +71,19 @@ def test_a_seek_back_is_not_a_hole() -> None:
     assert ledger.start(partition, 60, 65) == 60
 
 
+def test_a_partition_without_a_commit_is_sought_back_to_the_first_record_handed_out() -> None:
+    ledger = FetchLedger()
+    partition = ("leads.events", 1)
+    assert ledger.rewind(partition, None) is None  # nothing handed out: nothing to fetch again
+    ledger.fetched(partition, range(0, 10))  # the first batch after the assignment, before recovery's seek
+    assert ledger.rewind(partition, None) == 0
+    assert ledger.rewind(partition, 0) == 0  # a commit of 0 does not move aiokafka's seek either
+    assert ledger.rewind(partition, 7) is None  # aiokafka seeks to a commit
+    ledger.sought(partition, 4)
+    ledger.fetched(partition, range(4, 6))
+    assert ledger.rewind(partition, None) == 4
+
+
 def fake_consumer(committed: int | None, acked: list[int]) -> Any:
     tp = TP("ledger-test.events", 0)
     return tp, SimpleNamespace(
