@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_ARGS ?=
 
-.PHONY: install system kafka browser run test lint typecheck pytest faults bench bench-ingest bench-calibrate bench-faults bench-soak clean
+.PHONY: install system kafka browser run test lint typecheck pytest faults bench bench-ingest bench-calibrate bench-faults bench-soak bench-core clean
 
 install: $(VENV)/.installed
 
@@ -83,6 +83,11 @@ bench-faults: install system kafka
 # baseline, each in its own process (~10 min on 2 CPUs).
 bench-soak: install
 	$(BIN)/python -m benchmarks.soak --write-results
+
+# The pure core per event and per lead, before any Kafka: decode, the engine, decide by event type, the heap and
+# changelog record of a lead (5,000 simulated journeys, ~1 min); issue 15's baseline.
+bench-core: install
+	$(BIN)/python -m benchmarks.core --write-results
 
 clean:
 	rm -rf $(VENV) .leadflow .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import resource
 import tempfile
 import time
@@ -34,11 +33,11 @@ from pathlib import Path
 import orjson
 
 from benchmarks.machine import machine_info
+from benchmarks.results import RESULTS_MD, append_section
 from streams.calibrate_command import CalibrateOptions, calibrate, write_outputs
 from streams.replay import ReplayOptions, replay
 from streams.simulator import journeys
 
-RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 SECTION_TITLE = "calibrate"
@@ -120,11 +119,7 @@ def section(results: list[CaseResult], leads: int, events: int, *, load: str, pe
 
 def write_results(text_section: str, leads: int) -> None:
     """Append the section to RESULTS.md, replacing an earlier calibrate section of the same day and size."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\nAppended by `benchmarks/*.py`.\n"
-    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    same = re.compile(rf"\n## {day} \d\d:\d\d UTC: {SECTION_TITLE}, {leads:,} leads .*?(?=\n## |\Z)", re.S)
-    text = same.sub("", text).rstrip("\n") + "\n\n" + text_section
-    RESULTS_MD.write_text(text)
+    append_section(text_section, rf"{SECTION_TITLE}, {leads:,} leads [^\n]*")
 
 
 def main(argv: list[str] | None = None) -> int:

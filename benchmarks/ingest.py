@@ -49,7 +49,6 @@ import hashlib
 import hmac
 import math
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -70,10 +69,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.machine import machine_info
+from benchmarks.results import RESULTS_MD, append_section
 from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 
-RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 SECTION_TITLE = "ingest gateway load"
 IDENTITY_KEY = "bench-identity-key-0123456789"
 TOKEN = "bench-shared-token"
@@ -654,11 +653,7 @@ def machine_line() -> str:
 
 def write_results(section: str, rate: float) -> None:
     """Append the section, replacing an earlier ingest section of the same day and rate."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\nAppended by `benchmarks/*.py`.\n"
-    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    same = re.compile(rf"\n## {day} \d\d:\d\d UTC: {SECTION_TITLE}, {rate:,.0f} req/s offered\n.*?(?=\n## |\Z)", re.S)
-    text = same.sub("", text).rstrip("\n") + "\n\n" + section
-    RESULTS_MD.write_text(text)
+    append_section(section, rf"{SECTION_TITLE}, {rate:,.0f} req/s offered")
 
 
 # -- main ---------------------------------------------------------------------------------------------------

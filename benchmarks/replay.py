@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import resource
 import tempfile
 import time
@@ -40,10 +39,10 @@ from typing import Any
 import orjson
 
 from benchmarks.machine import machine_info
+from benchmarks.results import RESULTS_MD, append_section
 from streams.replay import DEFAULT_SORT_BUFFER, ReplayOptions, replay
 from streams.simulator import journeys
 
-RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 SEED = 7
 BLOCK_LEADS = 10_000
 MEAN_GAP_S = 2.0
@@ -170,13 +169,7 @@ def results_section(
 
 def write_results(section: str, events: int) -> None:
     """Append the section to RESULTS.md, replacing an earlier replay section of the same day and size."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\nAppended by `benchmarks/*.py`.\n"
-    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    same = re.compile(
-        rf"\n## {day} \d\d:\d\d UTC: {SECTION_TITLE}, {events:,} events, one process\n.*?(?=\n## |\Z)", re.S
-    )
-    text = same.sub("", text).rstrip("\n") + "\n\n" + section
-    RESULTS_MD.write_text(text)
+    append_section(section, rf"{SECTION_TITLE}, {events:,} events, one process")
 
 
 def main(argv: list[str] | None = None) -> int:

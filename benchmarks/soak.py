@@ -60,8 +60,8 @@ from typing import Any
 import orjson
 
 from benchmarks.machine import machine_info
+from benchmarks.results import RESULTS_MD, append_section
 
-RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 SECTION_TITLE = "soak"
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -394,11 +394,7 @@ def title(soak: Soak) -> str:
 
 def write_results(section: str, soak: Soak) -> None:
     """Append the section to RESULTS.md, replacing an earlier soak section of the same day and sizes."""
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\nAppended by `benchmarks/*.py`.\n"
-    day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    same = re.compile(rf"\n## {day} \d\d:\d\d UTC: {re.escape(title(soak))}\n.*?(?=\n## |\Z)", re.S)
-    text = same.sub("", text).rstrip("\n") + "\n\n" + section
-    RESULTS_MD.write_text(text)
+    append_section(section, re.escape(title(soak)))
 
 
 def main(argv: list[str] | None = None) -> int:
