@@ -42,8 +42,6 @@ def figures(request: pytest.FixtureRequest, record_property: Callable[[str, obje
         record_property(name, value)
     report = getattr(request.node, "rep_call", None)
     outcome = report.outcome if report is not None else "error"
-    if report is not None and hasattr(report, "wasxfail"):
-        outcome = "xfailed" if report.skipped else "xpassed"
     request.config.stash[FIGURES].append((request.node.nodeid, outcome, seen))
 
 
