@@ -49,17 +49,32 @@ class ClusterDeployment(Deployment):
         return Settings(**given, replication_factor=REPLICATION, min_insync_replicas=MIN_ISR)
 
 
-async def topic_layout(bootstrap: str, topics: list[str]) -> dict[str, dict[str, Any]]:
-    """Per topic: its replica counts, leaders and the configs leadflow sets."""
+async def topic_layout(bootstrap: str, topics: list[str], timeout_s: float = 30) -> dict[str, dict[str, Any]]:
+    """Per topic: its replica counts, leaders and the configs leadflow sets. A broker that has not yet caught up
+    with the metadata of topics just created answers for them with an error code and no entries (seen in CI:
+    `min.insync.replicas` missing): asked again until every topic is answered, up to `timeout_s`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    deadline = time.monotonic() + timeout_s
     try:
-        described = {t["topic"]: t for t in await admin.describe_topics(topics)}
-        answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in topics])
-        configs: dict[str, dict[str, str]] = {}
-        for answer in answers:
-            for _code, _message, _type, name, entries in answer.resources:
-                configs[name] = {entry[0]: entry[1] for entry in entries}
+        while True:
+            described = {t["topic"]: t for t in await admin.describe_topics(topics)}
+            answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in topics])
+            configs: dict[str, dict[str, str]] = {}
+            errors: dict[str, int] = {}
+            for answer in answers:
+                for code, _message, _type, name, entries in answer.resources:
+                    configs[name] = {entry[0]: entry[1] for entry in entries}
+                    if code:
+                        errors[name] = code
+            for name, topic in described.items():
+                if topic.get("error_code") or not topic["partitions"]:
+                    errors[name] = topic.get("error_code") or -1  # -1: no partitions known yet
+            missing = [name for name in topics if name not in described or name not in configs]
+            if not errors and not missing:
+                break
+            assert time.monotonic() < deadline, f"topics not described: errors {errors}, missing {missing}"
+            await asyncio.sleep(0.5)
         return {
             name: {
                 "replicas": {len(p["replicas"]) for p in described[name]["partitions"]},
