@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from e2e import Deployment
-from test_e2e_time import Pair, Stream, assert_same_outcomes, real_time_stream, until
+from test_e2e_time import Pair, Stream, assert_same_outcomes, real_time_stream, side_by_side, until
 
 from streams.broker import BrokerProcess
 from streams.kafka import KafkaCluster, kafka_classpath
@@ -24,7 +24,6 @@ from streams.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES
-from .support import Timed, run_apart
 
 pytestmark = [pytest.mark.broker, pytest.mark.faults]
 
@@ -78,9 +77,8 @@ async def test_broker_stopped_and_restarted_gives_uninterrupted_outcomes(
     (node,) = own_broker.nodes
     down: dict[str, float] = {}
 
-    def stream_of(start: float) -> tuple[Stream, Timed]:
-        stream = with_a_gap(real_time_stream(start, n_leads, spread, seed=31), start, gap)
-        return stream, stream.records
+    def stream_of(start: float) -> Stream:
+        return with_a_gap(real_time_stream(start, n_leads, spread, seed=31), start, gap)
 
     async def interrupt(trial: Deployment, workers: list[WorkerProcess], start: float, env: dict[str, str]) -> None:
         await until(start + OUTAGE_AT_S)
@@ -94,7 +92,10 @@ async def test_broker_stopped_and_restarted_gives_uninterrupted_outcomes(
         down["down_s"] = round(time.time() - stopped, 1)
         assert time.time() - start < gap[1], f"the broker came back after the stream's gap: {down}"
 
-    reference, trial, stream, workers = await run_apart(pair, tmp_path, stream_of, interrupt)
+    # Each deployment its own producer: the trial's broker goes down, the reference's does not.
+    reference, trial, stream, workers = await side_by_side(
+        pair, tmp_path, stream_of, interrupt, trial_records=lambda stream: stream.records
+    )
     assert len(workers) == 1, "the worker was not restarted: it resumed by itself"
     in_gap = [lead for lead, at in stream.mql_at.items() if at - stream.start < gap[0] < at - stream.start + 36]
     figures(outage_s=SIZES.outage_s, events=len(stream.records), leads=len(stream.kind),

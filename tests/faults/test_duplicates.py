@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from test_e2e_time import GRACE_S, Pair, Stream, assert_same_outcomes, real_time_stream
+from test_e2e_time import GRACE_S, Pair, Stream, assert_same_outcomes, real_time_stream, side_by_side
 
 from core.engine import Engine
 from schemas.events import EVENT_ADAPTER
@@ -29,7 +29,7 @@ from streams.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES
-from .support import Timed, delivered_twice_and_shuffled, run_apart
+from .support import delivered_twice_and_shuffled
 
 pytestmark = [pytest.mark.faults]
 T0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)  # a fixed past: the business-hour calendars give the same deadlines
@@ -157,14 +157,15 @@ async def test_every_event_twice_shuffled_within_the_grace_on_the_broker(
     the producer's own lag behind its schedule, at most 1 s, checked)."""
     bound = 0.5 * GRACE_S
 
-    def stream_of(start: float) -> tuple[Stream, Timed]:
-        stream = real_time_stream(start, n_leads=80, spread_s=30, seed=41)
-        return stream, delivered_twice_and_shuffled(stream.records, bound, seed=41)
+    def stream_of(start: float) -> Stream:
+        return real_time_stream(start, n_leads=80, spread_s=30, seed=41)
 
     async def interrupt(trial: object, workers: list[WorkerProcess], start: float, env: dict[str, str]) -> None:
         return None
 
-    reference, trial, stream, _ = await run_apart(pair, tmp_path, stream_of, interrupt)
+    reference, trial, stream, _ = await side_by_side(
+        pair, tmp_path, stream_of, interrupt, trial_records=lambda s: delivered_twice_and_shuffled(s.records, bound, 41)
+    )
     figures(events=len(stream.records), delivered=2 * len(stream.records), bound_s=bound,
             sla_outputs=len(reference.sla), handoffs=len(reference.handoffs))  # fmt: skip
     assert_same_outcomes(reference, trial, stream)
