@@ -20,6 +20,11 @@ from schemas.policy import CalendarSpec
 
 # A calendar with no working time at all would make `add` walk forever; stop after this many days.
 MAX_SEARCH_DAYS = 3 * 366
+# Local days whose working windows a calendar keeps computed (a few years of clocks), and calendars kept built.
+MAX_CACHED_DAYS = 4096
+MAX_CACHED_CALENDARS = 256
+
+Window = tuple[datetime, datetime]
 
 
 class NoWorkingTime(ValueError):
@@ -39,6 +44,9 @@ class BusinessCalendar:
     country: str | None = None
     subdivision: str | None = None
     away: tuple[tuple[datetime, datetime], ...] = field(default=())  # owner's absences, aware instants
+    # Each local day's windows, computed once: clocks that open, warn and are measured on the same days ask for
+    # them again and again, and zoneinfo conversions are the cost.
+    _days: dict[date, tuple[Window, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_spec(cls, spec: CalendarSpec, away: tuple[tuple[datetime, datetime], ...] = ()) -> BusinessCalendar:
@@ -56,8 +64,16 @@ class BusinessCalendar:
             return True
         return self.country is not None and day in national_holidays(self.country, self.subdivision, day.year)
 
-    def windows(self, day: date) -> Iterator[tuple[datetime, datetime]]:
+    def windows(self, day: date) -> tuple[Window, ...]:
         """The working windows of one local day as UTC instants, away periods cut out."""
+        known = self._days.get(day)
+        if known is None:
+            if len(self._days) >= MAX_CACHED_DAYS:
+                self._days.clear()
+            known = self._days[day] = tuple(self._compute_windows(day))
+        return known
+
+    def _compute_windows(self, day: date) -> Iterator[Window]:
         if self.is_holiday(day):
             return
         for start, end in self.hours.get(day.weekday(), ()):
@@ -69,7 +85,7 @@ class BusinessCalendar:
             ).astimezone(UTC)
             yield from self._minus_away(opens, closes)
 
-    def _minus_away(self, opens: datetime, closes: datetime) -> Iterator[tuple[datetime, datetime]]:
+    def _minus_away(self, opens: datetime, closes: datetime) -> Iterator[Window]:
         cursor = opens
         for gone, back in self.away:
             if back <= cursor or gone >= closes:
@@ -82,7 +98,7 @@ class BusinessCalendar:
         if cursor < closes:
             yield cursor, closes
 
-    def _windows_from(self, start: datetime, days: int = MAX_SEARCH_DAYS) -> Iterator[tuple[datetime, datetime]]:
+    def _windows_from(self, start: datetime, days: int = MAX_SEARCH_DAYS) -> Iterator[Window]:
         day = start.astimezone(self.zone).date() - timedelta(days=1)  # a window may start the local day before
         for offset in range(days + 2):
             for opens, closes in self.windows(day + timedelta(days=offset)):
@@ -117,7 +133,23 @@ class BusinessCalendar:
         instant = instant.astimezone(UTC)
         return any(opens <= instant < closes for opens, closes in self._windows_near(instant))
 
-    def _windows_near(self, instant: datetime) -> Iterator[tuple[datetime, datetime]]:
+    def _windows_near(self, instant: datetime) -> Iterator[Window]:
         day = instant.astimezone(self.zone).date()
         for offset in (-1, 0, 1):
             yield from self.windows(day + timedelta(days=offset))
+
+
+_built: dict[int, tuple[CalendarSpec, BusinessCalendar]] = {}
+
+
+def calendar_for(spec: CalendarSpec) -> BusinessCalendar:
+    """The business calendar of a policy's calendar (no away periods), built once per spec object: the core asks
+    for it at every clock it opens, resumes or measures, and a built calendar keeps its days' windows."""
+    known = _built.get(id(spec))
+    if known is not None and known[0] is spec:  # the spec is kept with it, so its id names no other object
+        return known[1]
+    if len(_built) >= MAX_CACHED_CALENDARS:
+        _built.clear()
+    calendar = BusinessCalendar.from_spec(spec)
+    _built[id(spec)] = (spec, calendar)
+    return calendar

@@ -17,10 +17,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from core.deadlines import next_instant, timer_due
-from core.handoff import hold_old_escalations, is_router_answer, unclaimed
+from core.handoff import is_router_answer, unclaimed
 from core.ledger import record as keep_in_ledger
-from core.lifecycle import Step, apply, refuse
+from core.lifecycle import refuse
+from core.pipeline import apply
 from core.routing import answer_id
+from core.sla.breach import hold_old_escalations
+from core.step import Step
 from schemas.events import LeadAbsorbed, LeadEvent, TimerDue
 from schemas.outputs import SLA_TYPES, Output, RouteRequest
 from schemas.policy import Policy

@@ -11,12 +11,13 @@ arrives the clock restarts (the breach stays counted).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from core.completeness import missing_fields
 from core.ids import output_id
 from core.routing import pool_for
-from core.sla import cancelled, mql_reason, restart
+from core.sla.clock import mql_reason, restart
+from core.sla.outcome import cancelled
 from schemas.events import LeadAssigned, LeadEvent
 from schemas.outputs import (
     HandOff,
@@ -26,8 +27,6 @@ from schemas.outputs import (
     RouteRelease,
     RouteRequest,
     ScoreSummary,
-    SlaBreached,
-    SlaEscalated,
     StageChanged,
 )
 from schemas.policy import Policy
@@ -162,78 +161,13 @@ def assign(state: LeadState, event: LeadAssigned, policy: Policy) -> tuple[LeadS
     return updated, tuple(outputs)
 
 
-def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Output]:
-    """What the policy does about a breach: tell the pool's manager, and/or ask for the pool's next owner.
-
-    Owner and pool come from the breach (the lead may have been recycled by the same breach)."""
-    spec = next((s for s in policy.slas if s.name == breach.sla), None)
-    if spec is None or not spec.escalate or breach.owner_id is None:
-        return []
-    pool = policy.routing.by_name.get(breach.pool) if policy.routing and breach.pool else None
-    still_theirs = state.owner_id == breach.owner_id and state.pool == breach.pool
-    clock = state.clocks.get(breach.sla)
-    reassigned = clock.reassignments if clock is not None and clock.started_at == breach.started_at else 0
-    reassign = "reassign" in spec.escalate and pool is not None and still_theirs and reassigned < spec.max_reassignments
-    actions = tuple(a for a in spec.escalate if a != "reassign" or reassign)
-    if not actions:
-        return []
-    outputs: list[Output] = [
-        SlaEscalated(
-            **breach.model_dump(exclude={"type", "id", "not_escalated"}),
-            id=output_id(breach.id, "escalated"),
-            actions=actions,
-            manager_id=pool.manager if pool and "notify" in spec.escalate else None,
-        )
-    ]
-    if reassign and pool is not None:
-        # The old owner keeps the lead (and its capacity) until the new one takes it.
-        outputs.append(
-            RouteRequest(
-                id=output_id(breach.id, "reassign"),
-                lead_id=state.lead_id,
-                pool=pool.name,
-                exclude=(breach.owner_id,),
-                escalated_sla=breach.sla,
-                occurred_at=breach.occurred_at,
-            )
-        )
-    return outputs
-
-
-def is_escalating(breach: SlaBreached, policy: Policy) -> bool:
-    return any(spec.name == breach.sla and spec.escalate for spec in policy.slas)
-
-
-def is_recent(breach: SlaBreached, now: datetime, policy: Policy) -> bool:
-    return breach.occurred_at >= now - timedelta(seconds=policy.processing.escalation_horizon_seconds)
-
-
-def hold_old_escalations(outputs: tuple[Output, ...], now: datetime, policy: Policy) -> tuple[Output, ...]:
-    """Actions on people (reassign, notify) only for recent breaches. A breach older than the horizon (a backlog
-    after an outage, history sent through the live topic) is true history: it is emitted, marked not escalated
-    with the reason, and nobody is reassigned or paged today for a deadline that passed long ago."""
-    breaches = (o for o in outputs if isinstance(o, SlaBreached) and is_escalating(o, policy))
-    old = {breach.id for breach in breaches if not is_recent(breach, now, policy)}
-    if not old:
-        return outputs
-    actions = {output_id(breach_id, what) for breach_id in old for what in ("escalated", "reassign")}
-    horizon = policy.processing.escalation_horizon_seconds
-    reason = f"older than processing.escalation_horizon_seconds ({horizon:g} s) when seen: history, not escalated"
-    return tuple(
-        o.model_copy(update={"not_escalated": reason}) if o.id in old else o for o in outputs if o.id not in actions
-    )
-
-
 def follow(
     before: LeadState | None, after: LeadState | None, event: LeadEvent, outputs: tuple[Output, ...], policy: Policy
 ) -> tuple[Output, ...]:
-    """The routing consequences of one applied event: escalations, a route request or hand-off on entering
-    mql, and the release of capacity the lead no longer takes up."""
+    """The routing consequences of one applied event: a route request or hand-off on entering mql, and the
+    release of capacity the lead no longer takes up."""
     more: list[Output] = []
     if after is not None:
-        for output in outputs:
-            if isinstance(output, SlaBreached):
-                more += escalate(after, output, policy)
         entered = any(isinstance(o, StageChanged) and o.to_stage == ROUTED_STAGE for o in outputs)
         if entered and after.stage == ROUTED_STAGE:
             if after.owner_id is not None:

@@ -1,8 +1,9 @@
 """Lifecycle: what one event does to one lead, applied in event-time order.
 
-`apply(state, event, policy)` is the business rule book. It never refuses silently: an event the policy does
-not allow leaves the state as it was and returns an `EventRefused` that says why and what would fix it.
-Ordering, dedupe and lateness are handled one level up, in `core.decision`.
+`apply_lifecycle(state, event, policy)` is the business rule book, the first step of the per-event chain
+(core.pipeline). It never refuses silently: an event the policy does not allow leaves the state as it was and
+returns an `EventRefused` that says why and what would fix it. Ordering, dedupe and lateness are handled one level
+up, in `core.decision`.
 
 Requests and facts (README "Facts and requests"): sales *requests* (lead.accepted, lead.rejected,
 deal.stage_changed) obey the policy's transitions and prerequisites, or are refused. *Facts* reported by a system
@@ -17,10 +18,7 @@ leads it is made of and refuses a merge into one of them (`merge_cycle`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from core.handoff import assign, unclaimed
-from core.handoff import follow as follow_routing
 from core.ids import output_id
 from core.merges import (
     MAX_FORWARD_HOPS,
@@ -37,7 +35,7 @@ from core.merges import (
     unknown_target_detail,
 )
 from core.scoring import add_action, fit_score
-from core.sla import follow
+from core.step import Step
 from schemas.events import (
     MAX_CUSTOM_ATTRIBUTES,
     Activity,
@@ -69,9 +67,7 @@ from schemas.outputs import (
     EventRefused,
     LeadErasedNotice,
     LeadMergedNotice,
-    Output,
     RefusalReason,
-    SlaBreached,
     StageChanged,
 )
 from schemas.policy import Policy
@@ -83,15 +79,6 @@ DEAL_STAGES = ("sal", "sql", "opportunity")
 # breaks the policy); README "Facts and requests".
 FACTS = frozenset({"deal.won", "deal.lost", "lead.disqualified", "lead.qualified", "meeting.scheduled"})
 REQUESTS = frozenset({"lead.accepted", "lead.rejected", "deal.stage_changed"})
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    state: LeadState | None
-    outputs: tuple[Output, ...] = ()
-    refused: bool = False
-    erased: bool = False
-    forwarded: bool = False  # passed on to the lead this one was merged into (core.merges), not applied here
 
 
 def refuse(state: LeadState | None, event: LeadEvent, reason: RefusalReason, detail: str) -> Step:
@@ -231,40 +218,10 @@ def then_qualify(step: Step, event: LeadEvent, policy: Policy) -> Step:
     return Step(qualified.state, step.outputs + qualified.outputs)
 
 
-def apply(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
-    """Apply one event to one lead, in event-time order: the lifecycle, then its SLA and routing consequences.
-
-    A refused event changes nothing, its time included: SLA clocks only move with applied events. (One
-    exception: a merged lead keeps the leads a merge notice names even when it reports the notice as closing a
-    cycle: what a lead knows of the leads merged into it only grows.) A forwarded event is not applied here.
-    """
-    step = apply_lifecycle(state, event, policy)
-    if step.refused or step.forwarded:
-        return step
-    changes = [o for o in step.outputs if isinstance(o, StageChanged)]
-    followed, sla_outputs = follow(state, step.state, event, changes, policy)
-    outputs = (*step.outputs, *sla_outputs)
-    recycle = [o.sla for o in sla_outputs if isinstance(o, SlaBreached) and is_recycling(o.sla, policy)]
-    if recycle and followed is not None and is_allowed(policy, followed.stage, "nurturing"):
-        # A counted SLA missed (e.g. too few contact attempts): the lead goes back to marketing.
-        moved = move(followed, "nurturing", event, policy, f"sla:{recycle[0]}")
-        changes = [o for o in moved.outputs if isinstance(o, StageChanged)]
-        followed, more = follow(followed, moved.state, event, changes, policy)
-        outputs = (*outputs, *moved.outputs, *more)
-    outputs = (*outputs, *follow_routing(state, followed, event, outputs, policy))
-    if followed is step.state and outputs == step.outputs:
-        return step
-    return Step(followed, outputs, erased=step.erased)
-
-
-def is_recycling(sla: str, policy: Policy) -> bool:
-    return any(spec.name == sla and spec.on_breach == "recycle" for spec in policy.slas)
-
-
 def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -> Step:
     """What the event does to the lead's stage, scores and facts."""
     if isinstance(event, TimerDue | RouteUnassigned):
-        # Time passes (core.sla.follow emits what has come due), or the router found nobody: the lead waits on.
+        # Time passes (core.sla.due emits what has come due), or the router found nobody: the lead waits on.
         return Step(state)
     if isinstance(event, LeadCreated):
         if state is not None:

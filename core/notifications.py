@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import assert_never
 from zoneinfo import ZoneInfo
 
-from core.calendar import BusinessCalendar
+from core.calendar import BusinessCalendar, calendar_for
 from core.ids import output_id
 from schemas.notifications import Delivery, Notice, PendingItem
 from schemas.outputs import HandOff, SlaBreached, SlaCancelled, SlaEscalated, SlaMet, SlaOutput, SlaWarning
@@ -107,7 +107,7 @@ def is_matching(rule: NotificationRule, notice: Notice) -> bool:
 
 def calendar_of(team: str | None, policy: Policy) -> BusinessCalendar | None:
     spec = policy.calendars.get(team) if team is not None else None
-    return BusinessCalendar.from_spec(spec) if spec is not None else None
+    return calendar_for(spec) if spec is not None else None
 
 
 def zone_of(team: str | None, policy: Policy) -> str:

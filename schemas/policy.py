@@ -292,6 +292,10 @@ INPUT_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in INTERNAL_EVENT_TYPE
 EventType = Annotated[str, Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")]
 
 
+# What a breach does to the lead (core.sla.breach.ON_BREACH): nothing, or back to marketing (nurturing).
+OnBreach = Literal["none", "recycle"]
+
+
 class SlaSpec(PolicyModel):
     """One response-time commitment: a clock that starts when a lead enters a stage, or on an event."""
 
@@ -314,9 +318,7 @@ class SlaSpec(PolicyModel):
         default=None, description="a counted SLA: this event type must happen at_least times within the allowance"
     )
     at_least: Annotated[int, Field(ge=1, le=1000)] | None = None
-    on_breach: Literal["none", "recycle"] = Field(
-        default="none", description="recycle: a breach sends the lead back to nurturing"
-    )
+    on_breach: OnBreach = Field(default="none", description="recycle: a breach sends the lead back to nurturing")
     escalate: tuple[Literal["reassign", "notify"], ...] = Field(
         default=(),
         description="on breach: reassign to the next owner of the lead's pool (the clock restarts; the breach "

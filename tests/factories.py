@@ -16,8 +16,8 @@ import yaml
 
 from core.decision import Decision, decide
 from core.handoff import ROUTER_SOURCE
-from core.lifecycle import Step
 from core.routing import answer_to, release
+from core.step import Step
 from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import EventRefused, Output, RouteRelease, RouteRequest, StageChanged, Transition
 from schemas.policy import Policy, load_policy, parse_policy

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from core.deadlines import timer_due
 from core.decision import HARD_MAX_PENDING, MAX_HELD, MAX_PENDING, Decision, decide
 from core.handoff import ROUTER_SOURCE
-from core.lifecycle import apply
+from core.pipeline import apply
 from core.routing import answer_id, assigned_event, route, unassigned_event
 from schemas.events import EVENT_ADAPTER, LeadEvent
 from schemas.outputs import EventRefused, LeadErasedNotice, RouteRequest, SlaBreached, StageChanged, Transition

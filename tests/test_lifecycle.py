@@ -9,7 +9,9 @@ from factories import LEAD, POLICY, T0, at, lead_in, make_event, make_policy, re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.lifecycle import FACTS, REQUESTS, Step, apply
+from core.lifecycle import FACTS, REQUESTS
+from core.pipeline import apply
+from core.step import Step
 from schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
 from schemas.outputs import EventRefused, Forward, LeadErasedNotice, LeadMergedNotice, SlaCancelled
 from schemas.state import LeadState

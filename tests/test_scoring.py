@@ -10,7 +10,7 @@ from factories import DAY, POLICY, T0, at, make_event, make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.lifecycle import apply
+from core.pipeline import apply
 from core.routing import pool_for
 from core.scoring import add_action, decay_factor, decayed, engagement_at, fit_score, is_match
 from schemas.events import Profile
