@@ -31,7 +31,7 @@ def timer_due(lead_id: str, instant: datetime) -> TimerDue:
 def next_instant(state: LeadState | None, after: float | None = None) -> datetime | None:
     """The earliest warning or deadline still to come on the lead's running clocks (later than `after`, a
     timestamp, when given)."""
-    if state is None:
+    if state is None or not state.clocks:
         return None
     instants = [
         instant

@@ -339,18 +339,21 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
     emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
-    new_record = LeadRecord(
-        lead_id=record.lead_id,
-        state=state,
-        base=settled.base,
-        pending=tuple(settled.pending),
-        seen=seen,
-        watermark=watermark,
-        emitted=emitted,
-        awaiting=awaiting,
-        awaiting_since=awaiting_since,
-        held=held,
-        version=record.version + 1,
+    # A copy, not a new model: every field is already valid (erased_at is None here), and validating them again
+    # costs twice what the copy does.
+    new_record = record.model_copy(
+        update={
+            "state": state,
+            "base": settled.base,
+            "pending": tuple(settled.pending),
+            "seen": seen,
+            "watermark": watermark,
+            "emitted": emitted,
+            "awaiting": awaiting,
+            "awaiting_since": awaiting_since,
+            "held": held,
+            "version": record.version + 1,
+        }
     )
     return Decision(new_record, outputs, outcome, changed=True)
 

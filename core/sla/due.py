@@ -7,12 +7,14 @@ from datetime import datetime
 from core.sla.clock import clock_id, common
 from schemas.outputs import SlaBreached, SlaOutput, SlaWarning
 from schemas.policy import Policy
-from schemas.state import LeadState
+from schemas.state import Clock, LeadState
 
 
 def due(state: LeadState, at: datetime, policy: Policy) -> tuple[LeadState, list[SlaOutput]]:
     """Warnings and breaches of the open clocks whose instant is at or before `at` (paused clocks wait)."""
     outputs: list[SlaOutput] = []
+    if not any(has_come(clock, at) for clock in state.clocks.values()):
+        return state, outputs  # the common case: most events come between a clock's instants
     clocks = dict(state.clocks)
     for name, clock in state.clocks.items():
         if clock.paused_at is not None:
@@ -35,3 +37,10 @@ def due(state: LeadState, at: datetime, policy: Policy) -> tuple[LeadState, list
     if not outputs and clocks == state.clocks:
         return state, outputs
     return state.model_copy(update={"clocks": clocks}), outputs
+
+
+def has_come(clock: Clock, at: datetime) -> bool:
+    """An instant of the running clock (its next warning, or its deadline if not yet breached) is at or before `at`."""
+    if clock.paused_at is not None:
+        return False
+    return (not clock.breached and clock.deadline <= at) or any(instant <= at for _, instant in clock.warnings)

@@ -66,7 +66,8 @@ def count_and_meet(
     state: LeadState, running: Clocks, event: LeadEvent, specs: dict[str, SlaSpec], policy: Policy
 ) -> tuple[Clocks, list[SlaOutput]]:
     """A counted SLA counts the event (met at its `at_least`); an event the SLA waits for meets it."""
-    running, outputs = dict(running), list[SlaOutput]()
+    running = dict(running)
+    outputs: list[SlaOutput] = []
     at = event.occurred_at
     for name, clock in list(running.items()):
         spec = specs.get(name)
@@ -87,7 +88,8 @@ def leave(
     state: LeadState, running: Clocks, change: StageChanged, specs: dict[str, SlaSpec], *, at: datetime, policy: Policy
 ) -> tuple[Clocks, list[SlaOutput]]:
     """The lead left the stages a clock runs in: met (`met_on_leaving`) or cancelled."""
-    kept, outputs = dict(running), list[SlaOutput]()
+    kept = dict(running)
+    outputs: list[SlaOutput] = []
     for name, clock in running.items():
         spec = specs.get(name)
         if spec is None or not spec.stages or change.to_stage in spec.stages:
