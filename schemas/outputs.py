@@ -238,34 +238,8 @@ ROUTING_TYPES = (RouteRequest, RouteRelease)
 Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMergedNotice, Field(discriminator="type")]
 TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 
-# Everything decide() may emit: lifecycle outputs go to leads.transitions, SLA outputs to leads.sla, hand-offs
-# to leads.handoffs, routing messages to leads.routing (keyed by pool).
-# Forwards go back to leads.events, keyed by the lead they go to, signed (core.merges).
+# Everything decide() may emit; where each kind goes, and keyed by what, is streams.routes.OUTPUT_TOPICS.
 Output = Transition | SlaOutput | HandOff | RouteRequest | RouteRelease | Forward
-
-OutputTopic = Literal["transitions", "sla", "handoffs", "routing", "events"]
-# The one table of where each kind of output goes (the Settings field is `topic_<name>`); keyed by lead_id,
-# except routing messages, keyed by pool, and forwards, keyed by the lead they go to.
-OUTPUT_TOPICS: dict[type, OutputTopic] = {
-    StageChanged: "transitions",
-    EventRefused: "transitions",
-    LeadErasedNotice: "transitions",
-    LeadMergedNotice: "transitions",
-    **dict.fromkeys(SLA_TYPES, "sla"),
-    HandOff: "handoffs",
-    RouteRequest: "routing",
-    RouteRelease: "routing",
-    Forward: "events",
-}
-
-
-def topic_of(output: Output) -> OutputTopic:
-    """Where an output goes; a kind missing from OUTPUT_TOPICS is a defect, never a default topic."""
-    try:
-        return OUTPUT_TOPICS[type(output)]
-    except KeyError:
-        raise TypeError(f"no topic for output kind {type(output).__name__}; add it to OUTPUT_TOPICS") from None
-
 
 DeadLetterReason = Literal[
     "payload_too_large", "invalid_json", "invalid_event", "unknown_type", "key_mismatch", "internal_error"

@@ -13,7 +13,7 @@ import logging
 import time
 import weakref
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar, assert_never, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 import faust
 import orjson
@@ -41,15 +41,7 @@ from core.privacy import is_authorized, public_view
 from core.routing import answer_request, is_released, release, unassigned_event, why_unassigned
 from core.visits import newer
 from schemas.events import LeadEvent, TimerDue
-from schemas.outputs import (
-    DEAD_LETTER_ADAPTER,
-    ROUTING_TYPES,
-    DeadLetter,
-    Forward,
-    Output,
-    RouteRequest,
-    topic_of,
-)
+from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, RouteRequest
 from schemas.policy import load_policy
 from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
 from schemas.visits import VISITS_ADAPTER, SiteVisits
@@ -69,6 +61,7 @@ from streams.metrics import (
     fetch_state,
 )
 from streams.outbox import Outbox, guard_commits
+from streams.routes import ROUTES, TopicName, record_key, record_value, topic_of
 from streams.settings import Settings
 from streams.topics import (
     EMBEDDED_FAUST_SETTINGS,
@@ -196,18 +189,18 @@ policy = load_policy(settings.policy)
 app = create_app(settings)
 metrics = Metrics(policy)
 
-events_topic = app.topic(
-    settings.topic_events, partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
-)
-transitions_topic = app.topic(settings.topic_transitions, key_serializer="raw", value_serializer="raw")
-deadletter_topic = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
-sla_topic = app.topic(settings.topic_sla, key_serializer="raw", value_serializer="raw")
-handoffs_topic = app.topic(settings.topic_handoffs, key_serializer="raw", value_serializer="raw")
-# One partition: routing is one decision per MQL, and every pool (the fallback pool too) must be at hand.
-routing_topic = app.topic(settings.topic_routing, partitions=1, key_serializer="raw", value_serializer="raw")
-visits_topic = app.topic(
-    settings.topic_visits, partitions=settings.partitions, key_serializer="raw", value_serializer="raw"
-)
+
+def input_topic(name: TopicName) -> faust.TopicT:
+    """A topic an agent reads, as the route table says (raw bytes: the agents decode)."""
+    route = ROUTES[name]
+    return app.topic(
+        route.topic(settings), partitions=route.partitions(settings), key_serializer="raw", value_serializer="raw"
+    )
+
+
+events_topic = input_topic("events")
+routing_topic = input_topic("routing")
+visits_topic = input_topic("visits")
 
 
 class ModelTable(faust.Table[bytes, Value]):
@@ -241,13 +234,22 @@ class VisitsTable(ModelTable[SiteVisits]):
     value_codec = "sitevisits"
 
 
-leads = LeadTable(app, name="leads", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
-app.tables.add(leads)
-routing = RoutingTable(app, name="routing", partitions=1, key_type=bytes, beacon=app.tables.beacon)
-app.tables.add(routing)
+Table = TypeVar("Table", bound=ModelTable[Any])
+
+
+def new_table(kind: type[Table], name: str, changelog: TopicName) -> Table:
+    """A table of the app, with as many partitions as the route table gives its changelog."""
+    table = kind(
+        app, name=name, partitions=ROUTES[changelog].partitions(settings), key_type=bytes, beacon=app.tables.beacon
+    )
+    app.tables.add(table)
+    return table
+
+
+leads = new_table(LeadTable, "leads", "leads_changelog")
+routing = new_table(RoutingTable, "routing", "routing_changelog")
 ROUTING_KEY = b"pools"
-visits = VisitsTable(app, name="visits", partitions=settings.partitions, key_type=bytes, beacon=app.tables.beacon)
-app.tables.add(visits)
+visits = new_table(VisitsTable, "visits", "visits_changelog")
 
 # Everything the agents send goes through the outbox (streams.outbox): in bulk, at the end of each batch.
 # Faust's own aiokafka producer (its flush, its idempotence), looked up when sending: it exists once the app runs.
@@ -371,29 +373,14 @@ POLICY_HEADERS = [(POLICY_HEADER, f"{policy.name}@{policy.version}#{policy.finge
 
 
 def send_output(output: Output, key: bytes) -> None:
-    """Each kind of output to its topic (schemas.outputs.OUTPUT_TOPICS), keyed by lead (routing messages: by
-    pool, on the router's partition; forwards: by the lead they go to, signed as internal), with the policy
-    header."""
-    topic = topic_of(output)
-    if topic == "events":  # a merged lead's forward or merge notice (core.merges): its event, not the output
-        assert isinstance(output, Forward)
-        send_internal(output.into_lead_id.encode(), output.value())
-        return
-    value = output.model_dump_json().encode()
-    match topic:
-        case "sla":
-            outbox.add(settings.topic_sla, key, value, POLICY_HEADERS)
-        case "handoffs":
-            outbox.add(settings.topic_handoffs, key, value, POLICY_HEADERS)
-        case "routing":
-            assert isinstance(output, ROUTING_TYPES)
-            outbox.add(settings.topic_routing, output.pool.encode(), value, POLICY_HEADERS)
-        case "transitions":
-            outbox.add(settings.topic_transitions, key, value, POLICY_HEADERS)
-        case "events":  # pragma: no cover - sent above
-            raise AssertionError("forwards are sent above")
-        case unknown:
-            assert_never(unknown)
+    """Each kind of output to its topic, keyed by its topic's key rule (streams.routes), with the policy header;
+    `key` is the lead's. A merged lead's forwards go back to the events topic, signed as internal."""
+    route = ROUTES[topic_of(output)]
+    value, record = record_value(output), record_key(output, key)
+    if route.signed:
+        send_internal(record, value)
+    else:
+        outbox.add(route.topic(settings), record, value, POLICY_HEADERS)
 
 
 @app.agent(routing_topic)

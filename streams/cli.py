@@ -29,6 +29,7 @@ import orjson
 
 from schemas.policy import Policy, PolicyError, load_policy, notification_problems
 from streams.replay import DEFAULT_SORT_BUFFER
+from streams.routes import ROUTES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -761,7 +762,7 @@ def parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="produce a realistic live funnel to a broker")
     add_broker(simulate, embedded_flag=True)
-    simulate.add_argument("--topic", default="leads.events")
+    simulate.add_argument("--topic", default=ROUTES["events"].default)
     simulate.add_argument("--for", dest="for_s", type=positive_number, default=60.0, help="seconds to send (> 0)")
     simulate.add_argument("--leads-per-s", type=positive_number, default=10.0, help="new leads per second (> 0)")
     simulate.add_argument("--speed", type=positive_number, default=172_800.0, help="simulated s per real s (> 0)")
@@ -773,7 +774,7 @@ def parser() -> argparse.ArgumentParser:
     produce = sub.add_parser("produce", help="send the events of a JSONL file (one envelope per line)")
     add_broker(produce, embedded_flag=True)
     produce.add_argument("file")
-    produce.add_argument("--topic", default="leads.events")
+    produce.add_argument("--topic", default=ROUTES["events"].default)
     produce.set_defaults(func=cmd_produce)
 
     add_service_commands(sub, add_broker)

@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import Field, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.delivery import RateLimiter, Refused, Result, Retry, Sent, backoff_s
@@ -54,13 +54,14 @@ from schemas.notifications import (
     PendingItem,
     SentMark,
 )
-from schemas.outputs import HANDOFF_ADAPTER, SLA_ADAPTER, HandOff, SlaOutput
+from schemas.outputs import HandOff, SlaOutput
 from schemas.policy import NOTICE_KINDS, Policy
 from streams.channels import Channel, Secrets, Transport, build_channels, check_secrets
 from streams.identity_store import IdentityStore
 from streams.producer import producer_options
+from streams.routes import KEEP_FOREVER, value_adapters
 from streams.settings import Settings
-from streams.topics import KEEP_FOREVER, client_options, create_leadflow_topics, ensure_topics
+from streams.topics import client_options, create_leadflow_topics, ensure_topics
 
 log = logging.getLogger("leadflow.notify")
 
@@ -145,12 +146,12 @@ class NotifyMetrics:
         self.ready = Gauge("leadflow_notify_ready", "1 when the notifier consumes and delivers", registry=r)
 
 
-def decode(record: ConsumerRecord[bytes, bytes], topics: dict[str, str]) -> HandOff | SlaOutput | None:
-    """A hand-off or an SLA output, or None for a record that is neither (logged by offset, never its content)."""
+def decode(record: ConsumerRecord[bytes, bytes], topics: Mapping[str, TypeAdapter[Any]]) -> HandOff | SlaOutput | None:
+    """A hand-off or an SLA output, by its topic's schema (`topics`: streams.routes.value_adapters), or None for
+    a record that is neither (logged by offset, never its content)."""
     try:
-        if topics.get(record.topic) == "handoffs":
-            return HANDOFF_ADAPTER.validate_json(record.value or b"")
-        return SLA_ADAPTER.validate_json(record.value or b"")
+        output: HandOff | SlaOutput = topics[record.topic].validate_json(record.value or b"")
+        return output
     except ValidationError:
         log.warning(
             "%s[%d]@%d is not a hand-off or an SLA output: skipped", record.topic, record.partition, record.offset
@@ -176,7 +177,7 @@ class Notifier:
         self.metrics = NotifyMetrics()
         self.renderer = Renderer(notify.templates_dir)
         self.state = IdentityStore(settings.bootstrap, notify.topic_state, client_options(settings))
-        self.topics = {settings.topic_handoffs: "handoffs", settings.topic_sla: "sla"}
+        self.topics = value_adapters(settings, ("handoffs", "sla"))
         self.channels: dict[str, Channel] = {}
         self.limiters: dict[str, RateLimiter] = {}
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

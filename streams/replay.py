@@ -32,7 +32,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Final, Literal, Protocol
+from typing import IO, Any, Final, Literal, Protocol, get_args
 
 import orjson
 from rich.console import Console
@@ -54,9 +54,9 @@ from core.intake import Origin, dead_letter, decode, decode_visits, is_visits
 from core.report import LeadSummary, compare_reports, funnel_report, summaries_of
 from core.visits import Visits
 from schemas.events import LeadEvent
-from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Forward, Output, OutputTopic, topic_of
+from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
 from schemas.policy import Policy, PolicyError, load_policy
-from streams.settings import Settings
+from streams.routes import ROUTES, OutputTopic, record_value, topic_of
 
 DEFAULT_SORT_BUFFER: Final = 200_000
 MAX_EXAMPLES: Final = 100
@@ -65,16 +65,15 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND: Final = timedelta(microseconds=1)
 
-TopicName = OutputTopic | Literal["deadletter"]  # the output topics (schemas.outputs.topic_of) and dead letters
+OutputFile = OutputTopic | Literal["deadletter"]  # the output topics (streams.routes.topic_of) and dead letters
 # `events`: what merged leads send back to the events topic (forwarded events, merge notices: core.merges), which
 # the replay applies at once, as the live workers do when the records come back.
-TOPICS: Final[tuple[TopicName, ...]] = ("transitions", "sla", "handoffs", "routing", "events", "deadletter")
+TOPICS: Final[tuple[OutputFile, ...]] = (*get_args(OutputTopic), "deadletter")
 
 
-def topic_file(topic: TopicName) -> str:
-    """The file an output kind goes to: its default topic name (`Settings.topic_<kind>`), e.g. leads.sla.jsonl."""
-    default = Settings.model_fields[f"topic_{topic}"].default
-    return f"{default}.jsonl"
+def topic_file(topic: OutputFile) -> str:
+    """The file an output kind goes to: its default topic name (streams.routes), e.g. leads.sla.jsonl."""
+    return f"{ROUTES[topic].default}.jsonl"
 
 
 class ReplayError(Exception):
@@ -267,8 +266,7 @@ class OutputFiles:
         self.directory = directory
 
     def output(self, output: Output) -> None:
-        value = output.value() if isinstance(output, Forward) else output.model_dump_json().encode()
-        self.files[topic_of(output)].write(value + b"\n")
+        self.files[topic_of(output)].write(record_value(output) + b"\n")
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self.files["deadletter"].write(DEAD_LETTER_ADAPTER.dump_json(letter) + b"\n")

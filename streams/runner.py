@@ -19,17 +19,17 @@ from typing import Any, Literal
 import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from core.funnel import FunnelTally
-from schemas.outputs import DEAD_LETTER_ADAPTER, HANDOFF_ADAPTER, SLA_ADAPTER, TRANSITION_ADAPTER
 from schemas.policy import Allowance, Policy, load_policy
 from streams.broker import BrokerProcess, EmbeddedBroker
 from streams.producer import kafka_sender
 from streams.report_client import ReportSourceError, merged_report
+from streams.routes import value_adapters
 from streams.settings import Settings
 from streams.simulator import LiveSimulator
 from streams.topics import create_leadflow_topics
@@ -76,12 +76,7 @@ class OutputReader:
         self.tally = tally
         self.last_output_at = time.monotonic()
         self.unreadable = 0
-        self.adapters: dict[str, TypeAdapter[Any]] = {
-            settings.topic_transitions: TRANSITION_ADAPTER,
-            settings.topic_deadletter: DEAD_LETTER_ADAPTER,
-            settings.topic_sla: SLA_ADAPTER,
-            settings.topic_handoffs: HANDOFF_ADAPTER,
-        }
+        self.adapters = value_adapters(settings, ("transitions", "deadletter", "sla", "handoffs"))
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(

@@ -8,20 +8,21 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER
 from schemas.policy import Policy
 from schemas.review import Review
-from schemas.state import RECORD_ADAPTER
-from schemas.visits import VISITS_ADAPTER
+from streams.routes import KEY_RULES, ROUTES
 
+# A file per topic whose route names one (its values), and the documents that are not records of a topic.
 SCHEMAS: dict[str, tuple[TypeAdapter[Any], str]] = {
-    "lead-event": (EVENT_ADAPTER, "An input event on leads.events (key = lead_id); `type` selects `data`."),
-    "transition": (TRANSITION_ADAPTER, "An output on leads.transitions: stage.changed, event.refused, ..."),
-    "dead-letter": (DEAD_LETTER_ADAPTER, "An output on leads.deadletter: reason, errors, original bytes."),
-    "lead-record": (RECORD_ADAPTER, "A value of the leads table (its changelog topic)."),
+    **{
+        route.schema_file: (
+            route.value,
+            f"A record of {route.default} (key: {KEY_RULES[route.key]}): {route.description}.",
+        )
+        for route in ROUTES.values()
+        if route.schema_file is not None and route.value is not None
+    },
     "policy": (TypeAdapter(Policy), "The SLA policy file (YAML), as validated by `leadflow policy check`."),
-    "site-visits": (VISITS_ADAPTER, "A site-visits report on leads.visits (key = <date>|<traffic_source>)."),
     "review": (TypeAdapter(Review), "The weekly or monthly SLA review: `leadflow report --period ... --json`."),
 }
 

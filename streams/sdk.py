@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from schemas.errors import describe_errors
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadEvent
 from streams.producer import producer_options
+from streams.routes import ROUTES
 
 PRODUCER_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in INTERNAL_EVENT_TYPES)
 
@@ -75,9 +76,9 @@ def encode(event: LeadEvent) -> bytes:
 
 
 class LeadProducer:
-    """A started Kafka producer for `leads.events`, as an async context manager."""
+    """A started Kafka producer for the events topic (`leads.events`), as an async context manager."""
 
-    def __init__(self, bootstrap: str, *, topic: str = "leads.events", embedded: bool = False) -> None:
+    def __init__(self, bootstrap: str, *, topic: str = ROUTES["events"].default, embedded: bool = False) -> None:
         self.topic = topic
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(embedded=embedded))
 

@@ -28,13 +28,13 @@ from typing import Any, Final, assert_never
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 
+from streams.routes import ROUTES
 from streams.settings import Settings
 
 __all__ = [
     "EMBEDDED_FAUST_SETTINGS",
     "EMBEDDED_PRODUCER_SETTINGS",
     "FAST_GROUP_FAUST_SETTINGS",
-    "KEEP_FOREVER",
     "TopicMismatchError",
     "client_options",
     "create_leadflow_topics",
@@ -78,11 +78,6 @@ EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
 
 #: Longest a fetch waits on the embedded broker (Faust's own is 1500 ms; see streams.app.short_fetch_wait).
 EMBEDDED_FETCH_WAIT_MS: Final = 100
-
-
-#: Topic configs of a topic whose records stay until someone deletes them (no time or size limit): the dead
-#: letters, where "nothing is lost" must hold longer than the broker's 7-day default retention.
-KEEP_FOREVER: Final[Mapping[str, str]] = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -263,37 +258,16 @@ async def _wait_partitions(admin: AIOKafkaAdminClient, topics: Mapping[str, int]
 
 
 async def create_leadflow_topics(settings: Settings) -> None:
-    """Every topic a leadflow deployment uses, before any client touches them (tansu would auto-create them
+    """Every topic of the route table (streams.routes), before any client touches them (tansu would auto-create them
     with 4 partitions), with the settings' replication factor and ``min.insync.replicas``. Table changelogs and
     the identity table are compacted (the latest value per key stays). Dead letters carry the original record,
     so their topic takes records as large as the producer may send, and keeps them until someone deletes them."""
+    routes = {route.topic(settings): route for route in ROUTES.values()}  # the one table: streams.routes
     await ensure_topics(
         settings.bootstrap,
-        {
-            settings.topic_events: settings.partitions,
-            settings.topic_transitions: settings.partitions,
-            settings.topic_deadletter: settings.partitions,
-            settings.topic_sla: settings.partitions,
-            settings.topic_handoffs: settings.partitions,
-            settings.topic_routing: 1,
-            settings.topic_visits: settings.partitions,
-            settings.changelog_topic: settings.partitions,
-            settings.routing_changelog_topic: 1,
-            settings.visits_changelog_topic: settings.partitions,
-            settings.topic_identities: 1,
-        },
-        compacted={
-            settings.changelog_topic,
-            settings.routing_changelog_topic,
-            settings.visits_changelog_topic,
-            settings.topic_identities,
-        },
-        configs={
-            # A record up to the fetch size reaches the worker, which dead-letters what is over max_event_bytes
-            # (a real Kafka would refuse it at the producer otherwise); dead letters carry it in base64.
-            settings.topic_events: {"max.message.bytes": str(settings.max_request_bytes)},
-            settings.topic_deadletter: {"max.message.bytes": str(settings.produce_max_bytes), **KEEP_FOREVER},
-        },
+        {name: route.partitions(settings) for name, route in routes.items()},
+        compacted={name for name, route in routes.items() if route.compacted},
+        configs={name: route.configs(settings) for name, route in routes.items()},
         replication_factor=settings.replication_factor,
         min_insync_replicas=settings.min_insync_replicas,
         client=client_options(settings),

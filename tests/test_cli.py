@@ -53,11 +53,14 @@ def test_schema_files_describe_the_events_producers_send(tmp_path: Path) -> None
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
         "dead-letter.schema.json",
+        "handoff.schema.json",
         "lead-event.schema.json",
         "lead-record.schema.json",
         "policy.schema.json",
         "review.schema.json",
+        "routing-message.schema.json",
         "site-visits.schema.json",
+        "sla-output.schema.json",
         "transition.schema.json",
     ]
     visits = jsonschema.Draft202012Validator(

@@ -25,10 +25,10 @@ from schemas.outputs import (
     DeadLetter,
     SlaBreached,
     SlaMet,
-    topic_of,
 )
 from streams.cli import main
 from streams.replay import ReplayOptions, ReplayResult, replay, topic_file
+from streams.routes import topic_of
 from streams.simulator import journeys
 
 Envelope = dict[str, Any]
