@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY core ./core
 COPY streams ./streams
+COPY leadflow ./leadflow
 RUN pip install . \
     && useradd --create-home --uid 10001 leadflow \
     && mkdir -p /data \

@@ -35,7 +35,7 @@ system:
 
 # The pinned Apache Kafka's jars, fetched once with Maven into ~/.cache/leadflow (streams/kafka.py).
 kafka: install system
-	$(BIN)/python -c 'from streams.kafka import kafka_classpath; print("Apache Kafka:", kafka_classpath())'
+	$(BIN)/python -c 'from leadflow.streams.kafka import kafka_classpath; print("Apache Kafka:", kafka_classpath())'
 
 browser: system
 

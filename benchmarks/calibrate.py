@@ -34,9 +34,9 @@ import orjson
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from streams.calibrate_command import CalibrateOptions, calibrate, write_outputs
-from streams.replay import ReplayOptions, replay
-from streams.simulator import journeys
+from leadflow.streams.calibrate_command import CalibrateOptions, calibrate, write_outputs
+from leadflow.streams.replay import ReplayOptions, replay
+from leadflow.streams.simulator import journeys
 
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)

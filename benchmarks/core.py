@@ -36,14 +36,14 @@ import orjson
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from core import engine as engine_module
-from core.engine import Engine
-from core.intake import decode
-from schemas.events import LeadEvent
-from schemas.outputs import DeadLetter
-from schemas.policy import load_policy
-from schemas.state import RECORD_ADAPTER, LeadRecord
-from streams.simulator import journeys
+from leadflow.core import engine as engine_module
+from leadflow.core.engine import Engine
+from leadflow.core.intake import decode
+from leadflow.schemas.events import LeadEvent
+from leadflow.schemas.outputs import DeadLetter
+from leadflow.schemas.policy import load_policy
+from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord
+from leadflow.streams.simulator import journeys
 
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)

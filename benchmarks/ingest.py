@@ -70,8 +70,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from streams.broker import EmbeddedBroker, free_port
-from streams.settings import Settings
+from leadflow.streams.broker import EmbeddedBroker, free_port
+from leadflow.streams.settings import Settings
 
 SECTION_TITLE = "ingest gateway load"
 IDENTITY_KEY = "bench-identity-key-0123456789"
@@ -319,9 +319,9 @@ def serve_stubbed(port: int) -> None:
 
     from aiokafka import AIOKafkaProducer
 
-    from schemas.policy import load_policy
-    from streams import gateway
-    from streams.identity_store import IdentityStore
+    from leadflow.schemas.policy import load_policy
+    from leadflow.streams import gateway
+    from leadflow.streams.identity_store import IdentityStore
 
     async def produce(self: gateway.Gateway, producer: AIOKafkaProducer, envelopes: list[dict[str, Any]]) -> None:
         return None
@@ -385,7 +385,7 @@ def start_server(case: str, broker: EmbeddedBroker, workdir: Path, tag: str) -> 
             "LEADFLOW_INGEST_CANONICAL_TOKEN": TOKEN,
         }
         if case == "b":
-            command = [sys.executable, "-m", "streams.cli", "ingest", "--broker", broker.url, "--embedded"]
+            command = [sys.executable, "-m", "leadflow.streams.cli", "ingest", "--broker", broker.url, "--embedded"]
             command += ["--port", str(port), "-l", "warning"]
             label = "leadflow ingest --embedded (202 after acks=all)"
         else:

@@ -40,8 +40,8 @@ import orjson
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from streams.replay import DEFAULT_SORT_BUFFER, ReplayOptions, replay
-from streams.simulator import journeys
+from leadflow.streams.replay import DEFAULT_SORT_BUFFER, ReplayOptions, replay
+from leadflow.streams.simulator import journeys
 
 SEED = 7
 BLOCK_LEADS = 10_000

@@ -97,7 +97,7 @@ class Soak:
 
 def warm_up_file(soak: Soak) -> Path:
     """The warm-up's events, one JSON envelope a line, generated once (the cache is keyed by seed and leads)."""
-    from streams.simulator import journeys
+    from leadflow.streams.simulator import journeys
 
     soak.cache_dir.mkdir(parents=True, exist_ok=True)
     path = soak.cache_dir / f"warm-seed{SEED}-{soak.leads}.jsonl"
@@ -185,13 +185,13 @@ def rss_kb() -> int:
 
 def run_case(case: str, soak: Soak) -> dict[str, Any]:
     """Feed warm-up then soak through decode, the engine and the tally; sample memory every N events."""
-    from core.decision import Decision
-    from core.engine import Engine
-    from core.funnel import FunnelTally
-    from core.intake import decode
-    from schemas.events import LeadEvent
-    from schemas.outputs import DeadLetter
-    from schemas.policy import load_policy
+    from leadflow.core.decision import Decision
+    from leadflow.core.engine import Engine
+    from leadflow.core.funnel import FunnelTally
+    from leadflow.core.intake import decode
+    from leadflow.schemas.events import LeadEvent
+    from leadflow.schemas.outputs import DeadLetter
+    from leadflow.schemas.policy import load_policy
 
     class Unbounded(Engine):
         """The baseline: a lead that does not exist keeps its record for ever (as before core.decision.forget_at)."""

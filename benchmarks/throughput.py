@@ -60,19 +60,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.machine import machine_info as machine
-from streams.broker import BrokerProcess, EmbeddedBroker, free_port
-from streams.kafka import KAFKA_VERSION, ApacheKafka
-from streams.settings import Settings
-from streams.simulator import journeys
-from streams.simulator import records as journey_records
-from streams.topics import (
+from leadflow.streams.broker import BrokerProcess, EmbeddedBroker, free_port
+from leadflow.streams.kafka import KAFKA_VERSION, ApacheKafka
+from leadflow.streams.settings import Settings
+from leadflow.streams.simulator import journeys
+from leadflow.streams.simulator import records as journey_records
+from leadflow.streams.topics import (
     EMBEDDED_FAUST_SETTINGS,
     FAST_GROUP_FAUST_SETTINGS,
     create_leadflow_topics,
     embedded_producer_settings,
     ensure_topics,
 )
-from streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
+from leadflow.streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 BASELINE = "b"

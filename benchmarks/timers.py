@@ -26,12 +26,12 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from core.deadlines import DeadlineIndex
-from schemas.outputs import SLA_ADAPTER, SlaBreached
-from streams.broker import EmbeddedBroker, free_port
-from streams.settings import Settings
-from streams.topics import create_leadflow_topics, embedded_producer_settings
-from streams.worker_process import WorkerProcess, wait_until_committed
+from leadflow.core.deadlines import DeadlineIndex
+from leadflow.schemas.outputs import SLA_ADAPTER, SlaBreached
+from leadflow.streams.broker import EmbeddedBroker, free_port
+from leadflow.streams.settings import Settings
+from leadflow.streams.topics import create_leadflow_topics, embedded_producer_settings
+from leadflow.streams.worker_process import WorkerProcess, wait_until_committed
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 PARTITIONS = 4

@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from core.period import contains
-from core.report import LeadSummary
-from core.targets import STAGE_MEASURES, follow_up_sla, response_sla
-from core.visits import visits_between
-from schemas.policy import Policy
-from schemas.review import Period
-from schemas.visits import SiteVisits
+from leadflow.core.period import contains
+from leadflow.core.report import LeadSummary
+from leadflow.core.targets import STAGE_MEASURES, follow_up_sla, response_sla
+from leadflow.core.visits import visits_between
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.review import Period
+from leadflow.schemas.visits import SiteVisits
 
 ACTUAL_MEASURES: Final = (
     *STAGE_MEASURES,

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holiday_data
 
-from schemas.policy import CalendarSpec
+from leadflow.schemas.policy import CalendarSpec
 
 # A calendar with no working time at all would make `add` walk forever; stop after this many days.
 MAX_SEARCH_DAYS = 3 * 366

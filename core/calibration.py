@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import rankdata
 
-from schemas.events import Profile
+from leadflow.schemas.events import Profile
 
 Target = Literal["customer", "sql", "sal"]
 TARGETS: Final[tuple[Target, ...]] = ("customer", "sql", "sal")

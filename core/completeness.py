@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from schemas.events import PROFILE_ATTRIBUTES, Profile
-from schemas.policy import Policy
+from leadflow.schemas.events import PROFILE_ATTRIBUTES, Profile
+from leadflow.schemas.policy import Policy
 
 _BUILT_IN = frozenset(PROFILE_ATTRIBUTES)
 

@@ -12,8 +12,8 @@ import heapq
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from schemas.events import TimerDue
-from schemas.state import LeadState
+from leadflow.schemas.events import TimerDue
+from leadflow.schemas.state import LeadState
 
 TIMER_SOURCE = "leadflow.timer"
 

@@ -16,18 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from core.deadlines import next_instant, timer_due
-from core.handoff import is_router_answer, unclaimed
-from core.ledger import record as keep_in_ledger
-from core.lifecycle import refuse
-from core.pipeline import apply
-from core.routing import answer_id
-from core.sla.breach import hold_old_escalations
-from core.step import Step
-from schemas.events import LeadAbsorbed, LeadEvent, TimerDue
-from schemas.outputs import SLA_TYPES, Output, RouteRequest
-from schemas.policy import Policy
-from schemas.state import LeadRecord, LeadState, PendingEvent
+from leadflow.core.deadlines import next_instant, timer_due
+from leadflow.core.handoff import is_router_answer, unclaimed
+from leadflow.core.ledger import record as keep_in_ledger
+from leadflow.core.lifecycle import refuse
+from leadflow.core.pipeline import apply
+from leadflow.core.routing import answer_id
+from leadflow.core.sla.breach import hold_old_escalations
+from leadflow.core.step import Step
+from leadflow.schemas.events import LeadAbsorbed, LeadEvent, TimerDue
+from leadflow.schemas.outputs import SLA_TYPES, Output, RouteRequest
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadRecord, LeadState, PendingEvent
 
 # Pending events beyond this many are settled into `base` early once they are outside the window.
 MAX_PENDING = 64

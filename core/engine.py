@@ -15,14 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from core.deadlines import DeadlineIndex, next_instant, timer_due
-from core.decision import Decision, decide, is_stateless, wake_at
-from core.handoff import ROUTER_SOURCE
-from core.routing import answer_request, release
-from schemas.events import EVENT_ADAPTER, LeadAbsorbed, LeadEvent, TimerDue
-from schemas.outputs import Forward, Output, RouteRelease, RouteRequest
-from schemas.policy import Policy
-from schemas.state import LeadRecord, RoutingState
+from leadflow.core.deadlines import DeadlineIndex, next_instant, timer_due
+from leadflow.core.decision import Decision, decide, is_stateless, wake_at
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.routing import answer_request, release
+from leadflow.schemas.events import EVENT_ADAPTER, LeadAbsorbed, LeadEvent, TimerDue
+from leadflow.schemas.outputs import Forward, Output, RouteRelease, RouteRequest
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadRecord, RoutingState
 
 
 class Engine:

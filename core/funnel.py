@@ -15,7 +15,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from schemas.outputs import (
+from leadflow.schemas.outputs import (
     DeadLetter,
     EventRefused,
     HandOff,

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.completeness import missing_fields
-from core.ids import output_id
-from core.routing import pool_for
-from core.sla.clock import mql_reason, restart
-from core.sla.outcome import cancelled
-from schemas.events import LeadAssigned, LeadEvent
-from schemas.outputs import (
+from leadflow.core.completeness import missing_fields
+from leadflow.core.ids import output_id
+from leadflow.core.routing import pool_for
+from leadflow.core.sla.clock import mql_reason, restart
+from leadflow.core.sla.outcome import cancelled
+from leadflow.schemas.events import LeadAssigned, LeadEvent
+from leadflow.schemas.outputs import (
     HandOff,
     HandOffReason,
     HandOffSla,
@@ -29,8 +29,8 @@ from schemas.outputs import (
     ScoreSummary,
     StageChanged,
 )
-from schemas.policy import Policy
-from schemas.state import LeadState
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadState
 
 ROUTER_SOURCE = "leadflow.routing"
 ROUTED_STAGE = "mql"  # capacity counts open MQLs: a lead holds its owner's capacity while it is an MQL

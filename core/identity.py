@@ -20,7 +20,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.adapters import Person
+from leadflow.core.adapters import Person
 
 LEAD_PREFIX = "lf-"
 _EMAIL_ALIAS = "email:"  # + keyed hash of the normalized e-mail: the table never holds an e-mail either

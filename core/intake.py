@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from core.handoff import ROUTER_SOURCE
-from core.ids import output_id
-from core.merges import FORWARD_PREFIX, is_reserved_id
-from schemas.errors import describe_errors
-from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadEvent
-from schemas.outputs import ROUTING_ADAPTER, DeadLetter, DeadLetterReason, RoutingMessage
-from schemas.visits import VISITS_ADAPTER, VISITS_TYPE, SiteVisits
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.ids import output_id
+from leadflow.core.merges import FORWARD_PREFIX, is_reserved_id
+from leadflow.schemas.errors import describe_errors
+from leadflow.schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadEvent
+from leadflow.schemas.outputs import ROUTING_ADAPTER, DeadLetter, DeadLetterReason, RoutingMessage
+from leadflow.schemas.visits import VISITS_ADAPTER, VISITS_TYPE, SiteVisits
 
 DEFAULT_MAX_EVENT_BYTES = 1_048_576
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from schemas.events import ContactAttempted, LeadCreated, LeadEvent
-from schemas.outputs import SLA_TYPES, HandOff, Output, SlaBreached, SlaCancelled, SlaMet, SlaOutput
-from schemas.state import HandOffEntry, LeadState, SlaEntry, SlaEntryKind
+from leadflow.schemas.events import ContactAttempted, LeadCreated, LeadEvent
+from leadflow.schemas.outputs import SLA_TYPES, HandOff, Output, SlaBreached, SlaCancelled, SlaMet, SlaOutput
+from leadflow.schemas.state import HandOffEntry, LeadState, SlaEntry, SlaEntryKind
 
 MAX_SLA_ENTRIES = 64
 MAX_HANDOFFS = 16

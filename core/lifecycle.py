@@ -18,9 +18,9 @@ leads it is made of and refuses a merge into one of them (`merge_cycle`).
 
 from __future__ import annotations
 
-from core.handoff import assign, unclaimed
-from core.ids import output_id
-from core.merges import (
+from leadflow.core.handoff import assign, unclaimed
+from leadflow.core.ids import output_id
+from leadflow.core.merges import (
     MAX_FORWARD_HOPS,
     absorb,
     absorbed,
@@ -34,9 +34,9 @@ from core.merges import (
     merge_cycle_detail,
     unknown_target_detail,
 )
-from core.scoring import add_action, fit_score
-from core.step import Step
-from schemas.events import (
+from leadflow.core.scoring import add_action, fit_score
+from leadflow.core.step import Step
+from leadflow.schemas.events import (
     MAX_CUSTOM_ATTRIBUTES,
     Activity,
     Bant,
@@ -63,15 +63,15 @@ from schemas.events import (
     RouteUnassigned,
     TimerDue,
 )
-from schemas.outputs import (
+from leadflow.schemas.outputs import (
     EventRefused,
     LeadErasedNotice,
     LeadMergedNotice,
     RefusalReason,
     StageChanged,
 )
-from schemas.policy import Policy
-from schemas.state import LeadState, StageEntry
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadState, StageEntry
 
 # Stages in which a lead has a deal in the sales pipeline.
 DEAL_STAGES = ("sal", "sql", "opportunity")

@@ -35,9 +35,9 @@ Pure: no clock, no I/O; the shell sends `Forward` outputs (streams.app), the rep
 
 from __future__ import annotations
 
-from core.handoff import is_router_answer
-from core.ids import output_id
-from schemas.events import (
+from leadflow.core.handoff import is_router_answer
+from leadflow.core.ids import output_id
+from leadflow.schemas.events import (
     EVENT_ADAPTER,
     MAX_MERGED_FROM,
     AbsorbedData,
@@ -49,8 +49,8 @@ from schemas.events import (
     RouteUnassigned,
     TimerDue,
 )
-from schemas.outputs import Forward
-from schemas.state import LeadState
+from leadflow.schemas.outputs import Forward
+from leadflow.schemas.state import LeadState
 
 MERGE_SOURCE = "leadflow.merge"
 FORWARD_PREFIX = "fwd:"

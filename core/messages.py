@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, TemplateError
 
-from core.privacy import PERSONAL_ATTRIBUTES
-from schemas.notifications import Delivery, Notice
-from schemas.policy import Policy
+from leadflow.core.privacy import PERSONAL_ATTRIBUTES
+from leadflow.schemas.notifications import Delivery, Notice
+from leadflow.schemas.policy import Policy
 
 LOCALES = {"en": "en", "pt-BR": "pt_BR", "es": "es"}
 LINK_LABELS = {"en": "Open in the CRM", "pt-BR": "Abrir no CRM", "es": "Abrir en el CRM"}
@@ -54,7 +54,7 @@ class Message:
 class Renderer:
     def __init__(self, override_dir: Path | None = None) -> None:
         loaders: list[Any] = [FileSystemLoader(str(override_dir))] if override_dir is not None else []
-        loaders.append(PackageLoader("core", "templates"))
+        loaders.append(PackageLoader("leadflow.core", "templates"))
         self.env = Environment(
             loader=ChoiceLoader(loaders),
             autoescape=False,  # plain text; each channel escapes what its format needs

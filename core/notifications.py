@@ -17,11 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import assert_never
 from zoneinfo import ZoneInfo
 
-from core.calendar import BusinessCalendar, calendar_for
-from core.ids import output_id
-from schemas.notifications import Delivery, Notice, PendingItem
-from schemas.outputs import HandOff, SlaBreached, SlaCancelled, SlaEscalated, SlaMet, SlaOutput, SlaWarning
-from schemas.policy import WEEKDAYS, Cadence, NotificationRule, Policy
+from leadflow.core.calendar import BusinessCalendar, calendar_for
+from leadflow.core.ids import output_id
+from leadflow.schemas.notifications import Delivery, Notice, PendingItem
+from leadflow.schemas.outputs import HandOff, SlaBreached, SlaCancelled, SlaEscalated, SlaMet, SlaOutput, SlaWarning
+from leadflow.schemas.policy import WEEKDAYS, Cadence, NotificationRule, Policy
 
 # How far ahead the next working time or working day is looked for (a calendar with no working time at all).
 SEARCH_DAYS = 400

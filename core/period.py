@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from schemas.review import Period, PeriodKind
+from leadflow.schemas.review import Period, PeriodKind
 
 
 def _local_start(kind: PeriodKind, day: date) -> date:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.handoff import follow as follow_routing
-from core.lifecycle import apply_lifecycle
-from core.sla.breach import breaches
-from core.sla.follow import clocks
-from core.step import Step
-from schemas.events import LeadEvent
-from schemas.policy import Policy
-from schemas.state import LeadState
+from leadflow.core.handoff import follow as follow_routing
+from leadflow.core.lifecycle import apply_lifecycle
+from leadflow.core.sla.breach import breaches
+from leadflow.core.sla.follow import clocks
+from leadflow.core.step import Step
+from leadflow.schemas.events import LeadEvent
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadState
 
 # (the lead before the event, the event, the step so far, the policy) -> the step after this one.
 Consequence = Callable[[LeadState | None, LeadEvent, Step, Policy], Step]

@@ -42,7 +42,7 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import Any, Final, Literal
 
-from schemas.policy import Conversion, Goals, GoalStages, PeriodAmount, Policy, ProductLine, SalesCapacity
+from leadflow.schemas.policy import Conversion, Goals, GoalStages, PeriodAmount, Policy, ProductLine, SalesCapacity
 
 WEEKS_PER_MONTH: Final = Fraction(52, 12)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from schemas.events import PROFILE_ATTRIBUTES
-from schemas.state import RECORD_ADAPTER, LeadRecord
+from leadflow.schemas.events import PROFILE_ATTRIBUTES
+from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord
 
 PERSONAL_ATTRIBUTES: tuple[str, ...] = ("email", "job_title", "company")
 assert set(PERSONAL_ATTRIBUTES) <= set(PROFILE_ATTRIBUTES), "a personal attribute that the profile does not have"

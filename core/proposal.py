@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from core.calibration import (
+from leadflow.core.calibration import (
     BOOTSTRAP_RESAMPLES,
     Candidate,
     Decile,
@@ -50,8 +50,8 @@ from core.calibration import (
     roc_curve,
     rule_figures,
 )
-from core.scoring import SECONDS_PER_DAY, is_match
-from schemas.policy import FitRule, Match, Policy
+from leadflow.core.scoring import SECONDS_PER_DAY, is_match
+from leadflow.schemas.policy import FitRule, Match, Policy
 
 PDO: Final = 10  # points to double the odds
 HALF_LIVES: Final = (7.0, 14.0, 30.0, 60.0, 90.0, 180.0)

@@ -29,11 +29,11 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter
 
-from core.completeness import known_fields, missing_from, required_for
-from core.funnel import percentile
-from schemas.base import Frozen
-from schemas.policy import Policy
-from schemas.state import HandOffEntry, LeadRecord, LeadState, SlaEntry
+from leadflow.core.completeness import known_fields, missing_from, required_for
+from leadflow.core.funnel import percentile
+from leadflow.schemas.base import Frozen
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import HandOffEntry, LeadRecord, LeadState, SlaEntry
 
 MQL = "mql"
 NONE = "none"  # no owner, team or pool (and no stage before a skip: the lead was created past stages)

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Final
 
-from core.attainment import actuals
-from core.period import contains, period_of, period_starting, previous_of, projection
-from core.report import LeadSummary
-from core.targets import STAGE_MEASURES, planned, response_sla, targets
-from schemas.policy import Policy
-from schemas.review import (
+from leadflow.core.attainment import actuals
+from leadflow.core.period import contains, period_of, period_starting, previous_of, projection
+from leadflow.core.report import LeadSummary
+from leadflow.core.targets import STAGE_MEASURES, planned, response_sla, targets
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.review import (
     Change,
     Commitment,
     FunnelStep,
@@ -31,7 +31,7 @@ from schemas.review import (
     Review,
     SlaLine,
 )
-from schemas.visits import SiteVisits
+from leadflow.schemas.visits import SiteVisits
 
 GOAL_MEASURES: Final = (*STAGE_MEASURES, "revenue")
 

@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from core.scoring import is_match
-from schemas.events import Profile
-from schemas.outputs import RouteRelease, RouteRequest
-from schemas.policy import Owner, Policy, Pool, Routing
-from schemas.state import PoolState, RouteAnswer, RoutingState
+from leadflow.core.scoring import is_match
+from leadflow.schemas.events import Profile
+from leadflow.schemas.outputs import RouteRelease, RouteRequest
+from leadflow.schemas.policy import Owner, Policy, Pool, Routing
+from leadflow.schemas.state import PoolState, RouteAnswer, RoutingState
 
 # The answer is dated just after the request, so in event-time order it comes after the event that asked.
 ANSWER_DELAY = timedelta(milliseconds=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeGuard
 
-from schemas.events import PROFILE_ATTRIBUTES, CustomValue, Profile
-from schemas.policy import Match, Policy
+from leadflow.schemas.events import PROFILE_ATTRIBUTES, CustomValue, Profile
+from leadflow.schemas.policy import Match, Policy
 
 SECONDS_PER_DAY = 86_400.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.outputs import Output
-from schemas.state import LeadState
+from leadflow.schemas.outputs import Output
+from leadflow.schemas.state import LeadState
 
 
 @dataclass(frozen=True, slots=True)

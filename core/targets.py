@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from core.plan import WEEKS_PER_MONTH, Plan, PlanError, per_week, plan
-from schemas.policy import Policy, SlaSpec
-from schemas.review import PeriodKind
+from leadflow.core.plan import WEEKS_PER_MONTH, Plan, PlanError, per_week, plan
+from leadflow.schemas.policy import Policy, SlaSpec
+from leadflow.schemas.review import PeriodKind
 
 # The goal measures the plan gives, from the top of the funnel down (schemas.review.GoalMeasure).
 STAGE_MEASURES: Final = ("visitors", "leads", "mqls", "qualification_calls", "sqls", "proposals", "customers")

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from schemas.visits import SiteVisits
+from leadflow.schemas.visits import SiteVisits
 
 
 def newer(current: SiteVisits | None, report: SiteVisits) -> bool:

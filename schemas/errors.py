@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from schemas.base import PATTERN_HINTS
+from leadflow.schemas.base import PATTERN_HINTS
 
 _MESSAGES = {
     "int_type": "must be an integer",

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.base import CODE_PATTERN, Code, Frozen, Identifier, Money
+from leadflow.schemas.base import CODE_PATTERN, Code, Frozen, Identifier, Money
 
 ShortText = Annotated[str, Field(max_length=500)]
 

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.base import Frozen
-from schemas.outputs import HandOff
-from schemas.policy import NoticeKind
+from leadflow.schemas.base import Frozen
+from leadflow.schemas.outputs import HandOff
+from leadflow.schemas.policy import NoticeKind
 
 DeliveryKind = Literal["handoff", "warning", "breach", "escalation", "digest"]
 

@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.base import Frozen
-from schemas.events import LeadEvent
+from leadflow.schemas.base import Frozen
+from leadflow.schemas.events import LeadEvent
 
 RefusalReason = Literal[
     "unknown_lead",

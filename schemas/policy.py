@@ -15,7 +15,7 @@ from functools import cached_property
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_data
@@ -32,9 +32,9 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.base import Code
-from schemas.errors import describe_errors
-from schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, PROFILE_ATTRIBUTES
+from leadflow.schemas.base import Code
+from leadflow.schemas.errors import describe_errors
+from leadflow.schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, PROFILE_ATTRIBUTES
 
 Points = Annotated[int, Field(ge=-1000, le=1000)]
 BantField = Literal["budget", "authority", "need", "timeline"]
@@ -663,7 +663,9 @@ class Goals(PolicyModel):
 
 
 BuyingStage = Literal["awareness", "consideration", "decision"]
-INGEST_SOURCES = ("hubspot", "rdstation", "mautic", "forms")
+# The tools whose forms the policy can describe (the gateway's sources that have forms).
+FormSource = Literal["hubspot", "rdstation", "mautic", "forms"]
+INGEST_SOURCES: tuple[str, ...] = get_args(FormSource)
 
 
 class FormSpec(PolicyModel):
@@ -673,7 +675,7 @@ class FormSpec(PolicyModel):
     carried, each mapped to a profile attribute (built-in or custom); hidden fields are listed like the others.
     """
 
-    source: Literal["hubspot", "rdstation", "mautic", "forms"] = Field(description="the tool the form lives in")
+    source: FormSource = Field(description="the tool the form lives in")
     id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="the tool's form id (HubSpot form GUID, RD Station conversion identifier, ...)"
     )
@@ -1076,7 +1078,7 @@ def notification_problems(policy: Policy) -> list[str]:
 def load_policy(path: str | Path | None = None) -> Policy:
     """Load and validate a policy file; with no path, the default policy shipped with the package."""
     if path is None:
-        text = resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+        text = resources.files("leadflow.schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
         source = "default_policy.yaml"
     else:
         source = str(path)

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.base import Frozen
-from schemas.events import Bant, LeadEvent, Profile
+from leadflow.schemas.base import Frozen
+from leadflow.schemas.events import Bant, LeadEvent, Profile
 
 
 class StageEntry(Frozen):

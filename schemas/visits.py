@@ -22,8 +22,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.base import Frozen, Identifier
-from schemas.events import Timestamp
+from leadflow.schemas.base import Frozen, Identifier
+from leadflow.schemas.events import Timestamp
 
 VISITS_TYPE = "site.visits"
 

@@ -23,10 +23,10 @@ from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from pydantic import TypeAdapter
 
-from core.deadlines import DeadlineIndex, next_instant, timer_due
-from core.decision import decide, wake_at
-from core.handoff import ROUTER_SOURCE
-from core.intake import (
+from leadflow.core.deadlines import DeadlineIndex, next_instant, timer_due
+from leadflow.core.decision import decide, wake_at
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.intake import (
     INTERNAL_HEADER,
     Origin,
     dead_letter,
@@ -36,19 +36,19 @@ from core.intake import (
     header,
     internal_proof,
 )
-from core.partition_clock import PartitionClock, is_caught_up
-from core.privacy import is_authorized, public_view
-from core.routing import answer_request, is_released, release, unassigned_event, why_unassigned
-from core.visits import newer
-from schemas.events import LeadEvent, TimerDue
-from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, RouteRequest
-from schemas.policy import load_policy
-from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
-from schemas.visits import VISITS_ADAPTER, SiteVisits
-from streams import processed_offsets
-from streams.goal_metrics import GoalCollector
-from streams.group_offsets import GroupOffsets
-from streams.metrics import (
+from leadflow.core.partition_clock import PartitionClock, is_caught_up
+from leadflow.core.privacy import is_authorized, public_view
+from leadflow.core.routing import answer_request, is_released, release, unassigned_event, why_unassigned
+from leadflow.core.visits import newer
+from leadflow.schemas.events import LeadEvent, TimerDue
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, RouteRequest
+from leadflow.schemas.policy import load_policy
+from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
+from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
+from leadflow.streams import processed_offsets
+from leadflow.streams.goal_metrics import GoalCollector
+from leadflow.streams.group_offsets import GroupOffsets
+from leadflow.streams.metrics import (
     CONTENT_TYPE,
     ClockDelayCollector,
     GroupLagCollector,
@@ -60,10 +60,10 @@ from streams.metrics import (
     faust_consumer_lag,
     fetch_state,
 )
-from streams.outbox import Outbox, guard_commits
-from streams.routes import ROUTES, TopicName, record_key, record_value, topic_of
-from streams.settings import Settings
-from streams.topics import (
+from leadflow.streams.outbox import Outbox, guard_commits
+from leadflow.streams.routes import ROUTES, TopicName, record_key, record_value, topic_of
+from leadflow.streams.settings import Settings
+from leadflow.streams.topics import (
     EMBEDDED_FAUST_SETTINGS,
     EMBEDDED_FETCH_WAIT_MS,
     FAST_GROUP_FAUST_SETTINGS,
@@ -176,7 +176,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         Monitor=QuietMonitor,
-        Worker="streams.shutdown:BoundedWorker",  # a bounded stop and rate-limited error logs (issue 13)
+        Worker="leadflow.streams.shutdown:BoundedWorker",  # a bounded stop and rate-limited error logs (issue 13)
         **extra,
     )
     if not settings.embedded:
@@ -648,7 +648,7 @@ metrics.watch(
 
 
 # ---- Health (streams.health, issue 13): liveness, readiness, the broker probe, the log limiter's summaries.
-from streams.health import (  # noqa: E402
+from leadflow.streams.health import (  # noqa: E402
     RETRY_AFTER_S,
     Health,
     applied_offsets,
@@ -656,7 +656,7 @@ from streams.health import (  # noqa: E402
     owner_url,
     readiness_body,
 )
-from streams.metrics import AppliedOffsetCollector, HealthCollector  # noqa: E402
+from leadflow.streams.metrics import AppliedOffsetCollector, HealthCollector  # noqa: E402
 
 health = Health(app, settings)
 app.on_partitions_assigned.connect(health.on_assigned)  # also starts the broker probe (before the first recovery)
@@ -761,8 +761,8 @@ async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
 # Imported here to keep this section self-contained; they may move to the imports above.
 import asyncio  # noqa: E402
 
-from core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summarize  # noqa: E402
-from streams.metrics import active_states  # noqa: E402
+from leadflow.core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summarize  # noqa: E402
+from leadflow.streams.metrics import active_states  # noqa: E402
 
 SUMMARY_CHUNK = 1000  # leads summarized between two yields to the event loop
 

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import yaml
 
-from core.calibration import (
+from leadflow.core.calibration import (
     BOOTSTRAP_RESAMPLES,
     RULE_REASONS,
     LeadSample,
@@ -42,15 +42,23 @@ from core.calibration import (
     measure,
     rule_figures,
 )
-from core.engine import Engine
-from core.lifecycle import funnel_position
-from core.proposal import Proposal, ProposalError, propose
-from core.report import compare_reports
-from schemas.events import Activity, LeadEvent
-from schemas.outputs import DeadLetter
-from schemas.policy import Policy, PolicyError, parse_policy
-from schemas.state import LeadState
-from streams.replay import ExternalSort, Replay, ReplayError, ReplayOptions, ReplayResult, comparison, read_policy
+from leadflow.core.engine import Engine
+from leadflow.core.lifecycle import funnel_position
+from leadflow.core.proposal import Proposal, ProposalError, propose
+from leadflow.core.report import compare_reports
+from leadflow.schemas.events import Activity, LeadEvent
+from leadflow.schemas.outputs import DeadLetter
+from leadflow.schemas.policy import Policy, PolicyError, parse_policy
+from leadflow.schemas.state import LeadState
+from leadflow.streams.replay import (
+    ExternalSort,
+    Replay,
+    ReplayError,
+    ReplayOptions,
+    ReplayResult,
+    comparison,
+    read_policy,
+)
 
 PROG = "leadflow calibrate"
 EFFECT_FIGURES = ("MQLs", "acceptance", "conversion", "rejections")  # streams.replay.comparison's row labels
@@ -277,7 +285,7 @@ def _span(span: tuple[datetime, datetime] | None) -> dict[str, str | None]:
 def policy_document(path: Path | None) -> dict[str, Any]:
     """The policy file as YAML data (the shipped default without a path); it was validated before."""
     if path is None:
-        text = resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+        text = resources.files("leadflow.schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
     else:
         text = path.read_text(encoding="utf-8")
     document = yaml.safe_load(text)
@@ -494,7 +502,7 @@ def write_outputs(calibration: Calibration) -> list[Path]:
             options.report_json.write_bytes(orjson.dumps(calibration.document(), option=orjson.OPT_INDENT_2))
             written.append(options.report_json)
         if options.html is not None:
-            from streams.calibration_page import render_calibration
+            from leadflow.streams.calibration_page import render_calibration
 
             options.html.write_text(render_calibration(calibration.document(), options.lang), encoding="utf-8")
             written.append(options.html)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from streams.review_labels import LANGS
+from leadflow.streams.review_labels import LANGS
 
 EN: Final[dict[str, str]] = {
     "title": "Calibrating the MQL definition",

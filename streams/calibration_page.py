@@ -19,10 +19,22 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from core.calibration import BOOTSTRAP_RESAMPLES
-from core.proposal import PDO
-from streams.calibration_labels import labels_for
-from streams.review_page import CSP, LOCALES, PAGE, Cell, Formats, Section, Table, chart, nothing, num, plot_text
+from leadflow.core.calibration import BOOTSTRAP_RESAMPLES
+from leadflow.core.proposal import PDO
+from leadflow.streams.calibration_labels import labels_for
+from leadflow.streams.review_page import (
+    CSP,
+    LOCALES,
+    PAGE,
+    Cell,
+    Formats,
+    Section,
+    Table,
+    chart,
+    nothing,
+    num,
+    plot_text,
+)
 
 __all__ = ["render_calibration"]
 

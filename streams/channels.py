@@ -31,7 +31,7 @@ import aiosmtplib
 import orjson
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from core.delivery import (
+from leadflow.core.delivery import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -43,9 +43,9 @@ from core.delivery import (
     classify_smtp,
     sign,
 )
-from core.messages import Message, email_message, hubspot_task, slack_payload, teams_payload, webhook_payload
-from schemas.notifications import Delivery
-from schemas.policy import ChannelSpec, Notifications
+from leadflow.core.messages import Message, email_message, hubspot_task, slack_payload, teams_payload, webhook_payload
+from leadflow.schemas.notifications import Delivery
+from leadflow.schemas.policy import ChannelSpec, Notifications
 
 HUBSPOT_API = "https://api.hubapi.com"
 # slack_sdk logs the webhook URL (the secret) at debug level when its logger's level allows debug, which a logger

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 import orjson
 
-from schemas.policy import Policy, PolicyError, load_policy, notification_problems
-from streams.replay import DEFAULT_SORT_BUFFER
-from streams.routes import ROUTES
+from leadflow.schemas.policy import Policy, PolicyError, load_policy, notification_problems
+from leadflow.streams.replay import DEFAULT_SORT_BUFFER
+from leadflow.streams.routes import ROUTES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from core.plan import TextTable
-    from streams.settings import Settings
+    from leadflow.core.plan import TextTable
+    from leadflow.streams.settings import Settings
 
 
 EXIT_OK = 0
@@ -125,7 +125,7 @@ def check_broker(settings: Settings) -> None:
     """One metadata request with a short timeout: raise UsageError when the brokers cannot be reached."""
     from aiokafka.client import AIOKafkaClient
 
-    from streams.topics import client_options
+    from leadflow.streams.topics import client_options
 
     try:
         broker_url(settings.broker)
@@ -199,12 +199,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from faust.cli.faust import cli  # imported late: the app module reads the environment set above
 
-    cli.main(args=["-A", "streams.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")
+    cli.main(args=["-A", "leadflow.streams.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streams.runner import RunOptions, run
+    from leadflow.streams.runner import RunOptions, run
 
     checked_policy(args.policy)  # before a broker starts
     check_web_port("127.0.0.1", args.web_port or 6066)
@@ -226,8 +226,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         real_time_slas=args.real_time_slas,
         embedded_broker=args.embedded_broker,
     )
-    from streams.broker import BrokerStartError
-    from streams.kafka import MissingToolError
+    from leadflow.streams.broker import BrokerStartError
+    from leadflow.streams.kafka import MissingToolError
 
     try:
         return asyncio.run(run(options))
@@ -241,7 +241,7 @@ def _client_settings(broker: str | None) -> Settings:
     _broker_env(broker)
     from pydantic import ValidationError
 
-    from streams.settings import Settings
+    from leadflow.streams.settings import Settings
 
     try:
         return Settings()
@@ -253,8 +253,8 @@ def _client_settings(broker: str | None) -> Settings:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from streams.producer import kafka_sender
-    from streams.simulator import LiveSimulator
+    from leadflow.streams.producer import kafka_sender
+    from leadflow.streams.simulator import LiveSimulator
 
     settings = _client_settings(args.broker)
     check_broker(settings)
@@ -276,7 +276,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from streams.producer import produce_records, read_jsonl
+    from leadflow.streams.producer import produce_records, read_jsonl
 
     settings = _client_settings(args.broker)
     path = Path(args.file)
@@ -297,8 +297,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from streams.gateway import load_gateway_settings, serve
-    from streams.settings import Settings
+    from leadflow.streams.gateway import load_gateway_settings, serve
+    from leadflow.streams.settings import Settings
 
     _broker_env(args.broker, True if args.embedded else None)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -327,8 +327,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from streams.channels import ChannelConfigError, Secrets, check_secrets
-    from streams.notifier import NotifySettings, serve
+    from leadflow.streams.channels import ChannelConfigError, Secrets, check_secrets
+    from leadflow.streams.notifier import NotifySettings, serve
 
     _broker_env(args.broker, True if args.embedded else None)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -382,7 +382,7 @@ def add_notify_command(
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.replay import ReplayOptions, run_replay
+    from leadflow.streams.replay import ReplayOptions, run_replay
 
     options = ReplayOptions(
         events=Path(args.file),
@@ -397,8 +397,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from streams.replay import report_summary
-    from streams.report_client import ReportSourceError, merged_report
+    from leadflow.streams.replay import report_summary
+    from leadflow.streams.report_client import ReportSourceError, merged_report
 
     try:
         policy = load_policy(args.policy)
@@ -407,7 +407,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"leadflow report: {error.source}: {problem}", file=sys.stderr)
         return 2
     if args.period is not None:
-        from streams.review_command import cmd_review
+        from leadflow.streams.review_command import cmd_review
 
         return cmd_review(args, policy)
     if args.events is not None or args.html is not None or args.start is not None:
@@ -434,7 +434,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """`leadflow plan`: the reverse funnel of the policy's goals, measured from a history with --from-history."""
     from rich.console import Console
 
-    from core.plan import Measured, PlanError, measure, plan, plan_document, plan_tables
+    from leadflow.core.plan import Measured, PlanError, measure, plan, plan_document, plan_tables
 
     try:
         policy = load_policy(args.policy)
@@ -451,7 +451,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 2
     measured: Measured | None = None
     if args.from_history is not None:
-        from streams.replay import ReplayError, ReplayOptions, RichProgress, replay
+        from leadflow.streams.replay import ReplayError, ReplayOptions, RichProgress, replay
 
         options = ReplayOptions(events=args.from_history, policy=args.policy)
         err = Console(stderr=True)
@@ -508,7 +508,7 @@ def _text_table(table: TextTable) -> str:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from streams.schema_files import write_schemas
+    from leadflow.streams.schema_files import write_schemas
 
     for path in write_schemas(Path(args.out)):
         print(path)
@@ -550,7 +550,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def goals_summary(policy: Policy) -> dict[str, object] | None:
     """The week's and month's targets the goals section gives (plan and commitments), for `policy check`."""
-    from core.targets import targets
+    from leadflow.core.targets import targets
 
     if policy.goals is None:
         return None
@@ -614,7 +614,7 @@ def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from streams.calibrate_command import CalibrateOptions, run_calibrate
+    from leadflow.streams.calibrate_command import CalibrateOptions, run_calibrate
 
     options = CalibrateOptions(
         history=Path(args.file),
@@ -631,7 +631,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_import_csv(args: argparse.Namespace) -> int:
-    from streams.csv_import import run_import
+    from leadflow.streams.csv_import import run_import
 
     return run_import(
         Path(args.file),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from core.adapters.crm_csv import Columns, CsvOptions, column_key, columns, lead_events
+from leadflow.core.adapters.crm_csv import Columns, CsvOptions, column_key, columns, lead_events
 
 PROG = "leadflow import-csv"
 MAX_EXAMPLES = 5

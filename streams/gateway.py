@@ -32,22 +32,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.adapters import Delivery, Draft, Rejection
-from core.adapters.registry import ADAPTERS
-from core.identity import Resolution, forget, resolve
-from core.ids import output_id
-from core.intake import decode
-from core.signature import Refusal, check_hubspot_v3, check_mautic, check_token
-from schemas.outputs import DeadLetter
-from schemas.policy import Policy
-from streams.identity_store import IdentityStore
-from streams.producer import producer_options
-from streams.settings import Settings
-from streams.topics import client_options, create_leadflow_topics
+from leadflow.core.adapters import Delivery, Draft, Rejection
+from leadflow.core.adapters.registry import ADAPTERS
+from leadflow.core.identity import Resolution, forget, resolve
+from leadflow.core.ids import output_id
+from leadflow.core.intake import decode
+from leadflow.core.signature import Refusal, check_hubspot_v3, check_mautic, check_token
+from leadflow.schemas.outputs import DeadLetter
+from leadflow.schemas.policy import Policy
+from leadflow.streams.identity_store import IdentityStore
+from leadflow.streams.producer import producer_options
+from leadflow.streams.settings import Settings
+from leadflow.streams.topics import client_options, create_leadflow_topics
 
 log = logging.getLogger("leadflow.ingest")
 
-SOURCES = ("hubspot", "rdstation", "mautic", "forms", "canonical")
+SOURCES = tuple(ADAPTERS)  # the path names /ingest/{source} answers
 Outcome = Literal["accepted", "unknown_source", "disabled", "too_large", "unauthorized", "unmappable", "unavailable"]
 
 

@@ -16,13 +16,13 @@ from datetime import datetime
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core.attainment import ACTUAL_MEASURES, actuals
-from core.period import period_of, projection
-from core.report import LeadSummary
-from core.targets import planned, targets
-from schemas.policy import Policy
-from schemas.review import Period, PeriodKind
-from schemas.visits import SiteVisits
+from leadflow.core.attainment import ACTUAL_MEASURES, actuals
+from leadflow.core.period import period_of, projection
+from leadflow.core.report import LeadSummary
+from leadflow.core.targets import planned, targets
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.review import Period, PeriodKind
+from leadflow.schemas.visits import SiteVisits
 
 PERIODS: tuple[PeriodKind, ...] = ("week", "month")
 MIN_REFRESH_S = 10.0  # summarizing every lead costs ~10 µs each: recount at most this often

@@ -26,7 +26,7 @@ from typing import Any, Final, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.broker import BrokerProcess, BrokerStartError, Started, _run_in_thread, free_port
+from leadflow.streams.broker import BrokerProcess, BrokerStartError, Started, _run_in_thread, free_port
 
 __all__ = [
     "CLUSTER_NODES",

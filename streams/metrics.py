@@ -36,10 +36,10 @@ from prometheus_client import Gauge as PromGauge
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from core.decision import Decision
-from core.routing import load
-from schemas.events import DealLost, DealWon, LeadEvent
-from schemas.outputs import (
+from leadflow.core.decision import Decision
+from leadflow.core.routing import load
+from leadflow.schemas.events import DealLost, DealWon, LeadEvent
+from leadflow.schemas.outputs import (
     DeadLetter,
     EventRefused,
     HandOff,
@@ -52,8 +52,8 @@ from schemas.outputs import (
     SlaWarning,
     StageChanged,
 )
-from schemas.policy import Policy
-from schemas.state import LeadRecord, LeadState, RoutingState
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadRecord, LeadState, RoutingState
 
 log = logging.getLogger(__name__)
 

@@ -42,10 +42,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.delivery import RateLimiter, Refused, Result, Retry, Sent, backoff_s
-from core.messages import Renderer, TemplateProblem
-from core.notifications import digests_due, notice_of, plan, resolves
-from schemas.notifications import (
+from leadflow.core.delivery import RateLimiter, Refused, Result, Retry, Sent, backoff_s
+from leadflow.core.messages import Renderer, TemplateProblem
+from leadflow.core.notifications import digests_due, notice_of, plan, resolves
+from leadflow.schemas.notifications import (
     NOTIFICATION_DEAD_LETTER_ADAPTER,
     PENDING_ADAPTER,
     SENT_ADAPTER,
@@ -54,14 +54,14 @@ from schemas.notifications import (
     PendingItem,
     SentMark,
 )
-from schemas.outputs import HandOff, SlaOutput
-from schemas.policy import NOTICE_KINDS, Policy
-from streams.channels import Channel, Secrets, Transport, build_channels, check_secrets
-from streams.identity_store import IdentityStore
-from streams.producer import producer_options
-from streams.routes import KEEP_FOREVER, value_adapters
-from streams.settings import Settings
-from streams.topics import client_options, create_leadflow_topics, ensure_topics
+from leadflow.schemas.outputs import HandOff, SlaOutput
+from leadflow.schemas.policy import NOTICE_KINDS, Policy
+from leadflow.streams.channels import Channel, Secrets, Transport, build_channels, check_secrets
+from leadflow.streams.identity_store import IdentityStore
+from leadflow.streams.producer import producer_options
+from leadflow.streams.routes import KEEP_FOREVER, value_adapters
+from leadflow.streams.settings import Settings
+from leadflow.streams.topics import client_options, create_leadflow_topics, ensure_topics
 
 log = logging.getLogger("leadflow.notify")
 
@@ -530,7 +530,7 @@ class Notifier:
 
 
 def _digest_id(item: PendingItem) -> str:
-    from core.ids import output_id
+    from leadflow.core.ids import output_id
 
     return output_id("digest", item.bucket)
 

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.settings import Settings
-from streams.topics import client_options, embedded_producer_settings
+from leadflow.streams.settings import Settings
+from leadflow.streams.topics import client_options, embedded_producer_settings
 
 Send = Callable[[bytes, bytes], Awaitable[None]]
 

@@ -49,14 +49,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from core.engine import Engine
-from core.intake import Origin, dead_letter, decode, decode_visits, is_visits
-from core.report import LeadSummary, compare_reports, funnel_report, summaries_of
-from core.visits import Visits
-from schemas.events import LeadEvent
-from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
-from schemas.policy import Policy, PolicyError, load_policy
-from streams.routes import ROUTES, OutputTopic, record_value, topic_of
+from leadflow.core.engine import Engine
+from leadflow.core.intake import Origin, dead_letter, decode, decode_visits, is_visits
+from leadflow.core.report import LeadSummary, compare_reports, funnel_report, summaries_of
+from leadflow.core.visits import Visits
+from leadflow.schemas.events import LeadEvent
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
+from leadflow.schemas.policy import Policy, PolicyError, load_policy
+from leadflow.streams.routes import ROUTES, OutputTopic, record_value, topic_of
 
 DEFAULT_SORT_BUFFER: Final = 200_000
 MAX_EXAMPLES: Final = 100

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import TypeAdapter, ValidationError
 
-from core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report
-from schemas.policy import Policy
-from schemas.visits import VISITS_ADAPTER, SiteVisits
+from leadflow.core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
 
 SUMMARIES_PATH = "/funnel/leads"
 VISITS_PATH = "/visits"

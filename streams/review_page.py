@@ -26,8 +26,8 @@ from markupsafe import Markup, escape
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from schemas.review import Change, Commitment, FunnelStep, GoalLine, ResponseTimes, Review, SlaLine
-from streams.review_labels import EN, LANGS, labels_for
+from leadflow.schemas.review import Change, Commitment, FunnelStep, GoalLine, ResponseTimes, Review, SlaLine
+from leadflow.streams.review_labels import EN, LANGS, labels_for
 
 __all__ = ["LANGS", "render_review"]
 

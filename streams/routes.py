@@ -15,8 +15,8 @@ from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter
 
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import (
+from leadflow.schemas.events import EVENT_ADAPTER
+from leadflow.schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     HANDOFF_ADAPTER,
     ROUTING_ADAPTER,
@@ -34,9 +34,9 @@ from schemas.outputs import (
     RouteRequest,
     StageChanged,
 )
-from schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER
-from schemas.visits import VISITS_ADAPTER
-from streams.settings import Settings
+from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER
+from leadflow.schemas.visits import VISITS_ADAPTER
+from leadflow.streams.settings import Settings
 
 TopicName = Literal[
     "events",

@@ -24,16 +24,16 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from core.funnel import FunnelTally
-from schemas.policy import Allowance, Policy, load_policy
-from streams.broker import BrokerProcess, EmbeddedBroker
-from streams.producer import kafka_sender
-from streams.report_client import ReportSourceError, merged_report
-from streams.routes import value_adapters
-from streams.settings import Settings
-from streams.simulator import LiveSimulator
-from streams.topics import create_leadflow_topics
-from streams.worker_process import WorkerProcess
+from leadflow.core.funnel import FunnelTally
+from leadflow.schemas.policy import Allowance, Policy, load_policy
+from leadflow.streams.broker import BrokerProcess, EmbeddedBroker
+from leadflow.streams.producer import kafka_sender
+from leadflow.streams.report_client import ReportSourceError, merged_report
+from leadflow.streams.routes import value_adapters
+from leadflow.streams.settings import Settings
+from leadflow.streams.simulator import LiveSimulator
+from leadflow.streams.topics import create_leadflow_topics
+from leadflow.streams.worker_process import WorkerProcess
 
 DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
 DRAIN_MAX_S = 30.0  # ...but no longer than this
@@ -61,7 +61,7 @@ def local_broker(choice: Literal["auto", "kafka", "tansu"], workdir: Path) -> Br
     """The broker `leadflow run` starts when no --broker is given. `auto`: Apache Kafka, the production engine
     (exact offsets and lag, no one-record-per-batch workaround), when Java is installed and its jars are cached
     or Maven can fetch them; else tansu, the zero-JVM broker (starts in 0.1 s, keeps nothing)."""
-    from streams.kafka import ApacheKafka, can_run_kafka
+    from leadflow.streams.kafka import ApacheKafka, can_run_kafka
 
     if choice == "kafka" or (choice == "auto" and can_run_kafka()):
         return ApacheKafka(workdir / "kafka")

@@ -23,7 +23,7 @@ from typing import Any
 
 import faust
 
-from streams import health
+from leadflow.streams import health
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class BoundedWorker(faust.Worker):
     watchdog: Watchdog | None = None
 
     def _arm(self) -> None:
-        from streams.settings import Settings
+        from leadflow.streams.settings import Settings
 
         if self.watchdog is None:
             bound = Settings().shutdown_timeout_s

@@ -28,8 +28,8 @@ from typing import Any, Final, assert_never
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 
-from streams.routes import ROUTES
-from streams.settings import Settings
+from leadflow.streams.routes import ROUTES
+from leadflow.streams.settings import Settings
 
 __all__ = [
     "EMBEDDED_FAUST_SETTINGS",

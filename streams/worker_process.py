@@ -16,8 +16,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import die_with_parent
-from streams.group_offsets import GroupOffsets
+from leadflow.streams.broker import die_with_parent
+from leadflow.streams.group_offsets import GroupOffsets
 
 
 class WorkerProcess:
@@ -31,7 +31,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "-l", self.loglevel],
+                [sys.executable, "-m", "leadflow.streams.cli", "worker", "-l", self.loglevel],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

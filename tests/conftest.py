@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import BrokerProcess, EmbeddedBroker
-from streams.kafka import ApacheKafka
+from leadflow.streams.broker import BrokerProcess, EmbeddedBroker
+from leadflow.streams.kafka import ApacheKafka
 
 
 @pytest.fixture(scope="session")

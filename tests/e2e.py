@@ -9,10 +9,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import BrokerProcess, free_port
-from streams.settings import Settings
-from streams.topics import create_leadflow_topics, embedded_producer_settings
-from streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
+from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.settings import Settings
+from leadflow.streams.topics import create_leadflow_topics, embedded_producer_settings
+from leadflow.streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
 
 PARTITIONS = 4
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import yaml
 
-from core.decision import Decision, decide
-from core.handoff import ROUTER_SOURCE
-from core.routing import answer_to, release
-from core.step import Step
-from schemas.events import EVENT_ADAPTER, LeadEvent
-from schemas.outputs import EventRefused, Output, RouteRelease, RouteRequest, StageChanged, Transition
-from schemas.policy import Policy, load_policy, parse_policy
-from schemas.state import LeadRecord, LeadState, RoutingState
+from leadflow.core.decision import Decision, decide
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.routing import answer_to, release
+from leadflow.core.step import Step
+from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
+from leadflow.schemas.outputs import EventRefused, Output, RouteRelease, RouteRequest, StageChanged, Transition
+from leadflow.schemas.policy import Policy, load_policy, parse_policy
+from leadflow.schemas.state import LeadRecord, LeadState, RoutingState
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 DAY = 86_400.0
@@ -29,7 +29,7 @@ LEAD = "L1"
 
 POLICY = load_policy()
 _DEFAULT_DOC: dict[str, Any] = yaml.safe_load(
-    resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+    resources.files("leadflow.schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
 )
 _ids = itertools.count(1)
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from schemas.outputs import (
+from leadflow.schemas.outputs import (
     HandOff,
     HandOffSla,
     ScoreSummary,
@@ -32,15 +32,15 @@ from schemas.outputs import (
     SlaMet,
     SlaWarning,
 )
-from schemas.policy import Policy, parse_policy
-from streams.broker import free_port
+from leadflow.schemas.policy import Policy, parse_policy
+from leadflow.streams.broker import free_port
 
 T0 = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)  # Monday 10:00 in São Paulo: working time of inside_sales
 SMTP_USER, SMTP_PASSWORD = "leadflow", "smtp-test-password"
 
 
 def default_document() -> dict[str, Any]:
-    text = resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+    text = resources.files("leadflow.schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
     document = yaml.safe_load(text)
     assert isinstance(document, dict)
     return document

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from test_adapters_support import FORMS, RECEIVED, delivery, drafts, fixture, policy_with_forms, rejection, valid
 
-from core.adapters import Rejection, canonical, forms, hubspot, mautic, rdstation
-from core.adapters.country import country_code
-from core.adapters.form_mapping import profile_data, slug
-from core.adapters.registry import ADAPTERS
+from leadflow.core.adapters import Rejection, canonical, forms, hubspot, mautic, rdstation
+from leadflow.core.adapters.country import country_code
+from leadflow.core.adapters.form_mapping import profile_data, slug
+from leadflow.core.adapters.registry import ADAPTERS
 
 PORTAL = "4455667"
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_adapters_support import delivery, envelope, fixture
 
-from core.adapters import Adapted, Rejection
-from core.adapters.registry import ADAPTERS
+from leadflow.core.adapters import Adapted, Rejection
+from leadflow.core.adapters.registry import ADAPTERS
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 json_values = st.recursive(

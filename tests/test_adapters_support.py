@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from core.adapters import Adapted, Delivery, Draft, Rejection
-from schemas.events import EVENT_ADAPTER, LeadEvent
-from schemas.policy import Policy, parse_policy
+from leadflow.core.adapters import Adapted, Delivery, Draft, Rejection
+from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
+from leadflow.schemas.policy import Policy, parse_policy
 
 DATA = Path(__file__).parent / "data" / "webhooks"
 RECEIVED = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -57,7 +57,7 @@ FORMS: list[dict[str, Any]] = [
 
 
 def policy_with_forms() -> Policy:
-    text = resources.files("schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+    text = resources.files("leadflow.schemas").joinpath("default_policy.yaml").read_text(encoding="utf-8")
     document = yaml.safe_load(text)
     document["forms"] = FORMS
     return parse_policy(document, "test policy")

@@ -14,12 +14,18 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from core.handoff import ROUTER_SOURCE
-from core.intake import INTERNAL_HEADER, internal_proof
-from core.routing import assigned_event, route
-from schemas.outputs import DEAD_LETTER_ADAPTER, ROUTING_ADAPTER, TRANSITION_ADAPTER, RouteRequest, StageChanged
-from schemas.state import RoutingState
-from streams import app as worker
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.intake import INTERNAL_HEADER, internal_proof
+from leadflow.core.routing import assigned_event, route
+from leadflow.schemas.outputs import (
+    DEAD_LETTER_ADAPTER,
+    ROUTING_ADAPTER,
+    TRANSITION_ADAPTER,
+    RouteRequest,
+    StageChanged,
+)
+from leadflow.schemas.state import RoutingState
+from leadflow.streams import app as worker
 
 Sink = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], None]
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.calendar import BusinessCalendar, NoWorkingTime
-from schemas.policy import CalendarSpec, PolicyError, load_policy, parse_policy
+from leadflow.core.calendar import BusinessCalendar, NoWorkingTime
+from leadflow.schemas.policy import CalendarSpec, PolicyError, load_policy, parse_policy
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from selenium.webdriver.support.ui import WebDriverWait
 from test_review_page import Browser, headless_chromium
 
-from core.adapters.crm_csv import CsvOptions, action_code, column_key, columns, lead_events
-from core.calibration import (
+from leadflow.core.adapters.crm_csv import CsvOptions, action_code, column_key, columns, lead_events
+from leadflow.core.calibration import (
     LeadSample,
     auc,
     bootstrap_auc,
@@ -36,15 +36,15 @@ from core.calibration import (
     weighted_auc,
     wilson,
 )
-from core.intake import decode
-from core.proposal import ProposedScores, best_thresholds
-from schemas.events import Profile
-from schemas.outputs import DeadLetter
-from schemas.policy import load_policy
-from streams.calibrate_command import CalibrateOptions, calibrate
-from streams.calibration_labels import LABELS
-from streams.calibration_page import render_calibration
-from streams.cli import main
+from leadflow.core.intake import decode
+from leadflow.core.proposal import ProposedScores, best_thresholds
+from leadflow.schemas.events import Profile
+from leadflow.schemas.outputs import DeadLetter
+from leadflow.schemas.policy import load_policy
+from leadflow.streams.calibrate_command import CalibrateOptions, calibrate
+from leadflow.streams.calibration_labels import LABELS
+from leadflow.streams.calibration_page import render_calibration
+from leadflow.streams.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -20,12 +20,12 @@ from notify_support import (
     start_smtp,
 )
 
-from core.delivery import Refused, Retry, Sent, check
-from core.messages import Renderer
-from core.notifications import notice_of
-from schemas.notifications import Delivery
-from schemas.policy import Policy
-from streams.channels import ChannelConfigError, Secrets, Transport, build_channels, check_secrets
+from leadflow.core.delivery import Refused, Retry, Sent, check
+from leadflow.core.messages import Renderer
+from leadflow.core.notifications import notice_of
+from leadflow.schemas.notifications import Delivery
+from leadflow.schemas.policy import Policy
+from leadflow.streams.channels import ChannelConfigError, Secrets, Transport, build_channels, check_secrets
 
 SECRETS = {
     "LEADFLOW_NOTIFY_SECRET_TEAMS_URL": "",

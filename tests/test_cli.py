@@ -17,14 +17,18 @@ import pytest
 import yaml
 from e2e import PARTITIONS, read_topic
 
-from streams.broker import BrokerProcess, free_port
-from streams.simulator import journeys
-from streams.topics import ensure_topics
+from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.simulator import journeys
+from leadflow.streams.topics import ensure_topics
 
 
 def leadflow(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "leadflow.streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -186,9 +190,9 @@ def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
 
 
 def test_report_merges_the_workers_summaries(tmp_path: Path) -> None:
-    from core.report import SUMMARY_ADAPTER, funnel_report, summaries_of
-    from schemas.policy import load_policy
-    from streams.replay import ReplayOptions, replay
+    from leadflow.core.report import SUMMARY_ADAPTER, funnel_report, summaries_of
+    from leadflow.schemas.policy import load_policy
+    from leadflow.streams.replay import ReplayOptions, replay
 
     events = journeys(seed=6, n_leads=120, start=datetime(2026, 9, 7, tzinfo=UTC))
     path = tmp_path / "events.jsonl"
@@ -259,8 +263,8 @@ def test_plan_prints_the_reverse_funnel_per_month_and_week_with_capacity_and_cos
 
 
 def test_plan_json_is_the_plan_document() -> None:
-    from core.plan import plan, plan_document
-    from schemas.policy import load_policy
+    from leadflow.core.plan import plan, plan_document
+    from leadflow.schemas.policy import load_policy
 
     result = leadflow("plan", "--json")
     assert result.returncode == 0, result.stderr
@@ -268,9 +272,9 @@ def test_plan_json_is_the_plan_document() -> None:
 
 
 def test_plan_from_history_uses_what_the_replay_measures_and_says_so(tmp_path: Path) -> None:
-    from core.plan import measure, plan, plan_document
-    from schemas.policy import load_policy
-    from streams.replay import ReplayOptions, replay
+    from leadflow.core.plan import measure, plan, plan_document
+    from leadflow.schemas.policy import load_policy
+    from leadflow.streams.replay import ReplayOptions, replay
 
     events = journeys(seed=4, n_leads=400, start=datetime(2026, 9, 7, tzinfo=UTC))
     path = tmp_path / "events.jsonl"
@@ -387,7 +391,7 @@ def test_report_period_says_what_is_wrong_with_its_options(tmp_path: Path, args:
     (tmp_path / "x").write_text("")
     (tmp_path / "x.jsonl").write_text("")
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "report", *args],
+        [sys.executable, "-m", "leadflow.streams.cli", "report", *args],
         capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2

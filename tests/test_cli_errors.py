@@ -12,15 +12,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams import cli
-from streams.broker import free_port
+from leadflow.streams import cli
+from leadflow.streams.broker import free_port
 
 BROKER_COMMANDS = ("worker", "run", "produce", "simulate")
 
 
 def leadflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "leadflow.streams.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -91,7 +95,7 @@ def test_an_unreachable_broker_is_one_line_and_exit_2(command: str, tmp_path: Pa
 
 def test_the_broker_named_by_the_environment_is_checked_too(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *command_args("worker", tmp_path, free_port())],
+        [sys.executable, "-m", "leadflow.streams.cli", *command_args("worker", tmp_path, free_port())],
         capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "LEADFLOW_BROKER": "kafka://:x"},
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""core.completeness: the fields sales needs per stage, the hand-off's missing_fields, and the funnel report's
+"""leadflow.core.completeness: the fields sales needs per stage, the hand-off's missing_fields, and the funnel report's
 profile_completeness (the same from the summaries of one process, of several workers and of a replay)."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from factories import POLICY, T0, at, make_event, make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.completeness import has_field, is_blank, known_fields, missing_fields, missing_from, required_for
-from core.engine import Engine
-from core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summaries_of, summarize
-from schemas.events import PROFILE_ATTRIBUTES, LeadEvent, Profile
-from schemas.outputs import HANDOFF_ADAPTER, HandOff
-from schemas.policy import Policy
-from schemas.state import LeadState, StageEntry
-from streams.replay import ReplayOptions, replay
+from leadflow.core.completeness import has_field, is_blank, known_fields, missing_fields, missing_from, required_for
+from leadflow.core.engine import Engine
+from leadflow.core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summaries_of, summarize
+from leadflow.schemas.events import PROFILE_ATTRIBUTES, LeadEvent, Profile
+from leadflow.schemas.outputs import HANDOFF_ADAPTER, HandOff
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadState, StageEntry
+from leadflow.streams.replay import ReplayOptions, replay
 
 H = 3600.0
 

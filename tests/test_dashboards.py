@@ -307,8 +307,8 @@ def test_goals_period_variable_offers_week_and_month() -> None:
 def test_goals_measures_are_the_ones_the_worker_counts() -> None:
     """The generator's measure lists follow the core's (core/targets.py, core/attainment.py): a renamed measure
     would leave panels silently empty."""
-    from core.attainment import ACTUAL_MEASURES
-    from core.targets import STAGE_MEASURES
+    from leadflow.core.attainment import ACTUAL_MEASURES
+    from leadflow.core.targets import STAGE_MEASURES
 
     assert GENERATOR.GOAL_STAGE_MEASURES == STAGE_MEASURES
     assert set(GENERATOR.GOAL_COUNT_MEASURES) <= set(ACTUAL_MEASURES)

@@ -15,15 +15,15 @@ from factories import POLICY as ROUTED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.deadlines import timer_due
-from core.decision import HARD_MAX_PENDING, MAX_HELD, MAX_PENDING, Decision, decide
-from core.handoff import ROUTER_SOURCE
-from core.pipeline import apply
-from core.routing import answer_id, assigned_event, route, unassigned_event
-from schemas.events import EVENT_ADAPTER, LeadEvent
-from schemas.outputs import EventRefused, LeadErasedNotice, RouteRequest, SlaBreached, StageChanged, Transition
-from schemas.policy import Policy
-from schemas.state import LeadRecord, RoutingState
+from leadflow.core.deadlines import timer_due
+from leadflow.core.decision import HARD_MAX_PENDING, MAX_HELD, MAX_PENDING, Decision, decide
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.pipeline import apply
+from leadflow.core.routing import answer_id, assigned_event, route, unassigned_event
+from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
+from leadflow.schemas.outputs import EventRefused, LeadErasedNotice, RouteRequest, SlaBreached, StageChanged, Transition
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadRecord, RoutingState
 
 # The machinery under test (dedupe, event-time order, lateness) is routing-blind; routing is tested with its
 # router in test_handoff.py.

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.delivery import (
+from leadflow.core.delivery import (
     EDGE_S,
     RateLimiter,
     Refused,
@@ -23,7 +23,7 @@ from core.delivery import (
     retry_after_s,
     sign,
 )
-from schemas.policy import DEFAULT_RATES
+from leadflow.schemas.policy import DEFAULT_RATES
 
 NOW = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
 

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from e2e import Deployment, read_topic
 
-from core.decision import decide
-from schemas.events import EVENT_ADAPTER, LeadEvent
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, Forward, StageChanged
-from schemas.policy import Policy, load_policy
-from schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from streams.broker import BrokerProcess
-from streams.simulator import journeys, records
+from leadflow.core.decision import decide
+from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, Forward, StageChanged
+from leadflow.schemas.policy import Policy, load_policy
+from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.simulator import journeys, records
 
 pytestmark = pytest.mark.broker
 

@@ -18,10 +18,10 @@ from e2e import Deployment, read_topic
 from test_e2e import final_table
 from test_gateway import KEY, MAUTIC_SECRET, TOKEN, Running, gateway_settings, serve
 
-from core.identity import lead_id_for_email, lead_id_for_tool_id
-from schemas.outputs import TRANSITION_ADAPTER, StageChanged
-from schemas.policy import load_policy
-from streams.broker import BrokerProcess
+from leadflow.core.identity import lead_id_for_email, lead_id_for_tool_id
+from leadflow.schemas.outputs import TRANSITION_ADAPTER, StageChanged
+from leadflow.schemas.policy import load_policy
+from leadflow.streams.broker import BrokerProcess
 
 pytestmark = pytest.mark.broker
 

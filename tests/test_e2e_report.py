@@ -43,16 +43,16 @@ import pytest
 import yaml
 from e2e import PARTITIONS, Deployment, produce_in_real_time, topic_size
 
-from core.engine import Engine
-from core.report import LeadSummary, funnel_report, summaries_of
-from core.review import review
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import RouteRequest, SlaBreached, SlaWarning
-from schemas.policy import Policy, load_policy
-from streams.broker import BrokerProcess, free_port
-from streams.metrics import Partitioner
-from streams.report_client import fetch_summaries, merged_report
-from streams.worker_process import WorkerProcess, committed_offsets
+from leadflow.core.engine import Engine
+from leadflow.core.report import LeadSummary, funnel_report, summaries_of
+from leadflow.core.review import review
+from leadflow.schemas.events import EVENT_ADAPTER
+from leadflow.schemas.outputs import RouteRequest, SlaBreached, SlaWarning
+from leadflow.schemas.policy import Policy, load_policy
+from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.metrics import Partitioner
+from leadflow.streams.report_client import fetch_summaries, merged_report
+from leadflow.streams.worker_process import WorkerProcess, committed_offsets
 
 pytestmark = pytest.mark.broker
 
@@ -616,7 +616,16 @@ async def test_report_merges_two_workers(live: Live) -> None:
 
 async def test_leadflow_report_writes_the_merged_report_of_running_workers(live: Live, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    command = [sys.executable, "-m", "streams.cli", "report", "--policy", str(live.policy_path), "--json", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "leadflow.streams.cli",
+        "report",
+        "--policy",
+        str(live.policy_path),
+        "--json",
+        str(out),
+    ]
     for url in live.two:
         command += ["--worker", url]
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=90, check=False)
@@ -632,7 +641,7 @@ async def test_leadflow_report_writes_the_merged_report_of_running_workers(live:
 async def test_leadflow_replay_of_the_same_events_equals_the_live_report(live: Live, tmp_path: Path) -> None:
     out = tmp_path / "replay.json"
     now = datetime.now(UTC)
-    command = [sys.executable, "-m", "streams.cli", "replay", str(live.events_file), "--policy",
+    command = [sys.executable, "-m", "leadflow.streams.cli", "replay", str(live.events_file), "--policy",
                str(live.policy_path), "--report-json", str(out), "--until", now.isoformat()]  # fmt: skip
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 0, done.stderr
@@ -647,8 +656,8 @@ async def test_leadflow_report_period_reviews_the_week_of_running_workers(live: 
     """The review from two running workers (their /funnel/leads and /visits) is the review of the same events
     replayed offline, as of the same instant; the page is written in the language asked for."""
     out, page = tmp_path / "review.json", tmp_path / "review.html"
-    command = [sys.executable, "-m", "streams.cli", "report", "--period", "week", "--policy", str(live.policy_path),
-               "--json", str(out), "--html", str(page), "--lang", "es"]  # fmt: skip
+    command = [sys.executable, "-m", "leadflow.streams.cli", "report", "--period", "week",
+               "--policy", str(live.policy_path), "--json", str(out), "--html", str(page), "--lang", "es"]  # fmt: skip
     for url in live.two:
         command += ["--worker", url]
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=90, check=False)

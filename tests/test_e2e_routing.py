@@ -14,8 +14,8 @@ from e2e import Deployment, read_topic
 from test_e2e_sla import fast_policy, record, sla_outputs
 from test_metrics import sample_value, scrape
 
-from core.routing import ANSWER_DELAY
-from schemas.outputs import (
+from leadflow.core.routing import ANSWER_DELAY
+from leadflow.schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     HANDOFF_ADAPTER,
     DeadLetter,
@@ -26,9 +26,9 @@ from schemas.outputs import (
     SlaMet,
     SlaStarted,
 )
-from schemas.policy import load_policy
-from streams.broker import BrokerProcess
-from streams.worker_process import WorkerProcess
+from leadflow.schemas.policy import load_policy
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 LATAM = {"country": "BR", "company_size": 80}

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from e2e import Deployment, read_topic
 
-from schemas.outputs import SLA_ADAPTER, SlaBreached, SlaStarted, SlaWarning
-from streams.broker import BrokerProcess
-from streams.worker_process import WorkerProcess
+from leadflow.schemas.outputs import SLA_ADAPTER, SlaBreached, SlaStarted, SlaWarning
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 POLL_S = 0.2

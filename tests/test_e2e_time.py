@@ -29,8 +29,8 @@ from e2e import PARTITIONS, Deployment, produce_in_real_time, read_partitions, t
 from pydantic import TypeAdapter
 from test_e2e import final_table
 
-from core.deadlines import next_instant
-from schemas.outputs import (
+from leadflow.core.deadlines import next_instant
+from leadflow.schemas.outputs import (
     HANDOFF_ADAPTER,
     ROUTING_ADAPTER,
     SLA_ADAPTER,
@@ -42,9 +42,9 @@ from schemas.outputs import (
     SlaOutput,
     SlaWarning,
 )
-from schemas.state import ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
-from streams.broker import BrokerProcess
-from streams.worker_process import WorkerProcess
+from leadflow.schemas.state import ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 

@@ -7,9 +7,16 @@ from datetime import UTC, datetime
 import pytest
 from factories import POLICY, Router, at, make_event
 
-from core.funnel import FunnelTally, percentile
-from core.ids import output_id
-from schemas.outputs import DeadLetter, EventRefused, LeadErasedNotice, LeadMergedNotice, StageChanged, Transition
+from leadflow.core.funnel import FunnelTally, percentile
+from leadflow.core.ids import output_id
+from leadflow.schemas.outputs import (
+    DeadLetter,
+    EventRefused,
+    LeadErasedNotice,
+    LeadMergedNotice,
+    StageChanged,
+    Transition,
+)
 
 
 def moved(lead: str, source: str | None, target: str, t: float, reason: str = "") -> StageChanged:

@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 from e2e import PARTITIONS, Deployment, read_topic, topic_size
 
-from core.identity import lead_id_for_email
-from schemas.policy import Policy, load_policy
-from streams.broker import BrokerProcess, EmbeddedBroker, free_port
-from streams.gateway import Gateway, GatewaySettings, web_app
-from streams.settings import Settings
+from leadflow.core.identity import lead_id_for_email
+from leadflow.schemas.policy import Policy, load_policy
+from leadflow.streams.broker import BrokerProcess, EmbeddedBroker, free_port
+from leadflow.streams.gateway import Gateway, GatewaySettings, web_app
+from leadflow.streams.settings import Settings
 
 pytestmark = pytest.mark.broker
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from e2e import Deployment, read_topic
 
-from streams.broker import BrokerProcess, free_port
+from leadflow.streams.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.broker
 
@@ -28,7 +28,7 @@ KEY = "process-test-identity-key"
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "ingest", "--embedded"],
+            [sys.executable, "-m", "leadflow.streams.cli", "ingest", "--embedded"],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -79,7 +79,7 @@ def ready(port: int) -> bool:
 def test_without_an_identity_key_it_exits_naming_the_setting(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "ingest", "--port", str(free_port())],
+        [sys.executable, "-m", "leadflow.streams.cli", "ingest", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

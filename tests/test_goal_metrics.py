@@ -8,10 +8,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_review import LEADS, visits
 
-from core.report import LeadSummary
-from schemas.policy import load_policy
-from streams.goal_metrics import GoalCollector
-from streams.metrics import LeadCollector, Metrics
+from leadflow.core.report import LeadSummary
+from leadflow.schemas.policy import load_policy
+from leadflow.streams.goal_metrics import GoalCollector
+from leadflow.streams.metrics import LeadCollector, Metrics
 
 POLICY = load_policy()
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from factories import POLICY, make_event, make_policy
 
-from core.calendar import BusinessCalendar
-from core.decision import decide
-from core.handoff import ROUTER_SOURCE
-from core.routing import ANSWER_DELAY, answer_to, load
-from core.routing import release as router_release
-from schemas.events import EVENT_ADAPTER, LeadEvent
-from schemas.outputs import (
+from leadflow.core.calendar import BusinessCalendar
+from leadflow.core.decision import decide
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.routing import ANSWER_DELAY, answer_to, load
+from leadflow.core.routing import release as router_release
+from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
+from leadflow.schemas.outputs import (
     HandOff,
     Output,
     RouteRelease,
@@ -27,8 +27,8 @@ from schemas.outputs import (
     SlaMet,
     SlaStarted,
 )
-from schemas.policy import Policy
-from schemas.state import LeadRecord, LeadState, RoutingState
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import LeadRecord, LeadState, RoutingState
 
 SP = ZoneInfo("America/Sao_Paulo")
 SALES = BusinessCalendar.from_spec(POLICY.calendars["inside_sales"])

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streams.health import (
+from leadflow.streams.health import (
     FETCH_STALE_S,
     PRODUCER_STUCK_S,
     LogLimiter,
@@ -22,8 +22,8 @@ from streams.health import (
     readiness_body,
     reasons,
 )
-from streams.metrics import AppliedOffsetCollector, HealthCollector
-from streams.settings import Settings
+from leadflow.streams.metrics import AppliedOffsetCollector, HealthCollector
+from leadflow.streams.settings import Settings
 
 READY = Snapshot(
     assigned=True, recovered=True, partitions=4, fetch_age_s=0.5, broker_reachable=True, broker_silent_s=None

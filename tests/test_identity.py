@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.adapters import Person
-from core.identity import (
+from leadflow.core.adapters import Person
+from leadflow.core.identity import (
     LEAD_PREFIX,
     email_alias,
     forget,

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from factories import LEAD
 
-from core.intake import DEFAULT_MAX_EVENT_BYTES, Origin, decode, decode_routing
-from schemas.events import EVENT_TYPES, Activity, DealWon, LeadCreated, LeadUpdated
-from schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, RouteRelease, RouteRequest
+from leadflow.core.intake import DEFAULT_MAX_EVENT_BYTES, Origin, decode, decode_routing
+from leadflow.schemas.events import EVENT_TYPES, Activity, DealWon, LeadCreated, LeadUpdated
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, RouteRelease, RouteRequest
 
 RECEIVED = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)
 WHERE: dict[str, Any] = {"topic": "leads.events", "partition": 3, "offset": 41, "received_at": RECEIVED}

@@ -20,13 +20,13 @@ from conftest import make_topic_prefix
 from e2e import Deployment, read_topic
 from test_e2e import assert_table_is, expected_records, final_table, without_slas
 
-from core.merges import FORWARD_PREFIX, MERGE_SOURCE
-from schemas.policy import load_policy
-from streams.kafka import KafkaCluster, KafkaClusterNode
-from streams.producer import producer_options
-from streams.settings import Settings
-from streams.simulator import journeys, records
-from streams.worker_process import WorkerProcess
+from leadflow.core.merges import FORWARD_PREFIX, MERGE_SOURCE
+from leadflow.schemas.policy import load_policy
+from leadflow.streams.kafka import KafkaCluster, KafkaClusterNode
+from leadflow.streams.producer import producer_options
+from leadflow.streams.settings import Settings
+from leadflow.streams.simulator import journeys, records
+from leadflow.streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 

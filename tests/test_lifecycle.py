@@ -9,12 +9,12 @@ from factories import LEAD, POLICY, T0, at, lead_in, make_event, make_policy, re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.lifecycle import FACTS, REQUESTS
-from core.pipeline import apply
-from core.step import Step
-from schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
-from schemas.outputs import EventRefused, Forward, LeadErasedNotice, LeadMergedNotice, SlaCancelled
-from schemas.state import LeadState
+from leadflow.core.lifecycle import FACTS, REQUESTS
+from leadflow.core.pipeline import apply
+from leadflow.core.step import Step
+from leadflow.schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
+from leadflow.schemas.outputs import EventRefused, Forward, LeadErasedNotice, LeadMergedNotice, SlaCancelled
+from leadflow.schemas.state import LeadState
 
 LATER = 3600.0  # events under test happen an hour after the lead was walked to its stage
 

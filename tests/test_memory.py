@@ -12,14 +12,14 @@ from datetime import timedelta
 
 from factories import LEAD, UNROUTED, at, make_event, run
 
-from core.deadlines import timer_due
-from core.decision import decide, forget_at, is_stateless, wake_at
-from core.engine import Engine
-from core.funnel import MAX_SEEN_IDS, FunnelTally
-from core.lifecycle import refuse
-from schemas.events import LeadEvent
-from schemas.outputs import EventRefused, StageChanged
-from schemas.state import LeadRecord
+from leadflow.core.deadlines import timer_due
+from leadflow.core.decision import decide, forget_at, is_stateless, wake_at
+from leadflow.core.engine import Engine
+from leadflow.core.funnel import MAX_SEEN_IDS, FunnelTally
+from leadflow.core.lifecycle import refuse
+from leadflow.schemas.events import LeadEvent
+from leadflow.schemas.outputs import EventRefused, StageChanged
+from leadflow.schemas.state import LeadRecord
 
 POLICY = UNROUTED
 LATENESS = POLICY.processing.lateness_seconds

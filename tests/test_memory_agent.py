@@ -13,10 +13,10 @@ import orjson
 import pytest
 from test_agent import capture_outbox
 
-from core.decision import forget_at
-from core.intake import INTERNAL_HEADER, internal_proof
-from schemas.outputs import TRANSITION_ADAPTER, EventRefused
-from streams import app as worker
+from leadflow.core.decision import forget_at
+from leadflow.core.intake import INTERNAL_HEADER, internal_proof
+from leadflow.schemas.outputs import TRANSITION_ADAPTER, EventRefused
+from leadflow.streams import app as worker
 
 
 def unknown_lead_event(event_id: str, lead_id: str, at: datetime) -> bytes:

@@ -19,23 +19,31 @@ from factories import POLICY, T0, at, make_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.decision import Decision, decide
-from core.engine import Engine
-from core.handoff import ROUTER_SOURCE
-from core.intake import INTERNAL_HEADER, decode, header, internal_proof
-from core.merges import (
+from leadflow.core.decision import Decision, decide
+from leadflow.core.engine import Engine
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.intake import INTERNAL_HEADER, decode, header, internal_proof
+from leadflow.core.merges import (
     MAX_FORWARD_HOPS,
     MAX_ID_LENGTH,
     MERGE_SOURCE,
     forwarded_id,
     hops_of,
 )
-from core.report import funnel_report, summaries_of
-from schemas.events import EVENT_ADAPTER, MAX_MERGED_FROM, LeadAbsorbed, LeadEvent
-from schemas.outputs import TRANSITION_ADAPTER, DeadLetter, EventRefused, Forward, Output, RouteRelease, StageChanged
-from schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from streams.broker import BrokerProcess
-from streams.metrics import Metrics
+from leadflow.core.report import funnel_report, summaries_of
+from leadflow.schemas.events import EVENT_ADAPTER, MAX_MERGED_FROM, LeadAbsorbed, LeadEvent
+from leadflow.schemas.outputs import (
+    TRANSITION_ADAPTER,
+    DeadLetter,
+    EventRefused,
+    Forward,
+    Output,
+    RouteRelease,
+    StageChanged,
+)
+from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.metrics import Metrics
 
 NOW = T0 + timedelta(days=30)
 KEY = b"a-worker-secret-of-32-bytes-long"
@@ -548,7 +556,7 @@ def test_the_worker_sends_a_forward_to_the_events_topic_keyed_by_its_lead_and_si
 ) -> None:
     from test_agent import capture_outbox
 
-    from streams import app as worker
+    from leadflow.streams import app as worker
 
     sent: list[tuple[bytes | None, bytes | None, Any]] = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from notify_support import T0, breach, escalated, handoff, notifications, policy_with, warning
 
-from core.messages import (
+from leadflow.core.messages import (
     Renderer,
     TemplateProblem,
     email_message,
@@ -18,9 +18,9 @@ from core.messages import (
     teams_payload,
     webhook_payload,
 )
-from core.notifications import digests_due, notice_of, plan
-from schemas.notifications import Delivery, PendingItem
-from schemas.outputs import HandOff, SlaOutput
+from leadflow.core.notifications import digests_due, notice_of, plan
+from leadflow.schemas.notifications import Delivery, PendingItem
+from leadflow.schemas.outputs import HandOff, SlaOutput
 
 POLICY = policy_with(notifications())
 RENDERER = Renderer()

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from core.decision import Decision, decide
-from core.partition_clock import PartitionClock
-from schemas.outputs import (
+from leadflow.core.decision import Decision, decide
+from leadflow.core.partition_clock import PartitionClock
+from leadflow.schemas.outputs import (
     DeadLetter,
     HandOff,
     ScoreSummary,
@@ -32,9 +32,9 @@ from schemas.outputs import (
     SlaWarning,
     StageChanged,
 )
-from schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
-from streams.broker import BrokerProcess, free_port
-from streams.metrics import (
+from leadflow.schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
+from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.metrics import (
     CURRENCY_LIMIT,
     SOURCE_LIMIT,
     BoundedLabel,
@@ -52,7 +52,7 @@ from streams.metrics import (
     output_samples,
     response_buckets,
 )
-from streams.worker_process import WorkerProcess
+from leadflow.streams.worker_process import WorkerProcess
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from notify_support import default_document, notifications
 
-from schemas.policy import PolicyError, load_policy, notification_problems, parse_policy
+from leadflow.schemas.policy import PolicyError, load_policy, notification_problems, parse_policy
 
 
 def problems(change: Any) -> list[str]:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from notify_support import T0, breach, cancelled, escalated, handoff, met, notifications, policy_with, warning
 
-from core.calendar import BusinessCalendar
-from core.notifications import (
+from leadflow.core.calendar import BusinessCalendar
+from leadflow.core.notifications import (
     digests_due,
     due_at,
     is_working_day,
@@ -21,9 +21,9 @@ from core.notifications import (
     plan,
     resolves,
 )
-from schemas.notifications import Delivery, PendingItem
-from schemas.outputs import SlaStarted
-from schemas.policy import Cadence
+from leadflow.schemas.notifications import Delivery, PendingItem
+from leadflow.schemas.outputs import SlaStarted
+from leadflow.schemas.policy import Cadence
 
 SP = ZoneInfo("America/Sao_Paulo")
 POLICY = policy_with(notifications())

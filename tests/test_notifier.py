@@ -35,12 +35,12 @@ from notify_support import (
 )
 from prometheus_client import generate_latest
 
-from schemas.notifications import NOTIFICATION_DEAD_LETTER_ADAPTER, SentMark
-from schemas.outputs import HandOff, SlaOutput
-from schemas.policy import Policy, parse_policy
-from streams.broker import BrokerProcess, free_port
-from streams.channels import Secrets
-from streams.notifier import Notifier, NotifySettings
+from leadflow.schemas.notifications import NOTIFICATION_DEAD_LETTER_ADAPTER, SentMark
+from leadflow.schemas.outputs import HandOff, SlaOutput
+from leadflow.schemas.policy import Policy, parse_policy
+from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.channels import Secrets
+from leadflow.streams.notifier import Notifier, NotifySettings
 
 pytestmark = pytest.mark.broker
 

@@ -24,7 +24,7 @@ from notify_support import default_document, eventually, handoff
 from test_e2e_sla import fast_policy, record
 from test_notifier import AT_ONCE, SLACK, TASKS, Peers, running_peers
 
-from streams.broker import BrokerProcess, free_port
+from leadflow.streams.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.broker
 ENTERPRISE = {"country": "BR", "company_size": 1200}  # the enterprise pool: rep-01, rep-02, rep-03; mgr-enterprise
@@ -46,7 +46,7 @@ def mql(lead: str, at: datetime) -> list[tuple[bytes, bytes]]:
 def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "notify", *args],
+            [sys.executable, "-m", "leadflow.streams.cli", "notify", *args],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -141,7 +141,16 @@ def test_a_channel_secret_that_is_not_set_is_named(tmp_path: Path) -> None:
     policy.write_text(yaml.safe_dump(document))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADFLOW_")}
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "notify", "--policy", str(policy), "--broker", "kafka://127.0.0.1:9"],
+        [
+            sys.executable,
+            "-m",
+            "leadflow.streams.cli",
+            "notify",
+            "--policy",
+            str(policy),
+            "--broker",
+            "kafka://127.0.0.1:9",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -160,7 +169,7 @@ def test_a_policy_without_rules_is_refused(tmp_path: Path) -> None:
     document["notifications"]["rules"] = []
     policy.write_text(yaml.safe_dump(document))
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "notify", "--policy", str(policy)],
+        [sys.executable, "-m", "leadflow.streams.cli", "notify", "--policy", str(policy)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -185,7 +194,7 @@ async def test_dry_run_on_the_command_line_needs_no_secret_and_sends_nothing(
     env |= {**deployment.settings().as_env(), "LEADFLOW_NOTIFY_GROUP_ID": f"{deployment.app_id}-notify"}
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "streams.cli", "notify", "--dry-run", "--policy", str(policy)],
+        [sys.executable, "-m", "leadflow.streams.cli", "notify", "--dry-run", "--policy", str(policy)],
         env=env,
         capture_output=True,
         text=True,

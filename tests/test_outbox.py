@@ -13,9 +13,9 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-from streams.broker import BrokerProcess
-from streams.outbox import Outbox, guard_commits
-from streams.topics import ensure_topics
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.outbox import Outbox, guard_commits
+from leadflow.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 3

@@ -1,4 +1,5 @@
-"""What `pip install .` (the Docker image) installs: every module of the source tree, and the data files."""
+"""What `pip install .` (the Docker image) installs: every module of the source tree and the data files, all under
+the `leadflow` namespace."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_the_wheel_holds_every_module_and_data_file_of_the_source_tree(tmp_path:
         shutil.copy(ROOT / name, source / name)
     for package in PACKAGES:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "leadflow", source / "leadflow", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(source)],
@@ -29,7 +31,7 @@ def test_the_wheel_holds_every_module_and_data_file_of_the_source_tree(tmp_path:
     (wheel,) = wheels.glob("leadflow-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     sources = {
-        path.relative_to(ROOT).as_posix()
+        "leadflow/" + path.relative_to(ROOT).as_posix()
         for package in PACKAGES
         for pattern in ("*.py", "*.yaml", "*.j2")
         for path in (ROOT / package).rglob(pattern)
@@ -37,3 +39,5 @@ def test_the_wheel_holds_every_module_and_data_file_of_the_source_tree(tmp_path:
     }
     assert sources, "no source files found"
     assert sorted(sources - names) == []
+    # Nothing outside the namespace: a top-level `core` would clash with other distributions.
+    assert {name.split("/")[0] for name in names} == {"leadflow", f"leadflow-{wheel.name.split('-')[1]}.dist-info"}

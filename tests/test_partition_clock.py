@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.partition_clock import PartitionClock, is_caught_up
+from leadflow.core.partition_clock import PartitionClock, is_caught_up
 
 NOW = 1_800_000_000.0
 GRACE = 30.0

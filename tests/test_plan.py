@@ -13,7 +13,7 @@ from factories import default_document, make_policy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.plan import (
+from leadflow.core.plan import (
     SHARE_OF,
     STEPS,
     WEEKS_PER_MONTH,
@@ -26,7 +26,7 @@ from core.plan import (
     reverse,
     weekly,
 )
-from schemas.policy import Policy, PolicyError, load_policy, parse_policy
+from leadflow.schemas.policy import Policy, PolicyError, load_policy, parse_policy
 
 # The worked example from practice: 1 customer = 5 proposals = 10 SQL = 30 qualification calls = 500 MQL =
 # 2,500 leads = 7,500 visitors.

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from factories import default_document
 
-from schemas.policy import CORE_STAGES, FitRule, Policy, PolicyError, load_policy, parse_policy
+from leadflow.schemas.policy import CORE_STAGES, FitRule, Policy, PolicyError, load_policy, parse_policy
 
 Change = Callable[[dict[str, Any]], None]
 

@@ -13,7 +13,7 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.processed_offsets import LEDGER, FetchLedger, install, next_commit
+from leadflow.streams.processed_offsets import LEDGER, FetchLedger, install, next_commit
 
 
 def holes_of(offsets: set[int]) -> list[tuple[int, int]]:

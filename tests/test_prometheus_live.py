@@ -26,10 +26,10 @@ import yaml
 from e2e import Deployment
 from test_gateway import TOKEN, gateway_settings, serve
 
-from streams.broker import BrokerProcess, free_port
-from streams.producer import kafka_sender
-from streams.simulator import LiveSimulator
-from streams.worker_process import WorkerProcess
+from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.producer import kafka_sender
+from leadflow.streams.simulator import LiveSimulator
+from leadflow.streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from factories import T0, default_document
 
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import (
+from leadflow.schemas.events import EVENT_ADAPTER
+from leadflow.schemas.outputs import (
     DEAD_LETTER_ADAPTER,
     HANDOFF_ADAPTER,
     ROUTING_ADAPTER,
@@ -26,10 +26,10 @@ from schemas.outputs import (
     SlaBreached,
     SlaMet,
 )
-from streams.cli import main
-from streams.replay import ReplayOptions, ReplayResult, replay, topic_file
-from streams.routes import topic_of
-from streams.simulator import journeys
+from leadflow.streams.cli import main
+from leadflow.streams.replay import ReplayOptions, ReplayResult, replay, topic_file
+from leadflow.streams.routes import topic_of
+from leadflow.streams.simulator import journeys
 
 Envelope = dict[str, Any]
 MINUTE = 60.0

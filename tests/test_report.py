@@ -19,7 +19,7 @@ from factories import POLICY, T0, at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.report import (
+from leadflow.core.report import (
     SUMMARY_ADAPTER,
     LeadSummary,
     compare_reports,
@@ -30,8 +30,17 @@ from core.report import (
     summarize,
     week_of,
 )
-from schemas.state import Clock, HandOffEntry, LeadRecord, LeadState, Ledger, SlaEntry, SlaEntryKind, StageEntry
-from streams.report_client import ReportSourceError, fetch_summaries, merged_report
+from leadflow.schemas.state import (
+    Clock,
+    HandOffEntry,
+    LeadRecord,
+    LeadState,
+    Ledger,
+    SlaEntry,
+    SlaEntryKind,
+    StageEntry,
+)
+from leadflow.streams.report_client import ReportSourceError, fetch_summaries, merged_report
 
 H = 3600.0
 D = 86400.0
@@ -693,7 +702,7 @@ async def test_fetch_times_out_with_a_clear_error() -> None:
 
 
 async def test_funnel_views_cover_the_active_partitions_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams import app as worker  # the worker module builds its Faust app at import: only here
+    from leadflow.streams import app as worker  # the worker module builds its Faust app at import: only here
 
     items = [(r.lead_id.encode(), r) for r in RECORDS]
     all_partitions = set(range(worker.settings.partitions))

@@ -12,17 +12,17 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.attainment import actuals
-from core.intake import Origin, decode_visits, is_visits
-from core.period import period_of, period_starting, previous_of, projection
-from core.plan import plan
-from core.report import LeadSummary, Skip
-from core.review import review
-from core.targets import response_sla, targets
-from core.visits import Visits
-from schemas.policy import PolicyError, load_policy, parse_policy
-from schemas.state import SlaEntry
-from schemas.visits import SiteVisits, SiteVisitsData
+from leadflow.core.attainment import actuals
+from leadflow.core.intake import Origin, decode_visits, is_visits
+from leadflow.core.period import period_of, period_starting, previous_of, projection
+from leadflow.core.plan import plan
+from leadflow.core.report import LeadSummary, Skip
+from leadflow.core.review import review
+from leadflow.core.targets import response_sla, targets
+from leadflow.core.visits import Visits
+from leadflow.schemas.policy import PolicyError, load_policy, parse_policy
+from leadflow.schemas.state import SlaEntry
+from leadflow.schemas.visits import SiteVisits, SiteVisitsData
 
 POLICY = load_policy()
 DEFAULT = yaml.safe_load(Path("schemas/default_policy.yaml").read_text())

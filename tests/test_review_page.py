@@ -22,7 +22,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from schemas.review import (
+from leadflow.schemas.review import (
     Change,
     Commitment,
     FunnelStep,
@@ -33,8 +33,8 @@ from schemas.review import (
     Review,
     SlaLine,
 )
-from streams.review_labels import LABELS, LANGS
-from streams.review_page import Formats, render_review
+from leadflow.streams.review_labels import LABELS, LANGS
+from leadflow.streams.review_page import Formats, render_review
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ZONE = ZoneInfo("America/Sao_Paulo")

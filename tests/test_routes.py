@@ -12,12 +12,12 @@ import jsonschema
 import orjson
 import pytest
 
-from core.engine import Engine
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import Output, RouteRequest
-from schemas.policy import load_policy
-from streams import topics
-from streams.routes import (
+from leadflow.core.engine import Engine
+from leadflow.schemas.events import EVENT_ADAPTER
+from leadflow.schemas.outputs import Output, RouteRequest
+from leadflow.schemas.policy import load_policy
+from leadflow.streams import topics
+from leadflow.streams.routes import (
     KEEP_FOREVER,
     OUTPUT_TOPICS,
     ROUTES,
@@ -26,9 +26,9 @@ from streams.routes import (
     record_value,
     topic_of,
 )
-from streams.schema_files import write_schemas
-from streams.settings import Settings
-from streams.simulator import journeys
+from leadflow.streams.schema_files import write_schemas
+from leadflow.streams.settings import Settings
+from leadflow.streams.simulator import journeys
 
 
 def kinds(union: Any) -> set[type]:

@@ -12,11 +12,11 @@ from factories import POLICY, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.routing import ANSWER_DELAY, Assignment, assigned_event, is_away, load, pool_for, release, route
-from schemas.events import EVENT_ADAPTER, LeadAssigned, Profile
-from schemas.outputs import RouteRelease, RouteRequest
-from schemas.policy import Policy
-from schemas.state import RoutingState
+from leadflow.core.routing import ANSWER_DELAY, Assignment, assigned_event, is_away, load, pool_for, release, route
+from leadflow.schemas.events import EVENT_ADAPTER, LeadAssigned, Profile
+from leadflow.schemas.outputs import RouteRelease, RouteRequest
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import RoutingState
 
 SP = ZoneInfo("America/Sao_Paulo")
 # A working Monday, far from rep-06's vacation (2026-12-21 to 2027-01-04 in São Paulo).

@@ -20,9 +20,9 @@ from test_agent import capture_outbox
 from test_handoff import World, hand_raiser
 from test_routing import MONDAY, freed, request, total_load, with_routing
 
-from core.decision import decide
-from core.handoff import ROUTER_SOURCE
-from core.routing import (
+from leadflow.core.decision import decide
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.routing import (
     MAX_ANSWERED,
     MAX_RELEASED,
     RouterAnswer,
@@ -31,11 +31,11 @@ from core.routing import (
     load,
     release,
 )
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import RouteRelease, RouteRequest
-from schemas.policy import Policy
-from schemas.state import ROUTING_STATE_ADAPTER, RoutingState
-from streams import app as worker
+from leadflow.schemas.events import EVENT_ADAPTER
+from leadflow.schemas.outputs import RouteRelease, RouteRequest
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import ROUTING_STATE_ADAPTER, RoutingState
+from leadflow.streams import app as worker
 
 
 def ask(state: RoutingState, req: RouteRequest, policy: Policy = POLICY) -> RouterAnswer:
@@ -348,7 +348,7 @@ async def test_the_router_agent_answers_a_replay_again_and_neither_counts_nor_wa
     worker.app.finalize()
     worker.app.flow_control.resume()
     before = unassigned_count(pool)
-    with caplog.at_level(logging.DEBUG, logger="streams.app"):
+    with caplog.at_level(logging.DEBUG, logger="leadflow.streams.app"):
         async with worker.route_leads.test_context() as router:
             await router.put(route_message(req), key=pool.encode())
             await wait_for(lambda: bool(answers) and req.id in table().answers)

@@ -163,7 +163,7 @@ def _measures(expr: str) -> set[str]:
 
 def test_goal_alerts_cover_each_commitment_once() -> None:
     """The count commitments page when projected to miss, the floors when below the floor: the core's lists."""
-    from core.targets import COUNT_COMMITMENTS, FLOOR_COMMITMENTS
+    from leadflow.core.targets import COUNT_COMMITMENTS, FLOOR_COMMITMENTS
 
     assert _measures(_alert("LeadCommitmentProjectedToMiss")["expr"]) == set(COUNT_COMMITMENTS)
     assert _measures(_alert("LeadCommitmentFloorMissed")["expr"]) == set(FLOOR_COMMITMENTS)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
+from leadflow.streams.broker import free_port
 
 STARTED_S = 120.0  # the broker and the worker up (Apache Kafka takes the longest)
 GONE_S = 40.0  # a graceful stop: the worker gets 20 s to commit, then SIGKILL; the broker 5 s (tansu) after it
@@ -73,7 +73,7 @@ def _start_run(workdir: Path, web_port: int, local: str) -> tuple[subprocess.Pop
     log = (workdir.parent / f"{workdir.name}.out").open("wb")
     command = ["run", "--no-live", "--embedded-broker", local, "--web-port", str(web_port), "--workdir", str(workdir)]
     run = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", *command, "--leads-per-s", "5"],
+        [sys.executable, "-m", "leadflow.streams.cli", *command, "--leads-per-s", "5"],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -123,7 +123,16 @@ def test_the_broker_and_the_worker_end_with_leadflow_run(tmp_path: Path, local: 
     if sig == signal.SIGKILL:  # the harshest end: the next run on the same web port works
         command = ["run", "--for", "3", "--no-live", "--embedded-broker", local, "--web-port", str(web_port)]
         again = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *command, "--workdir", str(tmp_path / "again"), "--leads-per-s", "5"],
+            [
+                sys.executable,
+                "-m",
+                "leadflow.streams.cli",
+                *command,
+                "--workdir",
+                str(tmp_path / "again"),
+                "--leads-per-s",
+                "5",
+            ],
             capture_output=True,
             text=True,
             timeout=240,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from factories import POLICY
 
-from streams.runner import compressed
+from leadflow.streams.runner import compressed
 
 SPEED = 172_800.0  # the default: two simulated days per second
 

@@ -10,11 +10,11 @@ from factories import DAY, POLICY, T0, at, make_event, make_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.pipeline import apply
-from core.routing import pool_for
-from core.scoring import add_action, decay_factor, decayed, engagement_at, fit_score, is_match
-from schemas.events import Profile
-from schemas.policy import FitRule, Policy
+from leadflow.core.pipeline import apply
+from leadflow.core.routing import pool_for
+from leadflow.core.scoring import add_action, decay_factor, decayed, engagement_at, fit_score, is_match
+from leadflow.schemas.events import Profile
+from leadflow.schemas.policy import FitRule, Policy
 
 HALF_LIFE_S = POLICY.scoring.decay_half_life_days * DAY
 

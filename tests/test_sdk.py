@@ -9,10 +9,10 @@ import orjson
 import pytest
 from e2e import Deployment, read_topic
 
-from core.intake import decode
-from schemas.events import LeadUpdated
-from streams.broker import BrokerProcess
-from streams.sdk import InvalidEvent, LeadProducer, encode, lead_event
+from leadflow.core.intake import decode
+from leadflow.schemas.events import LeadUpdated
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.sdk import InvalidEvent, LeadProducer, encode, lead_event
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 

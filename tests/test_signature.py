@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from core.signature import (
+from leadflow.core.signature import (
     check_hubspot_v3,
     check_mautic,
     check_token,

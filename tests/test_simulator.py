@@ -15,13 +15,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from factories import Router
 from pydantic import ValidationError
 
-from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES
-from schemas.outputs import StageChanged
-from schemas.policy import load_policy
-from schemas.state import LeadRecord
-from streams.broker import BrokerProcess
-from streams.producer import produce_records, read_jsonl, write_jsonl
-from streams.simulator import (
+from leadflow.schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES
+from leadflow.schemas.outputs import StageChanged
+from leadflow.schemas.policy import load_policy
+from leadflow.schemas.state import LeadRecord
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.producer import produce_records, read_jsonl, write_jsonl
+from leadflow.streams.simulator import (
     ADVOCACY_ACTIONS,
     BAD_KINDS,
     ENGAGEMENT_POINTS,
@@ -33,7 +33,7 @@ from streams.simulator import (
     journeys,
     records,
 )
-from streams.topics import ensure_topics
+from leadflow.streams.topics import ensure_topics
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 N_LEADS = 2000

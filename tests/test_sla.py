@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from factories import POLICY, Router, make_event, make_policy
 
-from core.calendar import BusinessCalendar
-from core.decision import decide
-from schemas.events import LeadEvent
-from schemas.outputs import SlaBreached, SlaCancelled, SlaMet, SlaStarted, SlaWarning
-from schemas.policy import Policy, PolicyError
-from schemas.state import LeadRecord
+from leadflow.core.calendar import BusinessCalendar
+from leadflow.core.decision import decide
+from leadflow.schemas.events import LeadEvent
+from leadflow.schemas.outputs import SlaBreached, SlaCancelled, SlaMet, SlaStarted, SlaWarning
+from leadflow.schemas.policy import Policy, PolicyError
+from leadflow.schemas.state import LeadRecord
 
 SP = ZoneInfo("America/Sao_Paulo")
 SALES = BusinessCalendar.from_spec(POLICY.calendars["inside_sales"])
@@ -241,7 +241,7 @@ def test_bad_sla_definitions_are_explained(change: Any, problem: str) -> None:
 
 
 def test_the_funnel_report_counts_clocks_per_sla() -> None:
-    from core.funnel import FunnelTally
+    from leadflow.core.funnel import FunnelTally
 
     router = Router(POLICY)  # one world: the two leads share the pools' owners
     late, on_time = Lead("L1", router=router), Lead("L2", router=router)
@@ -262,7 +262,7 @@ def test_the_funnel_report_counts_clocks_per_sla() -> None:
 
 
 def test_the_index_gives_due_leads_in_order_and_forgets_replaced_instants() -> None:
-    from core.deadlines import DeadlineIndex
+    from leadflow.core.deadlines import DeadlineIndex
 
     index = DeadlineIndex()
     index.set("a", local(3))
@@ -280,7 +280,7 @@ def test_the_index_gives_due_leads_in_order_and_forgets_replaced_instants() -> N
 
 
 def test_next_instant_is_the_earliest_warning_or_deadline_of_running_clocks() -> None:
-    from core.deadlines import next_instant
+    from leadflow.core.deadlines import next_instant
 
     lead = Lead()
     score_mql(lead)
@@ -317,7 +317,7 @@ def test_a_timer_for_a_time_not_yet_come_or_an_unknown_lead_does_nothing() -> No
 
 
 def test_next_instant_after_a_given_instant_skips_what_the_sweep_already_sent() -> None:
-    from core.deadlines import next_instant
+    from leadflow.core.deadlines import next_instant
 
     lead = Lead()
     score_mql(lead)

@@ -13,13 +13,13 @@ import pytest
 from e2e import Deployment
 from pydantic import ValidationError
 
-from core.decision import decide
-from core.privacy import PERSONAL_ATTRIBUTES, PERSONAL_FIELDS, is_authorized, public_view
-from schemas.events import EVENT_ADAPTER, PROFILE_ATTRIBUTES
-from schemas.policy import load_policy
-from schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from streams.broker import BrokerProcess
-from streams.settings import Settings
+from leadflow.core.decision import decide
+from leadflow.core.privacy import PERSONAL_ATTRIBUTES, PERSONAL_FIELDS, is_authorized, public_view
+from leadflow.schemas.events import EVENT_ADAPTER, PROFILE_ATTRIBUTES
+from leadflow.schemas.policy import load_policy
+from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
+from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.settings import Settings
 
 POLICY = load_policy()
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from schemas.policy import Policy
+    from leadflow.schemas.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.adapters import Adapted, Delivery, Draft, Person
-from core.adapters.payload import Invalid, shown
-from schemas.errors import describe_errors
-from schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadMerged
+from leadflow.core.adapters import Adapted, Delivery, Draft, Person
+from leadflow.core.adapters.payload import Invalid, shown
+from leadflow.schemas.errors import describe_errors
+from leadflow.schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadMerged
 
 PRODUCER_TYPES = tuple(t for t in EVENT_TYPES if t not in INTERNAL_EVENT_TYPES)
 

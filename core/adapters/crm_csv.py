@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from schemas.events import MAX_CUSTOM_ATTRIBUTES, MAX_CUSTOM_NAME, MAX_CUSTOM_TEXT
+from leadflow.schemas.events import MAX_CUSTOM_ATTRIBUTES, MAX_CUSTOM_NAME, MAX_CUSTOM_TEXT
 
 SOURCE: Final = "crm_csv"
 ID_COLUMNS: Final = ("prospect_id", "lead_id", "id", "record_id", "contact_id", "email")

@@ -17,9 +17,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.adapters.country import country_code
-from core.adapters.payload import email_of
-from schemas.events import (
+from leadflow.core.adapters.country import country_code
+from leadflow.core.adapters.payload import email_of
+from leadflow.schemas.events import (
     MAX_CUSTOM_ATTRIBUTES,
     MAX_CUSTOM_NAME,
     MAX_CUSTOM_NUMBER,
@@ -27,7 +27,7 @@ from schemas.events import (
     PROFILE_ATTRIBUTES,
     CustomValue,
 )
-from schemas.policy import FormSpec, Policy
+from leadflow.schemas.policy import FormSpec, Policy
 
 CODE_ATTRIBUTES = frozenset({"seniority", "industry", "persona", "territory", "segment"})
 TEXT_ATTRIBUTES = frozenset({"job_title", "company"})

@@ -26,10 +26,19 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.adapters import Adapted, Delivery, Draft, Person
-from core.adapters.form_mapping import activity_data, find_form, form_attributes, profile_data
-from core.adapters.payload import Invalid, event_id, first_time, json_body, mapping, optional_text, parse_time, text_id
-from schemas.policy import FormSpec
+from leadflow.core.adapters import Adapted, Delivery, Draft, Person
+from leadflow.core.adapters.form_mapping import activity_data, find_form, form_attributes, profile_data
+from leadflow.core.adapters.payload import (
+    Invalid,
+    event_id,
+    first_time,
+    json_body,
+    mapping,
+    optional_text,
+    parse_time,
+    text_id,
+)
+from leadflow.schemas.policy import FormSpec
 
 SOURCE = "forms"
 FORM_ID = "form_id"

@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from core.adapters import Adapted, Delivery, Draft, Person
-from core.adapters.form_mapping import (
+from leadflow.core.adapters import Adapted, Delivery, Draft, Person
+from leadflow.core.adapters.form_mapping import (
     activity_data,
     find_form,
     form_attributes,
@@ -37,7 +37,7 @@ from core.adapters.form_mapping import (
     scalar,
     slug,
 )
-from core.adapters.payload import (
+from leadflow.core.adapters.payload import (
     Invalid,
     email_of,
     event_id,

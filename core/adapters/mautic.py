@@ -23,9 +23,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from core.adapters import Adapted, Delivery, Draft, Person
-from core.adapters.form_mapping import activity_data, find_form, form_attributes, is_personal, profile_data
-from core.adapters.payload import (
+from leadflow.core.adapters import Adapted, Delivery, Draft, Person
+from leadflow.core.adapters.form_mapping import activity_data, find_form, form_attributes, is_personal, profile_data
+from leadflow.core.adapters.payload import (
     Invalid,
     email_of,
     event_id,

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from core.adapters import Delivery, Rejection
-from core.ids import output_id
-from schemas.events import EARLIEST
+from leadflow.core.adapters import Delivery, Rejection
+from leadflow.core.ids import output_id
+from leadflow.schemas.events import EARLIEST
 
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+")
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

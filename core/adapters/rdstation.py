@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from core.adapters import Adapted, Delivery, Draft, Person
-from core.adapters.form_mapping import activity_data, find_form, form_attributes, profile_data
-from core.adapters.payload import (
+from leadflow.core.adapters import Adapted, Delivery, Draft, Person
+from leadflow.core.adapters.form_mapping import activity_data, find_form, form_attributes, profile_data
+from leadflow.core.adapters.payload import (
     Invalid,
     email_of,
     event_id,
@@ -38,7 +38,7 @@ from core.adapters.payload import (
     parse_time,
     shown,
 )
-from schemas.policy import FormSpec
+from leadflow.schemas.policy import FormSpec
 
 SOURCE = "rdstation"
 CONVERTED = "WEBHOOK.CONVERTED"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.adapters import Adapted, Delivery, canonical, forms, hubspot, mautic, rdstation
+from leadflow.core.adapters import Adapted, Delivery, canonical, forms, hubspot, mautic, rdstation
 
 ADAPTERS: dict[str, Callable[[Delivery], Adapted]] = {
     "hubspot": hubspot.adapt,

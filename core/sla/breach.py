@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from core.ids import output_id
-from core.lifecycle import is_allowed, move
-from core.sla.follow import follow
-from core.step import Step
-from schemas.events import LeadEvent
-from schemas.outputs import Output, RouteRequest, SlaBreached, SlaEscalated, StageChanged
-from schemas.policy import OnBreach, Policy
-from schemas.state import LeadState
+from leadflow.core.ids import output_id
+from leadflow.core.lifecycle import is_allowed, move
+from leadflow.core.sla.follow import follow
+from leadflow.core.step import Step
+from leadflow.schemas.events import LeadEvent
+from leadflow.schemas.outputs import Output, RouteRequest, SlaBreached, SlaEscalated, StageChanged
+from leadflow.schemas.policy import OnBreach, Policy
+from leadflow.schemas.state import LeadState
 
 # (event, the step so far, the breached SLA) -> the step after the action.
 BreachAction = Callable[[LeadEvent, Step, SlaBreached, Policy], Step]

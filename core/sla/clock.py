@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from core.calendar import BusinessCalendar, calendar_for
-from core.ids import output_id
-from schemas.outputs import SlaOutput, SlaStarted
-from schemas.policy import Policy, SlaSpec
-from schemas.state import Clock, LeadState
+from leadflow.core.calendar import BusinessCalendar, calendar_for
+from leadflow.core.ids import output_id
+from leadflow.schemas.outputs import SlaOutput, SlaStarted
+from leadflow.schemas.policy import Policy, SlaSpec
+from leadflow.schemas.state import Clock, LeadState
 
 
 def mql_reason(state: LeadState) -> str:

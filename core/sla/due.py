@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.sla.clock import clock_id, common
-from schemas.outputs import SlaBreached, SlaOutput, SlaWarning
-from schemas.policy import Policy
-from schemas.state import Clock, LeadState
+from leadflow.core.sla.clock import clock_id, common
+from leadflow.schemas.outputs import SlaBreached, SlaOutput, SlaWarning
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import Clock, LeadState
 
 
 def due(state: LeadState, at: datetime, policy: Policy) -> tuple[LeadState, list[SlaOutput]]:

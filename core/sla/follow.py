@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.sla.clock import mql_reason, pause, resume, start
-from core.sla.due import due
-from core.sla.outcome import cancelled, left_reason, met
-from core.step import Step
-from schemas.events import LeadEvent, LeadPaused, LeadResumed
-from schemas.outputs import SlaOutput, StageChanged
-from schemas.policy import Policy, SlaSpec
-from schemas.state import Clock, LeadState
+from leadflow.core.sla.clock import mql_reason, pause, resume, start
+from leadflow.core.sla.due import due
+from leadflow.core.sla.outcome import cancelled, left_reason, met
+from leadflow.core.step import Step
+from leadflow.schemas.events import LeadEvent, LeadPaused, LeadResumed
+from leadflow.schemas.outputs import SlaOutput, StageChanged
+from leadflow.schemas.policy import Policy, SlaSpec
+from leadflow.schemas.state import Clock, LeadState
 
 Clocks = dict[str, Clock]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.sla.clock import calendar_of, clock_id, common, measure
-from schemas.outputs import SlaCancelled, SlaMet, StageChanged
-from schemas.policy import Policy
-from schemas.state import Clock, LeadState
+from leadflow.core.sla.clock import calendar_of, clock_id, common, measure
+from leadflow.schemas.outputs import SlaCancelled, SlaMet, StageChanged
+from leadflow.schemas.policy import Policy
+from leadflow.schemas.state import Clock, LeadState
 
 
 def met(state: LeadState, clock: Clock, at: datetime, policy: Policy) -> SlaMet:

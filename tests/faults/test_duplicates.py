@@ -20,12 +20,12 @@ import pytest
 import yaml
 from test_e2e_time import GRACE_S, Pair, Stream, assert_same_outcomes, real_time_stream, side_by_side
 
-from core.engine import Engine
-from schemas.events import EVENT_ADAPTER
-from schemas.outputs import HandOff, Output
-from schemas.policy import Policy, load_policy
-from streams.simulator import journeys
-from streams.worker_process import WorkerProcess
+from leadflow.core.engine import Engine
+from leadflow.schemas.events import EVENT_ADAPTER
+from leadflow.schemas.outputs import HandOff, Output
+from leadflow.schemas.policy import Policy, load_policy
+from leadflow.streams.simulator import journeys
+from leadflow.streams.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES

@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from test_e2e import without_slas
 
-from core.handoff import ROUTER_SOURCE
-from core.intake import INTERNAL_HEADER, decode
-from schemas.events import INTERNAL_EVENT_TYPES
-from schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, DeadLetter, EventRefused
-from streams.broker import BrokerProcess
+from leadflow.core.handoff import ROUTER_SOURCE
+from leadflow.core.intake import INTERNAL_HEADER, decode
+from leadflow.schemas.events import INTERNAL_EVENT_TYPES
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, DeadLetter, EventRefused
+from leadflow.streams.broker import BrokerProcess
 
 from .conftest import Figures
 from .sizes import SIZES

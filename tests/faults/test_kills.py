@@ -24,9 +24,9 @@ from test_e2e_time import (
     wait_progress,
 )
 
-from schemas.outputs import SLA_ADAPTER, SlaBreached
-from streams.broker import free_port
-from streams.worker_process import WorkerProcess
+from leadflow.schemas.outputs import SLA_ADAPTER, SlaBreached
+from leadflow.streams.broker import free_port
+from leadflow.streams.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES
