@@ -33,9 +33,9 @@ system:
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# The pinned Apache Kafka's jars, fetched once with Maven into ~/.cache/leadflow (streams/kafka.py).
+# The pinned Apache Kafka's jars, fetched once with Maven into ~/.cache/leadflow (streams/dev/kafka.py).
 kafka: install system
-	$(BIN)/python -c 'from leadflow.streams.kafka import kafka_classpath; print("Apache Kafka:", kafka_classpath())'
+	$(BIN)/python -c 'from leadflow.streams.dev.kafka import kafka_classpath; print("Apache Kafka:", kafka_classpath())'
 
 browser: system
 

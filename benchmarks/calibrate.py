@@ -5,13 +5,13 @@ Run from the repository root (the module imports ``streams``)::
     .venv/bin/python -m benchmarks.calibrate --write-results        # 10,000 simulated leads (~62k events)
     .venv/bin/python -m benchmarks.calibrate --leads 2000
 
-Input: simulated lead journeys (``streams.simulator.journeys``, seed 7), generated once into ``--cache-dir``
+Input: simulated lead journeys (``streams.dev.simulator.journeys``, seed 7), generated once into ``--cache-dir``
 (default: the system temp dir) and reused while it exists. The file is read once beforehand (page cache).
 
 Cases, in one run, over the same file, in process, with the default policy:
 
-  a  ``streams.replay.replay``: read, sort, decode, the whole worker (core.engine), the funnel report
-  b  ``streams.calibrate_command.calibrate`` with the JSON report, the proposal file and the HTML page: the
+  a  ``streams.cli.replay.replay``: read, sort, decode, the whole worker (core.engine), the funnel report
+  b  ``streams.cli.calibrate_command.calibrate`` with the JSON report, the proposal file and the HTML page: the
      observed replay, the metrics with their bootstrap intervals (1,000 resamples), the evidence, the fitted
      proposal, the what-if replay under it, and the writing
 
@@ -34,9 +34,9 @@ import orjson
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from leadflow.streams.calibrate_command import CalibrateOptions, calibrate, write_outputs
-from leadflow.streams.replay import ReplayOptions, replay
-from leadflow.streams.simulator import journeys
+from leadflow.streams.cli.calibrate_command import CalibrateOptions, calibrate, write_outputs
+from leadflow.streams.cli.replay import ReplayOptions, replay
+from leadflow.streams.dev.simulator import journeys
 
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -103,7 +103,7 @@ def section(results: list[CaseResult], leads: int, events: int, *, load: str, pe
         f"## {now}: {SECTION_TITLE}, {leads:,} leads ({events:,} events), one process",
         "",
         f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}.",
-        f"Input: simulated lead journeys (`benchmarks/calibrate.py`: streams.simulator.journeys, seed {SEED}); "
+        f"Input: simulated lead journeys (`benchmarks/calibrate.py`: streams.dev.simulator.journeys, seed {SEED}); "
         f"default policy, target customer. Peak RSS {peak_rss_mb:,.0f} MB. Load average (1 min) {load}.",
         "",
         "| case | what | seconds | vs (a) | notes |",

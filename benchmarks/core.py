@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.core --write-results             # 5,000 leads of simulated journeys
     .venv/bin/python -m benchmarks.core --leads 20000
 
-Input: simulated lead journeys (``streams.simulator.journeys``, seed 7, the default funnel shape) as the bytes a
+Input: simulated lead journeys (``streams.dev.simulator.journeys``, seed 7, the default funnel shape) as the bytes a
 producer sends, in event-time order; the default policy (SLAs, routing, hand-offs on). Cases, in one run, over the
 same records:
 
@@ -43,7 +43,7 @@ from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import load_policy
 from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord
-from leadflow.streams.simulator import journeys
+from leadflow.streams.dev.simulator import journeys
 
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -100,7 +100,7 @@ def run_engine(events: list[LeadEvent], by_type: dict[str, list[float]]) -> Engi
 
 
 def changelog_record(record: LeadRecord) -> bytes:
-    """The value the worker writes to the leads table's changelog (streams.app.ModelCodec: defaults left out)."""
+    """The value the worker writes to the leads table's changelog (streams.runtime.app.ModelCodec: no defaults)."""
     return RECORD_ADAPTER.dump_json(record, exclude_defaults=True)
 
 
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}.",
                 f"Command: `python -m benchmarks.core --leads {args.leads} --write-results`. Load average (1 min) "
                 f"{load}.",
-                "Input: streams.simulator.journeys seed 7, default funnel shape, in event-time order; default policy.",
+                "Input: streams.dev.simulator.journeys seed 7, default funnel shape, in event-time order; default "
+                "policy.",
                 *([args.note] if args.note else []),
                 "",
                 *table,

@@ -70,8 +70,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from leadflow.streams.broker import EmbeddedBroker, free_port
-from leadflow.streams.settings import Settings
+from leadflow.streams.dev.broker import EmbeddedBroker, free_port
+from leadflow.streams.runtime.settings import Settings
 
 SECTION_TITLE = "ingest gateway load"
 IDENTITY_KEY = "bench-identity-key-0123456789"
@@ -320,8 +320,8 @@ def serve_stubbed(port: int) -> None:
     from aiokafka import AIOKafkaProducer
 
     from leadflow.schemas.policy import load_policy
-    from leadflow.streams import gateway
-    from leadflow.streams.identity_store import IdentityStore
+    from leadflow.streams.runtime import gateway
+    from leadflow.streams.runtime.identity_store import IdentityStore
 
     async def produce(self: gateway.Gateway, producer: AIOKafkaProducer, envelopes: list[dict[str, Any]]) -> None:
         return None

@@ -5,7 +5,7 @@ Run from the repository root (the module imports ``streams``)::
     .venv/bin/python -m benchmarks.replay --write-results            # 1,000,000 simulated journey events
     .venv/bin/python -m benchmarks.replay --events 200000 --sort-buffer 50000
 
-Input: a JSONL file of simulated lead journeys (``streams.simulator.journeys``, seeded), generated once into
+Input: a JSONL file of simulated lead journeys (``streams.dev.simulator.journeys``, seeded), generated once into
 ``--cache-dir`` (default: the system temp dir) and reused while it exists (the cache is keyed by seed and size
 only: delete it after changing the simulator). Leads are generated in blocks of
 10,000, each block's arrivals starting where the previous block's began plus its arrival span, so journeys of
@@ -15,7 +15,7 @@ real work to do (with the default sort buffer of 200,000 lines, a 1M-event file 
 Cases, in one run, over the same file (read once beforehand, so both find it in the page cache):
 
   a  plain loop: read lines, orjson.loads, one dict update per lead (the floor: no validation, no logic)
-  b  ``streams.replay.replay`` in process: read and sort (external merge sort), decode every line
+  b  ``streams.cli.replay.replay`` in process: read and sort (external merge sort), decode every line
      (core.intake), the whole worker in one process (core.engine: decide, SLA clocks in event time,
      routing, hand-offs), then the funnel report of every lead record (core.report)
 
@@ -40,8 +40,8 @@ import orjson
 
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
-from leadflow.streams.replay import DEFAULT_SORT_BUFFER, ReplayOptions, replay
-from leadflow.streams.simulator import journeys
+from leadflow.streams.cli.replay import DEFAULT_SORT_BUFFER, ReplayOptions, replay
+from leadflow.streams.dev.simulator import journeys
 
 SEED = 7
 BLOCK_LEADS = 10_000
@@ -160,7 +160,7 @@ def results_section(
     return (
         f"## {now}: {SECTION_TITLE}, {events:,} events, one process\n\n"
         f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}.\n"
-        f"Input: simulated lead journeys (`benchmarks/replay.py`: streams.simulator.journeys, seed {SEED}, blocks "
+        f"Input: simulated lead journeys (`benchmarks/replay.py`: streams.dev.simulator.journeys, seed {SEED}, blocks "
         f"of {BLOCK_LEADS:,} leads overlapping in time, so not in event-time order), {size / 1e6:,.0f} MB of JSONL "
         f"({generated}); default policy. Peak RSS of the run {peak_rss_mb:,.0f} MB. Load average (1 min) {load}.\n"
         f"{extra}\n{table}\n"

@@ -12,7 +12,7 @@ in event time, the router, hand-offs, the timer index), then every output into t
 
 Traffic, in two phases:
 
-  warm-up  the lead set: ``--leads`` simulated journeys (streams.simulator.journeys, seed 7) from creation to their
+  warm-up  the lead set: ``--leads`` simulated journeys (streams.dev.simulator.journeys, seed 7) from creation to their
            end (weeks of event time), in event-time order;
   soak     ``--seconds`` of event time (default one hour) at ``--rate`` events/s after the last warm-up event, only
            for the leads that exist: activities (page views, e-mail, downloads, pricing, now and then a demo
@@ -97,7 +97,7 @@ class Soak:
 
 def warm_up_file(soak: Soak) -> Path:
     """The warm-up's events, one JSON envelope a line, generated once (the cache is keyed by seed and leads)."""
-    from leadflow.streams.simulator import journeys
+    from leadflow.streams.dev.simulator import journeys
 
     soak.cache_dir.mkdir(parents=True, exist_ok=True)
     path = soak.cache_dir / f"warm-seed{SEED}-{soak.leads}.jsonl"
@@ -374,7 +374,7 @@ def results_section(soak: Soak, rows: list[Figures], results: list[dict[str, Any
         f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}. Load average "
         f"(1 min) {load}.\n"
         f"Traffic (`benchmarks/soak.py`): warm-up {warm_events:,} events of {soak.leads:,} simulated journeys "
-        f"(streams.simulator.journeys, seed {SEED}), then {soak.soak_events:,} events over {soak.seconds:g} s of "
+        f"(streams.dev.simulator.journeys, seed {SEED}), then {soak.soak_events:,} events over {soak.seconds:g} s of "
         f"event time for the existing leads only, {soak.unknown:.0%} of them for leads that do not exist (a new id "
         f"each) and {soak.redeliver:.0%} redeliveries; {VARIANTS[soak.variant]}; decode (core.intake) + core.engine "
         f"+ the live tally "

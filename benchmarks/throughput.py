@@ -7,12 +7,12 @@ Run from the repository root (the module imports ``streams``)::
     .venv/bin/python -m benchmarks.throughput --cases c --profile /tmp/c.txt   # py-spy the worker, summarised
 
 Broker (``--broker``, started by this script on loopback): ``kafka`` (default), the pinned Apache Kafka of
-``streams.kafka`` with normal producer batching everywhere; ``tansu``, the embedded broker, where every
+``streams.dev.kafka`` with normal producer batching everywhere; ``tansu``, the embedded broker, where every
 producer (the input's, Faust's, the worker's) sends one record per batch (its high watermark is wrong
 otherwise, GUIDE section 4), which is what the earlier figures in RESULTS.md measured.
 
 Input (the same N records for every case, pre-produced into one topic): by default the first N events of
-simulated lead journeys (``streams.simulator.journeys``: every event type, all in the past); ``--input
+simulated lead journeys (``streams.dev.simulator.journeys``: every event type, all in the past); ``--input
 synthetic`` gives the older page_view-only set over ``--leads`` leads.
 
 Cases (``--cases``, in the order given; a case may repeat: the default ``a,b,c,b,l`` measures (b) before
@@ -21,7 +21,7 @@ and after (c), so a drift of the machine between them shows):
   a  plain aiokafka: consume + orjson parse + dict update (the floor: no framework at all)
   b  naive Faust: one agent parses each event and writes one table entry (memory:// store, changelog on the
      broker). The baseline for ratios (the mean of its runs).
-  c  the leadflow worker itself (``streams.worker_process.WorkerProcess``: decode, decide, transitions,
+  c  the leadflow worker itself (``streams.dev.worker_process.WorkerProcess``: decode, decide, transitions,
      SLA clocks, changelog-backed table), fresh group and topics; ``--worker-env`` passes extra LEADFLOW_*
      settings and ``--profile`` records it with py-spy while it works (``.txt``: collapsed stacks, summarised
      into the results; ``.json``: speedscope; otherwise a flame graph SVG).
@@ -60,19 +60,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.machine import machine_info as machine
-from leadflow.streams.broker import BrokerProcess, EmbeddedBroker, free_port
-from leadflow.streams.kafka import KAFKA_VERSION, ApacheKafka
-from leadflow.streams.settings import Settings
-from leadflow.streams.simulator import journeys
-from leadflow.streams.simulator import records as journey_records
-from leadflow.streams.topics import (
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker, free_port
+from leadflow.streams.dev.kafka import KAFKA_VERSION, ApacheKafka
+from leadflow.streams.dev.simulator import journeys
+from leadflow.streams.dev.simulator import records as journey_records
+from leadflow.streams.dev.worker_process import WorkerProcess, committed_offsets, wait_until_committed
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import (
     EMBEDDED_FAUST_SETTINGS,
     FAST_GROUP_FAUST_SETTINGS,
     create_leadflow_topics,
     embedded_producer_settings,
     ensure_topics,
 )
-from leadflow.streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 BASELINE = "b"
@@ -137,7 +137,7 @@ MIN_AGE = dt.timedelta(days=60)
 
 
 def make_journey_events(n: int, *, seed: int = JOURNEY_SEED) -> tuple[list[tuple[bytes, bytes]], int]:
-    """The first N events of simulated lead journeys (streams.simulator), in occurred_at order; returns
+    """The first N events of simulated lead journeys (streams.dev.simulator), in occurred_at order; returns
     (records, leads).
 
     Leads are taken whole in index order (a lead's journey does not depend on how many leads are simulated);
@@ -370,7 +370,7 @@ def run_faust_case(ctx: BenchContext, *, timeout_s: float = 600.0) -> CaseResult
 # -- case c: the leadflow worker -------------------------------------------------------------------------
 #: Faust's info-level line once table recovery is over and the agents get their partitions: the start of
 #: the timed window for (c) (group join and changelog recovery happen before it).
-READY_MARKERS = ("[^Worker]: Ready", "[^BoundedWorker]: Ready")  # streams.shutdown.BoundedWorker
+READY_MARKERS = ("[^Worker]: Ready", "[^BoundedWorker]: Ready")  # streams.runtime.shutdown.BoundedWorker
 _COMMIT_OVERLAP = re.compile(r"Timer commit is overlapping \(interval=[\d.]+ runtime=([\d.]+)\)")
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
@@ -758,7 +758,7 @@ PROFILE_GROUPS: tuple[tuple[str, str], ...] = (
     ("json/", "json (stdlib)"),
 )
 LEADFLOW_PREFIXES: tuple[str, ...] = ("core/", "schemas/", "streams/")
-LEADFLOW_CLI = "streams/cli.py"  # the main thread's entry: left out of the inclusive table (it holds everything)
+LEADFLOW_CLI = "streams/cli/main.py"  # the main thread's entry: left out of the inclusive table (it holds everything)
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -776,7 +776,7 @@ MAIN_ACTIVITIES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("decode (core/",), "agent: decode (pydantic validation)"),
     (("send_output (streams/", "send_dead_letter (streams/"), "agent: outputs (serialise + send_soon)"),
     (("Metrics.observe (",), "agent: metrics"),
-    (("process (streams/app.py",), "agent: other (take_events, timers, ...)"),
+    (("process (streams/runtime/app.py",), "agent: other (take_events, timers, ...)"),
     (("ProducerBuffer", "aiokafka/producer/", "Topic._on_published ("), "producing (Faust buffer, aiokafka sender)"),
     (("sweep_timers (",), "SLA timer sweep"),
     (("Consumer.commit (", "_commit_handler ("), "commit"),
@@ -938,7 +938,7 @@ def ratio_line(results: list[CaseResult]) -> str | None:
 def describe_input(args: argparse.Namespace, leads: int) -> str:
     if args.input == "journeys":
         return (
-            f"simulated lead journeys (streams.simulator.journeys seed {JOURNEY_SEED}, all event types, "
+            f"simulated lead journeys (streams.dev.simulator.journeys seed {JOURNEY_SEED}, all event types, "
             f"occurred_at >= 60 days ago), {leads:,} leads"
         )
     return f"synthetic page_view activity events, {leads:,} leads"

@@ -28,10 +28,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from leadflow.core.deadlines import DeadlineIndex
 from leadflow.schemas.outputs import SLA_ADAPTER, SlaBreached
-from leadflow.streams.broker import EmbeddedBroker, free_port
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import create_leadflow_topics, embedded_producer_settings
-from leadflow.streams.worker_process import WorkerProcess, wait_until_committed
+from leadflow.streams.dev.broker import EmbeddedBroker, free_port
+from leadflow.streams.dev.worker_process import WorkerProcess, wait_until_committed
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import create_leadflow_topics, embedded_producer_settings
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 PARTITIONS = 4

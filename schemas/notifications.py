@@ -1,4 +1,4 @@
-"""What `leadflow notify` reads, keeps and writes besides the messages themselves (streams/notifier.py).
+"""What `leadflow notify` reads, keeps and writes besides the messages themselves (streams/runtime/notifier.py).
 
 A `Notice` is a hand-off or an SLA output that may concern people; a `Delivery` is one message to one recipient in
 one channel (one notice, or a digest of several); a `PendingItem` is a notice waiting in a digest, kept in the

@@ -238,7 +238,7 @@ ROUTING_TYPES = (RouteRequest, RouteRelease)
 Transition = Annotated[StageChanged | EventRefused | LeadErasedNotice | LeadMergedNotice, Field(discriminator="type")]
 TRANSITION_ADAPTER: TypeAdapter[Transition] = TypeAdapter(Transition)
 
-# Everything decide() may emit; where each kind goes, and keyed by what, is streams.routes.OUTPUT_TOPICS.
+# Everything decide() may emit; where each kind goes, and keyed by what, is streams.runtime.routes.OUTPUT_TOPICS.
 Output = Transition | SlaOutput | HandOff | RouteRequest | RouteRelease | Forward
 
 DeadLetterReason = Literal[

@@ -1,5 +1,5 @@
 """The weekly or monthly SLA review: what `leadflow report --period week|month` measures (core/review.py) and
-the HTML page shows (streams/review_page.py). Plain values, JSON-ready; shares are in [0, 1]."""
+the HTML page shows (streams/cli/review_page.py). Plain values, JSON-ready; shares are in [0, 1]."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Shared fixtures: one broker for the whole test session, and topic names that never collide.
 
-`broker` is Apache Kafka (the production engine, streams/kafka.py), the reference for every test that crosses a
+`broker` is Apache Kafka (the production engine, streams/dev/kafka.py), the reference for every test that crosses a
 broker; `tansu` is the embedded zero-JVM broker of the quickstart, for the smoke set that keeps it working.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from leadflow.streams.broker import BrokerProcess, EmbeddedBroker
-from leadflow.streams.kafka import ApacheKafka
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker
+from leadflow.streams.dev.kafka import ApacheKafka
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from leadflow.streams.broker import BrokerProcess, free_port
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import create_leadflow_topics, embedded_producer_settings
-from leadflow.streams.worker_process import WorkerProcess, committed_offsets, wait_until_committed
+from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.dev.worker_process import WorkerProcess, committed_offsets, wait_until_committed
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import create_leadflow_topics, embedded_producer_settings
 
 PARTITIONS = 4
 

@@ -33,7 +33,7 @@ from leadflow.schemas.outputs import (
     SlaWarning,
 )
 from leadflow.schemas.policy import Policy, parse_policy
-from leadflow.streams.broker import free_port
+from leadflow.streams.dev.broker import free_port
 
 T0 = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)  # Monday 10:00 in São Paulo: working time of inside_sales
 SMTP_USER, SMTP_PASSWORD = "leadflow", "smtp-test-password"

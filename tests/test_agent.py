@@ -1,6 +1,6 @@
 """The lead agent inside Faust's test_context (memory channel, memory:// store): decode, decide, store, send.
 
-There is no broker here, so what the agent sends is captured where it enters the outbox (streams.outbox, whose
+There is no broker here, so what the agent sends is captured where it enters the outbox (streams.runtime.outbox, whose
 bulk sending is tested against a real broker in tests/test_outbox.py); the path through the real broker is covered
 by tests/test_e2e.py.
 """
@@ -25,7 +25,7 @@ from leadflow.schemas.outputs import (
     StageChanged,
 )
 from leadflow.schemas.state import RoutingState
-from leadflow.streams import app as worker
+from leadflow.streams.runtime import app as worker
 
 Sink = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], None]
 

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from leadflow.streams.broker import EmbeddedBroker
-from leadflow.streams.topics import TopicMismatchError, embedded_producer_settings, ensure_topics
+from leadflow.streams.dev.broker import EmbeddedBroker
+from leadflow.streams.runtime.topics import TopicMismatchError, embedded_producer_settings, ensure_topics
 
 pytestmark = pytest.mark.broker
 
@@ -156,13 +156,13 @@ async def test_default_batching_shows_the_tansu_high_watermark_defect(
     assert ends[0] < len(records)  # ... but the high watermark stops at the last batch's base offset + 1
 
 
-# --- Apache Kafka (streams/kafka.py) -------------------------------------------------------------------------
+# --- Apache Kafka (streams/dev/kafka.py) -------------------------------------------------------------------------
 
 
 def test_apache_kafka_serves_the_real_protocol_without_the_workaround(tmp_path: Path) -> None:
     """The reference broker starts from the Maven cache, keeps its log in a file, and is exact without
     one record per batch: end offsets count every record of multi-record batches."""
-    from leadflow.streams.kafka import KAFKA_VERSION, ApacheKafka
+    from leadflow.streams.dev.kafka import KAFKA_VERSION, ApacheKafka
 
     with ApacheKafka(tmp_path) as kafka:
         assert kafka.one_record_per_batch is False
@@ -188,7 +188,7 @@ def test_apache_kafka_serves_the_real_protocol_without_the_workaround(tmp_path: 
 
 
 def test_a_missing_java_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from leadflow.streams import kafka
+    from leadflow.streams.dev import kafka
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no java, no mvn
     monkeypatch.setenv("LEADFLOW_KAFKA_CACHE", str(tmp_path / "empty-cache"))
@@ -199,7 +199,7 @@ def test_a_missing_java_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch, t
 
 def test_a_kraft_cluster_id_never_starts_with_a_dash() -> None:
     # The storage tool reads "-t -abc..." as an option: one cluster in 64 failed to format (a CI failure).
-    from leadflow.streams.kafka import cluster_id
+    from leadflow.streams.dev.kafka import cluster_id
 
     ids = [cluster_id() for _ in range(5000)]
     assert [drawn for drawn in ids if drawn.startswith("-")] == []

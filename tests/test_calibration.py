@@ -41,10 +41,10 @@ from leadflow.core.proposal import ProposedScores, best_thresholds
 from leadflow.schemas.events import Profile
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.calibrate_command import CalibrateOptions, calibrate
-from leadflow.streams.calibration_labels import LABELS
-from leadflow.streams.calibration_page import render_calibration
-from leadflow.streams.cli import main
+from leadflow.streams.cli.calibrate_command import CalibrateOptions, calibrate
+from leadflow.streams.cli.calibration_labels import LABELS
+from leadflow.streams.cli.calibration_page import render_calibration
+from leadflow.streams.cli.main import main
 
 DATA = Path(__file__).resolve().parent / "data"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -1,6 +1,6 @@
-"""streams/channels.py against real protocol peers on loopback: an HTTP server recording Slack-, Teams-, webhook-
-and HubSpot-shaped posts (and answering 429 and 500 when told), and an SMTP server that requires STARTTLS and AUTH.
-Never the internet."""
+"""streams/runtime/channels.py against real protocol peers on loopback: an HTTP server recording Slack-, Teams-,
+webhook- and HubSpot-shaped posts (and answering 429 and 500 when told), and an SMTP server that requires STARTTLS
+and AUTH. Never the internet."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from leadflow.core.messages import Renderer
 from leadflow.core.notifications import notice_of
 from leadflow.schemas.notifications import Delivery
 from leadflow.schemas.policy import Policy
-from leadflow.streams.channels import ChannelConfigError, Secrets, Transport, build_channels, check_secrets
+from leadflow.streams.runtime.channels import ChannelConfigError, Secrets, Transport, build_channels, check_secrets
 
 SECRETS = {
     "LEADFLOW_NOTIFY_SECRET_TEAMS_URL": "",

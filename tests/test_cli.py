@@ -17,9 +17,9 @@ import pytest
 import yaml
 from e2e import PARTITIONS, read_topic
 
-from leadflow.streams.broker import BrokerProcess, free_port
-from leadflow.streams.simulator import journeys
-from leadflow.streams.topics import ensure_topics
+from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.dev.simulator import journeys
+from leadflow.streams.runtime.topics import ensure_topics
 
 
 def leadflow(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -192,7 +192,7 @@ def serve(body: bytes) -> tuple[ThreadingHTTPServer, str]:
 def test_report_merges_the_workers_summaries(tmp_path: Path) -> None:
     from leadflow.core.report import SUMMARY_ADAPTER, funnel_report, summaries_of
     from leadflow.schemas.policy import load_policy
-    from leadflow.streams.replay import ReplayOptions, replay
+    from leadflow.streams.cli.replay import ReplayOptions, replay
 
     events = journeys(seed=6, n_leads=120, start=datetime(2026, 9, 7, tzinfo=UTC))
     path = tmp_path / "events.jsonl"
@@ -274,7 +274,7 @@ def test_plan_json_is_the_plan_document() -> None:
 def test_plan_from_history_uses_what_the_replay_measures_and_says_so(tmp_path: Path) -> None:
     from leadflow.core.plan import measure, plan, plan_document
     from leadflow.schemas.policy import load_policy
-    from leadflow.streams.replay import ReplayOptions, replay
+    from leadflow.streams.cli.replay import ReplayOptions, replay
 
     events = journeys(seed=4, n_leads=400, start=datetime(2026, 9, 7, tzinfo=UTC))
     path = tmp_path / "events.jsonl"

@@ -1,5 +1,5 @@
 """Every CLI error is one line that says what to change, with a documented exit code; never a traceback (issue 13,
-item 4). Exit codes: streams/cli.py's module docstring and README "Exit codes"."""
+item 4). Exit codes: streams/cli/main.py's module docstring and README "Exit codes"."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadflow.streams import cli
-from leadflow.streams.broker import free_port
+import leadflow.streams.cli.main as cli
+from leadflow.streams.dev.broker import free_port
 
 BROKER_COMMANDS = ("worker", "run", "produce", "simulate")
 

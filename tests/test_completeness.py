@@ -19,7 +19,7 @@ from leadflow.schemas.events import PROFILE_ATTRIBUTES, LeadEvent, Profile
 from leadflow.schemas.outputs import HANDOFF_ADAPTER, HandOff
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.state import LeadState, StageEntry
-from leadflow.streams.replay import ReplayOptions, replay
+from leadflow.streams.cli.replay import ReplayOptions, replay
 
 H = 3600.0
 

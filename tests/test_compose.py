@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.channels import Secrets
-from leadflow.streams.cli import parser as cli_parser
-from leadflow.streams.kafka import KAFKA_VERSION
-from leadflow.streams.settings import Settings
+from leadflow.streams.cli.main import parser as cli_parser
+from leadflow.streams.dev.kafka import KAFKA_VERSION
+from leadflow.streams.runtime.channels import Secrets
+from leadflow.streams.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"

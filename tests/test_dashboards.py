@@ -31,7 +31,7 @@ EXPECTED_UIDS = {
     "ingest.json": "leadflow-ingest",
 }
 
-# What the worker exports (streams/metrics.py) and what Prometheus adds; histograms by their series names.
+# What the worker exports (streams/runtime/metrics.py) and what Prometheus adds; histograms by their series names.
 COUNTERS = {
     "leadflow_ingest_requests_total",
     "leadflow_ingest_events_total",
@@ -73,7 +73,7 @@ GAUGES = {
     "leadflow_goal_actual",
     "leadflow_goal_projection",
     "leadflow_goal_period_elapsed_ratio",
-    # the webhook gateway's (streams/gateway.py)
+    # the webhook gateway's (streams/runtime/gateway.py)
     "leadflow_ingest_ready",
     "leadflow_ingest_identity_aliases",
 }

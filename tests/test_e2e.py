@@ -18,8 +18,8 @@ from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, Forward, StageChanged
 from leadflow.schemas.policy import Policy, load_policy
 from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.simulator import journeys, records
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.dev.simulator import journeys, records
 
 pytestmark = pytest.mark.broker
 

@@ -21,7 +21,7 @@ from test_gateway import KEY, MAUTIC_SECRET, TOKEN, Running, gateway_settings, s
 from leadflow.core.identity import lead_id_for_email, lead_id_for_tool_id
 from leadflow.schemas.outputs import TRANSITION_ADAPTER, StageChanged
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.dev.broker import BrokerProcess
 
 pytestmark = pytest.mark.broker
 

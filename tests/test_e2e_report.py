@@ -5,7 +5,7 @@ rejections with reasons, deals won with and without an amount, facts that skip s
 assignments, merges, erasures; SLA clocks met, met late, warned, breached, escalated with a reassignment and
 recycled) goes to two deployments on the embedded broker: one with one worker, one with two workers in one
 consumer group. Once every event is applied and every SLA instant up to the end has been decided, what the
-workers report (`GET /funnel`, `GET /funnel/leads`, `streams.report_client.merged_report`, `leadflow report`)
+workers report (`GET /funnel`, `GET /funnel/leads`, `streams.cli.report_client.merged_report`, `leadflow report`)
 must equal what the offline engine (`core.engine.Engine`, `leadflow replay`) computes from the same events:
 lead summary by lead summary, and report figure by figure, owners included.
 
@@ -49,10 +49,10 @@ from leadflow.core.review import review
 from leadflow.schemas.events import EVENT_ADAPTER
 from leadflow.schemas.outputs import RouteRequest, SlaBreached, SlaWarning
 from leadflow.schemas.policy import Policy, load_policy
-from leadflow.streams.broker import BrokerProcess, free_port
-from leadflow.streams.metrics import Partitioner
-from leadflow.streams.report_client import fetch_summaries, merged_report
-from leadflow.streams.worker_process import WorkerProcess, committed_offsets
+from leadflow.streams.cli.report_client import fetch_summaries, merged_report
+from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.dev.worker_process import WorkerProcess, committed_offsets
+from leadflow.streams.runtime.metrics import Partitioner
 
 pytestmark = pytest.mark.broker
 

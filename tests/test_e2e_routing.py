@@ -27,8 +27,8 @@ from leadflow.schemas.outputs import (
     SlaStarted,
 )
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.dev.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 LATAM = {"country": "BR", "company_size": 80}

@@ -14,8 +14,8 @@ import yaml
 from e2e import Deployment, read_topic
 
 from leadflow.schemas.outputs import SLA_ADAPTER, SlaBreached, SlaStarted, SlaWarning
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.dev.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 POLL_S = 0.2

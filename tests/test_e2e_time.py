@@ -43,8 +43,8 @@ from leadflow.schemas.outputs import (
     SlaWarning,
 )
 from leadflow.schemas.state import ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.dev.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.broker
 

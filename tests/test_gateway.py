@@ -20,9 +20,9 @@ from e2e import PARTITIONS, Deployment, read_topic, topic_size
 
 from leadflow.core.identity import lead_id_for_email
 from leadflow.schemas.policy import Policy, load_policy
-from leadflow.streams.broker import BrokerProcess, EmbeddedBroker, free_port
-from leadflow.streams.gateway import Gateway, GatewaySettings, web_app
-from leadflow.streams.settings import Settings
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker, free_port
+from leadflow.streams.runtime.gateway import Gateway, GatewaySettings, web_app
+from leadflow.streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.broker
 

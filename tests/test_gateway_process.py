@@ -17,7 +17,7 @@ import orjson
 import pytest
 from e2e import Deployment, read_topic
 
-from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.dev.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.broker
 

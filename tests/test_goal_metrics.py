@@ -10,8 +10,8 @@ from test_review import LEADS, visits
 
 from leadflow.core.report import LeadSummary
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.goal_metrics import GoalCollector
-from leadflow.streams.metrics import LeadCollector, Metrics
+from leadflow.streams.runtime.goal_metrics import GoalCollector
+from leadflow.streams.runtime.metrics import LeadCollector, Metrics
 
 POLICY = load_policy()
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

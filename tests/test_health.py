@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from leadflow.streams.health import (
+from leadflow.streams.runtime.health import (
     FETCH_STALE_S,
     PRODUCER_STUCK_S,
     LogLimiter,
@@ -22,8 +22,8 @@ from leadflow.streams.health import (
     readiness_body,
     reasons,
 )
-from leadflow.streams.metrics import AppliedOffsetCollector, HealthCollector
-from leadflow.streams.settings import Settings
+from leadflow.streams.runtime.metrics import AppliedOffsetCollector, HealthCollector
+from leadflow.streams.runtime.settings import Settings
 
 READY = Snapshot(
     assigned=True, recovered=True, partitions=4, fetch_age_s=0.5, broker_reachable=True, broker_silent_s=None

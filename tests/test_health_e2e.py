@@ -21,11 +21,11 @@ import pytest
 from e2e import PARTITIONS, Deployment
 from test_e2e_report import second_worker, wait_split
 
-from leadflow.streams.broker import BrokerProcess, EmbeddedBroker
-from leadflow.streams.health import PROBE_INTERVAL_S, PROBE_TIMEOUT_S
-from leadflow.streams.metrics import Partitioner
-from leadflow.streams.settings import Settings
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker
+from leadflow.streams.dev.worker_process import WorkerProcess
+from leadflow.streams.runtime.health import PROBE_INTERVAL_S, PROBE_TIMEOUT_S
+from leadflow.streams.runtime.metrics import Partitioner
+from leadflow.streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.broker
 

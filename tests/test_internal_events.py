@@ -19,8 +19,8 @@ from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.intake import INTERNAL_HEADER, decode, header, internal_proof, is_internal_proof
 from leadflow.schemas.events import Activity, LeadAbsorbed, LeadAssigned, RouteUnassigned, TimerDue
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.settings import Settings
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.runtime.settings import Settings
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 KEY = b"a-worker-secret-of-32-bytes-long"
@@ -116,7 +116,7 @@ def test_the_internal_key_is_a_setting_with_a_dev_default() -> None:
 
 
 async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow.streams import app as worker
+    from leadflow.streams.runtime import app as worker
 
     letters: list[bytes] = []
     done = asyncio.Event()

@@ -22,11 +22,11 @@ from test_e2e import assert_table_is, expected_records, final_table, without_sla
 
 from leadflow.core.merges import FORWARD_PREFIX, MERGE_SOURCE
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.kafka import KafkaCluster, KafkaClusterNode
-from leadflow.streams.producer import producer_options
-from leadflow.streams.settings import Settings
-from leadflow.streams.simulator import journeys, records
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.kafka import KafkaCluster, KafkaClusterNode
+from leadflow.streams.dev.simulator import journeys, records
+from leadflow.streams.dev.worker_process import WorkerProcess
+from leadflow.streams.runtime.producer import producer_options
+from leadflow.streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.broker
 

@@ -16,7 +16,7 @@ from test_agent import capture_outbox
 from leadflow.core.decision import forget_at
 from leadflow.core.intake import INTERNAL_HEADER, internal_proof
 from leadflow.schemas.outputs import TRANSITION_ADAPTER, EventRefused
-from leadflow.streams import app as worker
+from leadflow.streams.runtime import app as worker
 
 
 def unknown_lead_event(event_id: str, lead_id: str, at: datetime) -> bytes:

@@ -1,6 +1,6 @@
 """Merges across leads (core.merges): the surviving lead learns what it absorbed, a merge that would close a cycle
 is refused, and events sent to a merged lead are forwarded along the chain to the lead that survived (at most
-MAX_FORWARD_HOPS times), so that facts are never lost; offline (core.engine) and live (streams.app) alike."""
+MAX_FORWARD_HOPS times), so that facts are never lost; offline (core.engine) and live (streams.runtime.app) alike."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ from leadflow.schemas.outputs import (
     StageChanged,
 )
 from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.metrics import Metrics
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.runtime.metrics import Metrics
 
 NOW = T0 + timedelta(days=30)
 KEY = b"a-worker-secret-of-32-bytes-long"
@@ -556,7 +556,7 @@ def test_the_worker_sends_a_forward_to_the_events_topic_keyed_by_its_lead_and_si
 ) -> None:
     from test_agent import capture_outbox
 
-    from leadflow.streams import app as worker
+    from leadflow.streams.runtime import app as worker
 
     sent: list[tuple[bytes | None, bytes | None, Any]] = []
 

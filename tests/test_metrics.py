@@ -33,8 +33,9 @@ from leadflow.schemas.outputs import (
     StageChanged,
 )
 from leadflow.schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
-from leadflow.streams.broker import BrokerProcess, free_port
-from leadflow.streams.metrics import (
+from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.dev.worker_process import WorkerProcess
+from leadflow.streams.runtime.metrics import (
     CURRENCY_LIMIT,
     SOURCE_LIMIT,
     BoundedLabel,
@@ -52,7 +53,6 @@ from leadflow.streams.metrics import (
     output_samples,
     response_buckets,
 )
-from leadflow.streams.worker_process import WorkerProcess
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

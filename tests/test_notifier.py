@@ -1,4 +1,4 @@
-"""streams/notifier.py through the real broker (Apache Kafka, the `broker` fixture) with real peers on loopback:
+"""streams/runtime/notifier.py through the real broker (Apache Kafka, the `broker` fixture) with real peers on loopback:
 hand-offs reach the owner and the channels once, a breach reaches the manager, digests survive a restart and group
 a rep's pending actions at their time, a failing channel is retried and then dead-lettered and counted, and a
 record read again after a restart sends nothing twice."""
@@ -38,9 +38,9 @@ from prometheus_client import generate_latest
 from leadflow.schemas.notifications import NOTIFICATION_DEAD_LETTER_ADAPTER, SentMark
 from leadflow.schemas.outputs import HandOff, SlaOutput
 from leadflow.schemas.policy import Policy, parse_policy
-from leadflow.streams.broker import BrokerProcess, free_port
-from leadflow.streams.channels import Secrets
-from leadflow.streams.notifier import Notifier, NotifySettings
+from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.runtime.channels import Secrets
+from leadflow.streams.runtime.notifier import Notifier, NotifySettings
 
 pytestmark = pytest.mark.broker
 

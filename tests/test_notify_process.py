@@ -24,7 +24,7 @@ from notify_support import default_document, eventually, handoff
 from test_e2e_sla import fast_policy, record
 from test_notifier import AT_ONCE, SLACK, TASKS, Peers, running_peers
 
-from leadflow.streams.broker import BrokerProcess, free_port
+from leadflow.streams.dev.broker import BrokerProcess, free_port
 
 pytestmark = pytest.mark.broker
 ENTERPRISE = {"country": "BR", "company_size": 1200}  # the enterprise pool: rep-01, rep-02, rep-03; mgr-enterprise

@@ -1,4 +1,4 @@
-"""The outbox (streams.outbox) against a real Apache Kafka: records sent in bulk land in order on the partition
+"""The outbox (streams.runtime.outbox) against a real Apache Kafka: records sent in bulk land in order on the partition
 Kafka's default partitioner gives their key, acknowledgements report offsets, and a refused batch fails the flush
 that guards a commit instead of passing silently."""
 
@@ -13,9 +13,9 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.outbox import Outbox, guard_commits
-from leadflow.streams.topics import ensure_topics
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.runtime.outbox import Outbox, guard_commits
+from leadflow.streams.runtime.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 3

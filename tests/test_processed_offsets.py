@@ -1,5 +1,5 @@
 """The committable offset: from the committed one, over what was acknowledged or has no record, never past a
-record not yet acknowledged (streams.processed_offsets). The restart into a backlog that used to lose a record
+record not yet acknowledged (streams.runtime.processed_offsets). The restart into a backlog that used to lose a record
 is tests/test_e2e_time.py's backlog test, on Apache Kafka."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow.streams.processed_offsets import LEDGER, FetchLedger, install, next_commit
+from leadflow.streams.runtime.processed_offsets import LEDGER, FetchLedger, install, next_commit
 
 
 def holes_of(offsets: set[int]) -> list[tuple[int, int]]:

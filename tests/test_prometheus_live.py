@@ -26,10 +26,10 @@ import yaml
 from e2e import Deployment
 from test_gateway import TOKEN, gateway_settings, serve
 
-from leadflow.streams.broker import BrokerProcess, free_port
-from leadflow.streams.producer import kafka_sender
-from leadflow.streams.simulator import LiveSimulator
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.dev.simulator import LiveSimulator
+from leadflow.streams.dev.worker_process import WorkerProcess
+from leadflow.streams.runtime.producer import kafka_sender
 
 pytestmark = pytest.mark.broker
 

@@ -1,4 +1,4 @@
-"""`leadflow replay`: a file of events through the whole worker in one process, in event time (streams.replay)."""
+"""`leadflow replay`: a file of events through the whole worker in one process, in event time (streams.cli.replay)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from leadflow.schemas.outputs import (
     SlaBreached,
     SlaMet,
 )
-from leadflow.streams.cli import main
-from leadflow.streams.replay import ReplayOptions, ReplayResult, replay, topic_file
-from leadflow.streams.routes import topic_of
-from leadflow.streams.simulator import journeys
+from leadflow.streams.cli.main import main
+from leadflow.streams.cli.replay import ReplayOptions, ReplayResult, replay, topic_file
+from leadflow.streams.dev.simulator import journeys
+from leadflow.streams.runtime.routes import topic_of
 
 Envelope = dict[str, Any]
 MINUTE = 60.0

@@ -40,7 +40,7 @@ from leadflow.schemas.state import (
     SlaEntryKind,
     StageEntry,
 )
-from leadflow.streams.report_client import ReportSourceError, fetch_summaries, merged_report
+from leadflow.streams.cli.report_client import ReportSourceError, fetch_summaries, merged_report
 
 H = 3600.0
 D = 86400.0
@@ -702,7 +702,7 @@ async def test_fetch_times_out_with_a_clear_error() -> None:
 
 
 async def test_funnel_views_cover_the_active_partitions_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow.streams import app as worker  # the worker module builds its Faust app at import: only here
+    from leadflow.streams.runtime import app as worker  # the worker module builds its Faust app at import: only here
 
     items = [(r.lead_id.encode(), r) for r in RECORDS]
     all_partitions = set(range(worker.settings.partitions))

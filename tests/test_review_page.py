@@ -1,4 +1,4 @@
-"""The SLA review page (streams.review_page): rendered in each language and opened in a real headless Chromium
+"""The SLA review page (streams.cli.review_page): rendered in each language and opened in a real headless Chromium
 (selenium + Debian's chromium-driver) to check that every chart draws with data, nothing errs in the console, the
 text is localized and hostile strings from the data stay text; plus pure checks of the labels and the empty page.
 
@@ -33,8 +33,8 @@ from leadflow.schemas.review import (
     Review,
     SlaLine,
 )
-from leadflow.streams.review_labels import LABELS, LANGS
-from leadflow.streams.review_page import Formats, render_review
+from leadflow.streams.cli.review_labels import LABELS, LANGS
+from leadflow.streams.cli.review_page import Formats, render_review
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 ZONE = ZoneInfo("America/Sao_Paulo")

@@ -1,4 +1,4 @@
-"""The route table (streams.routes): every output kind has a topic, every topic is created as before, and every
+"""The route table (streams.runtime.routes): every output kind has a topic, every topic is created as before, and every
 routed topic has a schema file its records validate against."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from leadflow.core.engine import Engine
 from leadflow.schemas.events import EVENT_ADAPTER
 from leadflow.schemas.outputs import Output, RouteRequest
 from leadflow.schemas.policy import load_policy
-from leadflow.streams import topics
-from leadflow.streams.routes import (
+from leadflow.streams.cli.schema_files import write_schemas
+from leadflow.streams.dev.simulator import journeys
+from leadflow.streams.runtime import topics
+from leadflow.streams.runtime.routes import (
     KEEP_FOREVER,
     OUTPUT_TOPICS,
     ROUTES,
@@ -26,9 +28,7 @@ from leadflow.streams.routes import (
     record_value,
     topic_of,
 )
-from leadflow.streams.schema_files import write_schemas
-from leadflow.streams.settings import Settings
-from leadflow.streams.simulator import journeys
+from leadflow.streams.runtime.settings import Settings
 
 
 def kinds(union: Any) -> set[type]:

@@ -35,7 +35,7 @@ from leadflow.schemas.events import EVENT_ADAPTER
 from leadflow.schemas.outputs import RouteRelease, RouteRequest
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.state import ROUTING_STATE_ADAPTER, RoutingState
-from leadflow.streams import app as worker
+from leadflow.streams.runtime import app as worker
 
 
 def ask(state: RoutingState, req: RouteRequest, policy: Policy = POLICY) -> RouterAnswer:
@@ -348,7 +348,7 @@ async def test_the_router_agent_answers_a_replay_again_and_neither_counts_nor_wa
     worker.app.finalize()
     worker.app.flow_control.resume()
     before = unassigned_count(pool)
-    with caplog.at_level(logging.DEBUG, logger="leadflow.streams.app"):
+    with caplog.at_level(logging.DEBUG, logger="leadflow.streams.runtime.app"):
         async with worker.route_leads.test_context() as router:
             await router.put(route_message(req), key=pool.encode())
             await wait_for(lambda: bool(answers) and req.id in table().answers)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.streams.broker import free_port
+from leadflow.streams.dev.broker import free_port
 
 STARTED_S = 120.0  # the broker and the worker up (Apache Kafka takes the longest)
 GONE_S = 40.0  # a graceful stop: the worker gets 20 s to commit, then SIGKILL; the broker 5 s (tansu) after it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from factories import POLICY
 
-from leadflow.streams.runner import compressed
+from leadflow.streams.dev.runner import compressed
 
 SPEED = 172_800.0  # the default: two simulated days per second
 

@@ -1,4 +1,4 @@
-"""The producer SDK (streams/sdk.py): validated envelopes, sent keyed by lead_id to the real broker."""
+"""The producer SDK (streams/runtime/sdk.py): validated envelopes, sent keyed by lead_id to the real broker."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from e2e import Deployment, read_topic
 
 from leadflow.core.intake import decode
 from leadflow.schemas.events import LeadUpdated
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.sdk import InvalidEvent, LeadProducer, encode, lead_event
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.runtime.sdk import InvalidEvent, LeadProducer, encode, lead_event
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 

@@ -19,9 +19,8 @@ from leadflow.schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_T
 from leadflow.schemas.outputs import StageChanged
 from leadflow.schemas.policy import load_policy
 from leadflow.schemas.state import LeadRecord
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.producer import produce_records, read_jsonl, write_jsonl
-from leadflow.streams.simulator import (
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.dev.simulator import (
     ADVOCACY_ACTIONS,
     BAD_KINDS,
     ENGAGEMENT_POINTS,
@@ -33,7 +32,8 @@ from leadflow.streams.simulator import (
     journeys,
     records,
 )
-from leadflow.streams.topics import ensure_topics
+from leadflow.streams.runtime.producer import produce_records, read_jsonl, write_jsonl
+from leadflow.streams.runtime.topics import ensure_topics
 
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 N_LEADS = 2000

@@ -14,10 +14,10 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import ValidationError
 
-from leadflow.streams.broker import BrokerProcess, EmbeddedBroker
-from leadflow.streams.producer import producer_options
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import client_options, create_leadflow_topics, faust_credentials
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker
+from leadflow.streams.runtime.producer import producer_options
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import client_options, create_leadflow_topics, faust_credentials
 
 SASL = {"security_protocol": "SASL_SSL", "sasl_username": "leadflow", "sasl_password": "s3cret"}
 
@@ -101,7 +101,7 @@ def test_producers_are_idempotent_with_acks_all_on_a_real_kafka_only() -> None:
 
 
 async def test_faust_producer_is_idempotent_on_a_real_kafka_only() -> None:
-    from leadflow.streams.app import create_app
+    from leadflow.streams.runtime.app import create_app
 
     real = create_app(Settings(broker="kafka://127.0.0.1:1"))
     tansu = create_app(Settings(broker="kafka://127.0.0.1:1", embedded=True, app_id="tansu"))

@@ -18,8 +18,8 @@ from leadflow.core.privacy import PERSONAL_ATTRIBUTES, PERSONAL_FIELDS, is_autho
 from leadflow.schemas.events import EVENT_ADAPTER, PROFILE_ATTRIBUTES
 from leadflow.schemas.policy import load_policy
 from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.settings import Settings
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.runtime.settings import Settings
 
 POLICY = load_policy()
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)

@@ -3,7 +3,7 @@
 The shape is the common one (e.g. the public "Lead Scoring" X Education export): one row per lead with an id,
 the lead source and origin, activity counts (visits, page views per visit), time on site, the last activity,
 profile answers, and a converted flag. Pure: a row (header -> text) in, the lead's events or the reason it cannot
-be used out; the shell (streams.csv_import) reads the file and writes the JSONL.
+be used out; the shell (streams.cli.csv_import) reads the file and writes the JSONL.
 
 Per row, in order:
 

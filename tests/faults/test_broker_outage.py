@@ -18,9 +18,9 @@ import pytest
 from e2e import Deployment
 from test_e2e_time import Pair, Stream, assert_same_outcomes, real_time_stream, side_by_side, until
 
-from leadflow.streams.broker import BrokerProcess
-from leadflow.streams.kafka import KafkaCluster, kafka_classpath
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import BrokerProcess
+from leadflow.streams.dev.kafka import KafkaCluster, kafka_classpath
+from leadflow.streams.dev.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES

@@ -24,8 +24,8 @@ from leadflow.core.engine import Engine
 from leadflow.schemas.events import EVENT_ADAPTER
 from leadflow.schemas.outputs import HandOff, Output
 from leadflow.schemas.policy import Policy, load_policy
-from leadflow.streams.simulator import journeys
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.simulator import journeys
+from leadflow.streams.dev.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES

@@ -27,7 +27,7 @@ from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.intake import INTERNAL_HEADER, decode
 from leadflow.schemas.events import INTERNAL_EVENT_TYPES
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, DeadLetter, EventRefused
-from leadflow.streams.broker import BrokerProcess
+from leadflow.streams.dev.broker import BrokerProcess
 
 from .conftest import Figures
 from .sizes import SIZES

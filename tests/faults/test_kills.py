@@ -25,8 +25,8 @@ from test_e2e_time import (
 )
 
 from leadflow.schemas.outputs import SLA_ADAPTER, SlaBreached
-from leadflow.streams.broker import free_port
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.dev.broker import free_port
+from leadflow.streams.dev.worker_process import WorkerProcess
 
 from .conftest import Figures
 from .sizes import SIZES

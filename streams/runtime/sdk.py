@@ -2,7 +2,7 @@
 
 For in-house producers written in Python (other languages: the JSON Schema files of `leadflow schema --out DIR`):
 
-    from leadflow.streams.sdk import LeadProducer, lead_event
+    from leadflow.streams.runtime.sdk import LeadProducer, lead_event
 
     async with LeadProducer("kafka-1:9092", source="billing") as producer:
         await producer.send(lead_event("deal.won", "crm-42", event_id="invoice-981", amount=12_000.0))
@@ -25,8 +25,8 @@ from pydantic import ValidationError
 
 from leadflow.schemas.errors import describe_errors
 from leadflow.schemas.events import EVENT_ADAPTER, EVENT_TYPES, INTERNAL_EVENT_TYPES, LeadEvent
-from leadflow.streams.producer import producer_options
-from leadflow.streams.routes import ROUTES
+from leadflow.streams.runtime.producer import producer_options
+from leadflow.streams.runtime.routes import ROUTES
 
 PRODUCER_EVENT_TYPES = tuple(t for t in EVENT_TYPES if t not in INTERNAL_EVENT_TYPES)
 

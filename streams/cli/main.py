@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 import orjson
 
 from leadflow.schemas.policy import Policy, PolicyError, load_policy, notification_problems
-from leadflow.streams.replay import DEFAULT_SORT_BUFFER
-from leadflow.streams.routes import ROUTES
+from leadflow.streams.cli.replay import DEFAULT_SORT_BUFFER
+from leadflow.streams.runtime.routes import ROUTES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from leadflow.core.plan import TextTable
-    from leadflow.streams.settings import Settings
+    from leadflow.streams.runtime.settings import Settings
 
 
 EXIT_OK = 0
@@ -125,7 +125,7 @@ def check_broker(settings: Settings) -> None:
     """One metadata request with a short timeout: raise UsageError when the brokers cannot be reached."""
     from aiokafka.client import AIOKafkaClient
 
-    from leadflow.streams.topics import client_options
+    from leadflow.streams.runtime.topics import client_options
 
     try:
         broker_url(settings.broker)
@@ -199,12 +199,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from faust.cli.faust import cli  # imported late: the app module reads the environment set above
 
-    cli.main(args=["-A", "leadflow.streams.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")
+    cli.main(args=["-A", "leadflow.streams.runtime.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leadflow.streams.runner import RunOptions, run
+    from leadflow.streams.dev.runner import RunOptions, run
 
     checked_policy(args.policy)  # before a broker starts
     check_web_port("127.0.0.1", args.web_port or 6066)
@@ -226,8 +226,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         real_time_slas=args.real_time_slas,
         embedded_broker=args.embedded_broker,
     )
-    from leadflow.streams.broker import BrokerStartError
-    from leadflow.streams.kafka import MissingToolError
+    from leadflow.streams.dev.broker import BrokerStartError
+    from leadflow.streams.dev.kafka import MissingToolError
 
     try:
         return asyncio.run(run(options))
@@ -241,7 +241,7 @@ def _client_settings(broker: str | None) -> Settings:
     _broker_env(broker)
     from pydantic import ValidationError
 
-    from leadflow.streams.settings import Settings
+    from leadflow.streams.runtime.settings import Settings
 
     try:
         return Settings()
@@ -253,8 +253,8 @@ def _client_settings(broker: str | None) -> Settings:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from leadflow.streams.producer import kafka_sender
-    from leadflow.streams.simulator import LiveSimulator
+    from leadflow.streams.dev.simulator import LiveSimulator
+    from leadflow.streams.runtime.producer import kafka_sender
 
     settings = _client_settings(args.broker)
     check_broker(settings)
@@ -276,7 +276,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from leadflow.streams.producer import produce_records, read_jsonl
+    from leadflow.streams.runtime.producer import produce_records, read_jsonl
 
     settings = _client_settings(args.broker)
     path = Path(args.file)
@@ -292,13 +292,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """`leadflow ingest`: the webhook gateway (streams/gateway.py) until SIGINT/SIGTERM."""
+    """`leadflow ingest`: the webhook gateway (streams/runtime/gateway.py) until SIGINT/SIGTERM."""
     import logging
 
     from pydantic import ValidationError
 
-    from leadflow.streams.gateway import load_gateway_settings, serve
-    from leadflow.streams.settings import Settings
+    from leadflow.streams.runtime.gateway import load_gateway_settings, serve
+    from leadflow.streams.runtime.settings import Settings
 
     _broker_env(args.broker, True if args.embedded else None)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -322,13 +322,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    """`leadflow notify`: hand-offs and SLA outputs to people (streams/notifier.py) until SIGINT/SIGTERM."""
+    """`leadflow notify`: hand-offs and SLA outputs to people (streams/runtime/notifier.py) until SIGINT/SIGTERM."""
     import logging
 
     from pydantic import ValidationError
 
-    from leadflow.streams.channels import ChannelConfigError, Secrets, check_secrets
-    from leadflow.streams.notifier import NotifySettings, serve
+    from leadflow.streams.runtime.channels import ChannelConfigError, Secrets, check_secrets
+    from leadflow.streams.runtime.notifier import NotifySettings, serve
 
     _broker_env(args.broker, True if args.embedded else None)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -367,7 +367,7 @@ def add_notify_command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     add_broker: Callable[[argparse.ArgumentParser, bool], None],
 ) -> None:
-    """`notify`: the notifier (streams/notifier.py)."""
+    """`notify`: the notifier (streams/runtime/notifier.py)."""
     notify = sub.add_parser("notify", help="hand-offs, SLA warnings, breaches and escalations to Slack, Teams, ...")
     add_broker(notify, True)
     notify.add_argument("--policy", type=Path, default=None, help="policy YAML: its notifications section")
@@ -382,7 +382,7 @@ def add_notify_command(
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from leadflow.streams.replay import ReplayOptions, run_replay
+    from leadflow.streams.cli.replay import ReplayOptions, run_replay
 
     options = ReplayOptions(
         events=Path(args.file),
@@ -397,8 +397,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from leadflow.streams.replay import report_summary
-    from leadflow.streams.report_client import ReportSourceError, merged_report
+    from leadflow.streams.cli.replay import report_summary
+    from leadflow.streams.cli.report_client import ReportSourceError, merged_report
 
     try:
         policy = load_policy(args.policy)
@@ -407,7 +407,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"leadflow report: {error.source}: {problem}", file=sys.stderr)
         return 2
     if args.period is not None:
-        from leadflow.streams.review_command import cmd_review
+        from leadflow.streams.cli.review_command import cmd_review
 
         return cmd_review(args, policy)
     if args.events is not None or args.html is not None or args.start is not None:
@@ -451,7 +451,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 2
     measured: Measured | None = None
     if args.from_history is not None:
-        from leadflow.streams.replay import ReplayError, ReplayOptions, RichProgress, replay
+        from leadflow.streams.cli.replay import ReplayError, ReplayOptions, RichProgress, replay
 
         options = ReplayOptions(events=args.from_history, policy=args.policy)
         err = Console(stderr=True)
@@ -508,7 +508,7 @@ def _text_table(table: TextTable) -> str:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from leadflow.streams.schema_files import write_schemas
+    from leadflow.streams.cli.schema_files import write_schemas
 
     for path in write_schemas(Path(args.out)):
         print(path)
@@ -614,7 +614,7 @@ def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from leadflow.streams.calibrate_command import CalibrateOptions, run_calibrate
+    from leadflow.streams.cli.calibrate_command import CalibrateOptions, run_calibrate
 
     options = CalibrateOptions(
         history=Path(args.file),
@@ -631,7 +631,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_import_csv(args: argparse.Namespace) -> int:
-    from leadflow.streams.csv_import import run_import
+    from leadflow.streams.cli.csv_import import run_import
 
     return run_import(
         Path(args.file),
@@ -687,7 +687,7 @@ def add_ingest_command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     add_broker: Callable[[argparse.ArgumentParser, bool], None],
 ) -> None:
-    """`ingest`: the webhook gateway (streams/gateway.py)."""
+    """`ingest`: the webhook gateway (streams/runtime/gateway.py)."""
     ingest = sub.add_parser("ingest", help="the webhook gateway: HubSpot, RD Station, Mautic, web forms, envelopes")
     add_broker(ingest, True)
     ingest.add_argument(
@@ -751,7 +751,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.app worker)")
+    worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.runtime.app worker)")
     add_broker(worker, embedded_flag=True)
     worker.add_argument("--policy", type=Path, default=None)
     worker.add_argument(

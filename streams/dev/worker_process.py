@@ -16,8 +16,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from leadflow.streams.broker import die_with_parent
-from leadflow.streams.group_offsets import GroupOffsets
+from leadflow.streams.dev.broker import die_with_parent
+from leadflow.streams.runtime.group_offsets import GroupOffsets
 
 
 class WorkerProcess:

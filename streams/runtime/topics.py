@@ -28,8 +28,8 @@ from typing import Any, Final, assert_never
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.helpers import create_ssl_context
 
-from leadflow.streams.routes import ROUTES
-from leadflow.streams.settings import Settings
+from leadflow.streams.runtime.routes import ROUTES
+from leadflow.streams.runtime.settings import Settings
 
 __all__ = [
     "EMBEDDED_FAUST_SETTINGS",
@@ -76,7 +76,7 @@ EMBEDDED_FAUST_SETTINGS: Final[Mapping[str, Any]] = {
     **FAST_GROUP_FAUST_SETTINGS,
 }
 
-#: Longest a fetch waits on the embedded broker (Faust's own is 1500 ms; see streams.app.short_fetch_wait).
+#: Longest a fetch waits on the embedded broker (Faust's own is 1500 ms; see streams.runtime.app.short_fetch_wait).
 EMBEDDED_FETCH_WAIT_MS: Final = 100
 
 
@@ -142,8 +142,8 @@ def idempotent_faust_producer(app: Any) -> None:
     faust-streaming 0.15 has a ``producer_acks`` setting (default -1, i.e. all) but no idempotence setting: its
     aiokafka Producer asks for ``enable_idempotence`` only inside exactly-once transactions
     (``Producer._settings_extra``). Without it a retried batch (a leader moved, a broker stopped) may be written
-    twice; with it the broker drops the duplicate. Patched on the class once (like streams.app.short_fetch_wait),
-    effective only for the apps passed here. Never for the embedded tansu broker.
+    twice; with it the broker drops the duplicate. Patched on the class once (like
+    streams.runtime.app.short_fetch_wait), effective only for the apps passed here. Never for the embedded tansu broker.
     """
     from faust.transport.drivers.aiokafka import Producer as FaustKafkaProducer
 
@@ -258,11 +258,12 @@ async def _wait_partitions(admin: AIOKafkaAdminClient, topics: Mapping[str, int]
 
 
 async def create_leadflow_topics(settings: Settings) -> None:
-    """Every topic of the route table (streams.routes), before any client touches them (tansu would auto-create them
-    with 4 partitions), with the settings' replication factor and ``min.insync.replicas``. Table changelogs and
-    the identity table are compacted (the latest value per key stays). Dead letters carry the original record,
-    so their topic takes records as large as the producer may send, and keeps them until someone deletes them."""
-    routes = {route.topic(settings): route for route in ROUTES.values()}  # the one table: streams.routes
+    """Every topic of the route table (streams.runtime.routes), before any client touches them (tansu would
+    auto-create them with 4 partitions), with the settings' replication factor and ``min.insync.replicas``. Table
+    changelogs and the identity table are compacted (the latest value per key stays). Dead letters carry the
+    original record, so their topic takes records as large as the producer may send, and keeps them until someone
+    deletes them."""
+    routes = {route.topic(settings): route for route in ROUTES.values()}  # the one table: streams.runtime.routes
     await ensure_topics(
         settings.bootstrap,
         {name: route.partitions(settings) for name, route in routes.items()},

@@ -1,6 +1,6 @@
 """`leadflow report --period week|month`: the weekly or monthly SLA review (core.review), from an events file
 (replayed offline, the same core as `leadflow replay`) or from running workers (their /funnel/leads and
-/visits), written as a self-contained HTML page (streams.review_page) and/or JSON, with a text summary."""
+/visits), written as a self-contained HTML page (streams.cli.review_page) and/or JSON, with a text summary."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def parse_from(text: str | None) -> date | None:
 
 def from_events(path: Path, policy_path: Path | None) -> tuple[list[LeadSummary], list[SiteVisits], datetime]:
     """Replay the file (lead events and site-visits reports) and take its leads as of the replay clock."""
-    from leadflow.streams.replay import ReplayError, ReplayOptions, replay
+    from leadflow.streams.cli.replay import ReplayError, ReplayOptions, replay
 
     try:
         result = replay(ReplayOptions(events=path, policy=policy_path))
@@ -45,7 +45,7 @@ def from_events(path: Path, policy_path: Path | None) -> tuple[list[LeadSummary]
 
 
 async def from_workers(urls: list[str], timeout_s: float) -> tuple[list[LeadSummary], list[SiteVisits]]:
-    from leadflow.streams.report_client import fetch_summaries, fetch_visits
+    from leadflow.streams.cli.report_client import fetch_summaries, fetch_visits
 
     leads = await asyncio.gather(*(fetch_summaries(url, timeout_s=timeout_s) for url in urls))
     visits = await asyncio.gather(*(fetch_visits(url, timeout_s=timeout_s) for url in urls))
@@ -59,7 +59,7 @@ def build(args: argparse.Namespace, policy: Policy) -> Review:
             raise ReviewError(f"--events {args.events}: no such file")
         summaries, visits, now = from_events(args.events, args.policy)
     else:
-        from leadflow.streams.report_client import ReportSourceError
+        from leadflow.streams.cli.report_client import ReportSourceError
 
         try:
             summaries, visits = asyncio.run(from_workers(args.worker, args.timeout))
@@ -100,7 +100,7 @@ def cmd_review(args: argparse.Namespace, policy: Policy) -> int:
     written = []
     try:
         if args.html is not None:
-            from leadflow.streams.review_page import render_review
+            from leadflow.streams.cli.review_page import render_review
 
             args.html.write_text(render_review(result, args.lang), encoding="utf-8")
             written.append(args.html)

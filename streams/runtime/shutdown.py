@@ -8,7 +8,7 @@ signal comes: if the orderly stop has not finished `shutdown_timeout_s` later (L
 read but not committed: the next owner reads them again and drops the duplicates) and ends the process with
 exit code 1. A thread, not a task: the event loop may be the thing that is stuck.
 
-It also installs the log limiter (streams.health) on the root logger's handlers once Faust has set them up.
+It also installs the log limiter (streams.runtime.health) on the root logger's handlers once Faust has set them up.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import faust
 
-from leadflow.streams import health
+from leadflow.streams.runtime import health
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class BoundedWorker(faust.Worker):
     watchdog: Watchdog | None = None
 
     def _arm(self) -> None:
-        from leadflow.streams.settings import Settings
+        from leadflow.streams.runtime.settings import Settings
 
         if self.watchdog is None:
             bound = Settings().shutdown_timeout_s

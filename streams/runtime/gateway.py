@@ -40,10 +40,10 @@ from leadflow.core.intake import decode
 from leadflow.core.signature import Refusal, check_hubspot_v3, check_mautic, check_token
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import Policy
-from leadflow.streams.identity_store import IdentityStore
-from leadflow.streams.producer import producer_options
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import client_options, create_leadflow_topics
+from leadflow.streams.runtime.identity_store import IdentityStore
+from leadflow.streams.runtime.producer import producer_options
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import client_options, create_leadflow_topics
 
 log = logging.getLogger("leadflow.ingest")
 
@@ -153,7 +153,9 @@ class Gateway:
             )
             connected = False
             try:
-                await create_leadflow_topics(self.settings)  # before any client touches them (streams/topics.py)
+                await create_leadflow_topics(
+                    self.settings
+                )  # before any client touches them (streams/runtime/topics.py)
                 await producer.start()
                 await self.identities.start()
                 connected = True

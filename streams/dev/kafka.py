@@ -26,7 +26,7 @@ from typing import Any, Final, Self
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from leadflow.streams.broker import BrokerProcess, BrokerStartError, Started, _run_in_thread, free_port
+from leadflow.streams.dev.broker import BrokerProcess, BrokerStartError, Started, _run_in_thread, free_port
 
 __all__ = [
     "CLUSTER_NODES",
@@ -359,7 +359,7 @@ class KafkaCluster(Started):
     """Three Apache Kafka nodes (KRaft, each broker + controller, `controller.quorum.voters` listing all three) on
     loopback, fresh storage each start: the production shape (replication 3, min ISR 2) for failover tests.
 
-    Quacks like a :class:`~streams.broker.BrokerProcess` where a deployment needs one (``bootstrap``, ``url``,
+    Quacks like a :class:`~streams.dev.broker.BrokerProcess` where a deployment needs one (``bootstrap``, ``url``,
     ``one_record_per_batch``). Each node has its own ports, data and log under ``<log_dir>/node-<id>``.
     ``start()`` returns once metadata shows every broker; ``nodes[i].stop()`` / ``.kill()`` stops one node;
     ``stop()`` stops all.

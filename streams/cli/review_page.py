@@ -3,7 +3,7 @@
 `render_review(review, lang)` turns a `schemas.review.Review` (computed by core.review) into a page a sales or
 marketing manager reads at a glance: each section is a plotly chart plus its key figures as text, or a sentence
 saying the period has nothing to show. The page loads nothing at view time: plotly.js is inlined once and a
-Content-Security-Policy forbids any network load. Words come from streams.review_labels; numbers, percentages,
+Content-Security-Policy forbids any network load. Words come from streams.cli.review_labels; numbers, percentages,
 money and dates are formatted by Babel for the language's locale, the charts' separators too. Every string from
 the data (reasons, rep ids, SLA names) is escaped: by Jinja's autoescape in the page, and before it reaches
 plotly, whose labels understand a few HTML tags.
@@ -27,7 +27,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from leadflow.schemas.review import Change, Commitment, FunnelStep, GoalLine, ResponseTimes, Review, SlaLine
-from leadflow.streams.review_labels import EN, LANGS, labels_for
+from leadflow.streams.cli.review_labels import EN, LANGS, labels_for
 
 __all__ = ["LANGS", "render_review"]
 

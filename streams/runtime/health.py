@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from leadflow.streams.settings import Settings
+from leadflow.streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class BrokerProbe:
     settings): the answer, or its absence within PROBE_TIMEOUT_S, is `reachable`."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
-        from leadflow.streams.topics import client_options
+        from leadflow.streams.runtime.topics import client_options
 
         self.bootstrap = settings.bootstrap
         self.options = client_options(settings)

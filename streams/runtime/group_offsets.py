@@ -1,7 +1,7 @@
 """A consumer group's committed offsets and its topic's end offsets, read the way an operator's tools read them
 (`kafka-consumer-groups.sh --describe`): the group's OffsetFetch through the Kafka admin API, the end offsets
 through ListOffsets. Apache Kafka only: the admin client cannot decode the embedded tansu broker's group answers
-(GUIDE section 7), where the worker reports only the lag its own consumer sees (streams.metrics).
+(GUIDE section 7), where the worker reports only the lag its own consumer sees (streams.runtime.metrics).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The calibration report as one self-contained HTML page (`leadflow calibrate --html`).
 
-`render_calibration(document, lang)` turns the JSON report of streams.calibrate_command into a page both teams
+`render_calibration(document, lang)` turns the JSON report of streams.cli.calibrate_command into a page both teams
 read: ROC curves of each score, conversion and lift by decile, the MQL rule today, hand-raisers and
 disqualifiers with their evidence, the proposed changes and their expected effect. It follows the review page
-(streams.review_page) and reuses its parts: the page template (plotly.js inlined once, a Content-Security-Policy
+(streams.cli.review_page) and reuses its parts: the page template (plotly.js inlined once, a Content-Security-Policy
 that forbids any network load), the locale formats (Babel), the tables and the chart layout; every string from
 the data is escaped by Jinja and before it reaches plotly.
 """
@@ -21,8 +21,8 @@ from plotly.offline import get_plotlyjs
 
 from leadflow.core.calibration import BOOTSTRAP_RESAMPLES
 from leadflow.core.proposal import PDO
-from leadflow.streams.calibration_labels import labels_for
-from leadflow.streams.review_page import (
+from leadflow.streams.cli.calibration_labels import labels_for
+from leadflow.streams.cli.review_page import (
     CSP,
     LOCALES,
     PAGE,

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.review import Review
-from leadflow.streams.routes import KEY_RULES, ROUTES
+from leadflow.streams.runtime.routes import KEY_RULES, ROUTES
 
 # A file per topic whose route names one (its values), and the documents that are not records of a topic.
 SCHEMAS: dict[str, tuple[TypeAdapter[Any], str]] = {

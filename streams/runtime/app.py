@@ -1,4 +1,4 @@
-"""The Faust app: `faust -A streams.app worker` or `leadflow worker`.
+"""The Faust app: `faust -A streams.runtime.app worker` or `leadflow worker`.
 
 The shell stays thin: decode bytes (core.intake), decide (core.decision), store, send. Events are handled in
 batches (`take_events`) so that a lead touched several times in a batch is written to the table, and so to its
@@ -45,10 +45,10 @@ from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, Ro
 from leadflow.schemas.policy import load_policy
 from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
 from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
-from leadflow.streams import processed_offsets
-from leadflow.streams.goal_metrics import GoalCollector
-from leadflow.streams.group_offsets import GroupOffsets
-from leadflow.streams.metrics import (
+from leadflow.streams.runtime import processed_offsets
+from leadflow.streams.runtime.goal_metrics import GoalCollector
+from leadflow.streams.runtime.group_offsets import GroupOffsets
+from leadflow.streams.runtime.metrics import (
     CONTENT_TYPE,
     ClockDelayCollector,
     GroupLagCollector,
@@ -60,10 +60,10 @@ from leadflow.streams.metrics import (
     faust_consumer_lag,
     fetch_state,
 )
-from leadflow.streams.outbox import Outbox, guard_commits
-from leadflow.streams.routes import ROUTES, TopicName, record_key, record_value, topic_of
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import (
+from leadflow.streams.runtime.outbox import Outbox, guard_commits
+from leadflow.streams.runtime.routes import ROUTES, TopicName, record_key, record_value, topic_of
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import (
     EMBEDDED_FAUST_SETTINGS,
     EMBEDDED_FETCH_WAIT_MS,
     FAST_GROUP_FAUST_SETTINGS,
@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> faust.App:
         extra = dict(FAST_GROUP_FAUST_SETTINGS)
     if settings.embedded or settings.fast_group:
         short_fetch_wait(EMBEDDED_FETCH_WAIT_MS)
-    if settings.web_url:  # the address /leads/{id} of another worker redirects to (streams.health.owner_url)
+    if settings.web_url:  # the address /leads/{id} of another worker redirects to (streams.runtime.health.owner_url)
         extra["canonical_url"] = settings.web_url
     processed_offsets.install([settings.topic_events, settings.topic_routing, settings.topic_visits])
     app = faust.App(
@@ -176,7 +176,8 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         Monitor=QuietMonitor,
-        Worker="leadflow.streams.shutdown:BoundedWorker",  # a bounded stop and rate-limited error logs (issue 13)
+        # A bounded stop and rate-limited error logs (issue 13).
+        Worker="leadflow.streams.runtime.shutdown:BoundedWorker",
         **extra,
     )
     if not settings.embedded:
@@ -251,7 +252,7 @@ routing = new_table(RoutingTable, "routing", "routing_changelog")
 ROUTING_KEY = b"pools"
 visits = new_table(VisitsTable, "visits", "visits_changelog")
 
-# Everything the agents send goes through the outbox (streams.outbox): in bulk, at the end of each batch.
+# Everything the agents send goes through the outbox (streams.runtime.outbox): in bulk, at the end of each batch.
 # Faust's own aiokafka producer (its flush, its idempotence), looked up when sending: it exists once the app runs.
 outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
 
@@ -373,7 +374,7 @@ POLICY_HEADERS = [(POLICY_HEADER, f"{policy.name}@{policy.version}#{policy.finge
 
 
 def send_output(output: Output, key: bytes) -> None:
-    """Each kind of output to its topic, keyed by its topic's key rule (streams.routes), with the policy header;
+    """Each kind of output to its topic, keyed by its topic's key rule (streams.runtime.routes), with the policy header;
     `key` is the lead's. A merged lead's forwards go back to the events topic, signed as internal."""
     route = ROUTES[topic_of(output)]
     value, record = record_value(output), record_key(output, key)
@@ -566,7 +567,7 @@ async def flush_everything(buffer: Any) -> None:
 
 async def prepare_sending() -> None:
     """Faust's producer buffer (Faust's own records: its leader topic) flushes without giving up; a commit waits
-    for the outbox too. The outbox opens once the topics exist with their settings (streams.topics), so a first
+    for the outbox too. The outbox opens once the topics exist with their settings (streams.runtime.topics), so a first
     send cannot auto-create one with the broker's defaults."""
     buffer = app.producer.buffer
     buffer.max_messages = settings.producer_buffer_messages
@@ -647,8 +648,8 @@ metrics.watch(
 )
 
 
-# ---- Health (streams.health, issue 13): liveness, readiness, the broker probe, the log limiter's summaries.
-from leadflow.streams.health import (  # noqa: E402
+# ---- Health (streams.runtime.health, issue 13): liveness, readiness, the broker probe, the log limiter's summaries.
+from leadflow.streams.runtime.health import (  # noqa: E402
     RETRY_AFTER_S,
     Health,
     applied_offsets,
@@ -656,14 +657,14 @@ from leadflow.streams.health import (  # noqa: E402
     owner_url,
     readiness_body,
 )
-from leadflow.streams.metrics import AppliedOffsetCollector, HealthCollector  # noqa: E402
+from leadflow.streams.runtime.metrics import AppliedOffsetCollector, HealthCollector  # noqa: E402
 
 health = Health(app, settings)
 app.on_partitions_assigned.connect(health.on_assigned)  # also starts the broker probe (before the first recovery)
 
 
 async def flush_log_summaries() -> None:
-    """Summaries of the kinds of warnings and errors that went quiet (streams.health.LogLimiter)."""
+    """Summaries of the kinds of warnings and errors that went quiet (streams.runtime.health.LogLimiter)."""
     flush_limiters()
 
 
@@ -694,7 +695,7 @@ metrics.registry.register(AppliedOffsetCollector(applied_now))
 @app.page("/readyz")
 async def readyz(web: Any, request: Any) -> Any:
     """Readiness: 200 once the tables are recovered, the consumer fetches, the producer sends and the broker
-    answers; else 503 with the reasons (streams.health.reasons)."""
+    answers; else 503 with the reasons (streams.runtime.health.reasons)."""
     health.start()
     found = health.reasons()
     headers = {"Cache-Control": "no-store"} | ({"Retry-After": str(RETRY_AFTER_S)} if found else {})
@@ -762,7 +763,7 @@ async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
 import asyncio  # noqa: E402
 
 from leadflow.core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summarize  # noqa: E402
-from leadflow.streams.metrics import active_states  # noqa: E402
+from leadflow.streams.runtime.metrics import active_states  # noqa: E402
 
 SUMMARY_CHUNK = 1000  # leads summarized between two yields to the event loop
 

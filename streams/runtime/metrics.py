@@ -348,7 +348,8 @@ class LagCollector(PartitionGauge):
 class GroupLagCollector(Collector):
     """`leadflow_consumer_committed_offset` and `leadflow_consumer_group_lag{topic, partition}`: the group's committed
     offset of each partition this worker owns, and the end offset minus it, read at scrape time through the Kafka
-    admin API (streams.group_offsets): what a restart would read again, and what `kafka-consumer-groups.sh` shows.
+    admin API (streams.runtime.group_offsets): what a restart would read again, what `kafka-consumer-groups.sh`
+    shows.
     A scrape that cannot reach the broker leaves both out (the broker alerts tell why)."""
 
     def __init__(self, read: Callable[[], Awaitable[Mapping[tuple[str, int], tuple[int, int]]]]) -> None:
@@ -427,7 +428,7 @@ class ClockDelayCollector(Collector):
 
 class HealthCollector(Collector):
     """`leadflow_broker_reachable`, `leadflow_broker_last_contact_timestamp_seconds` and `leadflow_ready`, read at
-    scrape time (streams.health): whether the worker's last metadata probe got an answer from the broker (no
+    scrape time (streams.runtime.health): whether the worker's last metadata probe got an answer from the broker (no
     sample before the first probe), when the broker last answered, and whether the worker is ready (/readyz).
     The timer sweep keeps running while the broker is down, so its age cannot tell an outage: these do."""
 

@@ -22,7 +22,7 @@ class IdentityStore:
     def __init__(self, bootstrap: str, topic: str, client: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
-        self.client = dict(client or {})  # TLS / SASL options (streams.topics.client_options)
+        self.client = dict(client or {})  # TLS / SASL options (streams.runtime.topics.client_options)
         self.table: dict[str, str] = {}
         self.loaded = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None

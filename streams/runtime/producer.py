@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import client_options, embedded_producer_settings
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import client_options, embedded_producer_settings
 
 Send = Callable[[bytes, bytes], Awaitable[None]]
 
@@ -26,7 +26,7 @@ def producer_options(*, embedded: bool, settings: Settings | None = None) -> dic
     (max_batch_size=64, linger_ms=0): the workaround for the embedded broker's wrong high watermark
     (GUIDE.md section 4); or, against a real Kafka, idempotence (a retried batch is not written twice).
     Never pass embedded=True against a real Kafka: it costs throughput for nothing. With `settings`, the TLS
-    and SASL options too (streams.topics.client_options)."""
+    and SASL options too (streams.runtime.topics.client_options)."""
     durability: dict[str, Any] = embedded_producer_settings() if embedded else {"enable_idempotence": True}
     return {"acks": "all", **durability, **(client_options(settings) if settings is not None else {})}
 

@@ -2,8 +2,8 @@
 
 A consumer group of its own on `leads.handoffs` and `leads.sla`. For each record: the pure core decides who hears
 about it, where and when (core/notifications.py); messages due now are rendered (core/messages.py) and sent
-(streams/channels.py), the others wait in a digest or for the end of quiet hours. Offsets are committed only once
-every message of the batch is sent, dead-lettered, or durably parked: at-least-once from the topics.
+(streams/runtime/channels.py), the others wait in a digest or for the end of quiet hours. Offsets are committed
+only once every message of the batch is sent, dead-lettered, or durably parked: at-least-once from the topics.
 
 What was sent, and what waits, is kept in a compacted topic, `leads.notifications.sent` (key `sent|<delivery id>`,
 `pending|<bucket>|<notice id>`, `deferred|<delivery id>`), read whole at start: a record read again after a
@@ -56,12 +56,12 @@ from leadflow.schemas.notifications import (
 )
 from leadflow.schemas.outputs import HandOff, SlaOutput
 from leadflow.schemas.policy import NOTICE_KINDS, Policy
-from leadflow.streams.channels import Channel, Secrets, Transport, build_channels, check_secrets
-from leadflow.streams.identity_store import IdentityStore
-from leadflow.streams.producer import producer_options
-from leadflow.streams.routes import KEEP_FOREVER, value_adapters
-from leadflow.streams.settings import Settings
-from leadflow.streams.topics import client_options, create_leadflow_topics, ensure_topics
+from leadflow.streams.runtime.channels import Channel, Secrets, Transport, build_channels, check_secrets
+from leadflow.streams.runtime.identity_store import IdentityStore
+from leadflow.streams.runtime.producer import producer_options
+from leadflow.streams.runtime.routes import KEEP_FOREVER, value_adapters
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import client_options, create_leadflow_topics, ensure_topics
 
 log = logging.getLogger("leadflow.notify")
 
@@ -74,7 +74,7 @@ MARK_KEPT_BEYOND_STALE = timedelta(days=8)  # a weekly digest waits up to 7 days
 
 class NotifySettings(BaseSettings):
     """`leadflow notify` settings: environment variables LEADFLOW_NOTIFY_*. Channel secrets are read by name
-    (streams/channels.py Secrets): LEADFLOW_NOTIFY_SECRET_<NAME> or files in LEADFLOW_NOTIFY_SECRETS_DIR."""
+    (streams/runtime/channels.py Secrets): LEADFLOW_NOTIFY_SECRET_<NAME> or files in LEADFLOW_NOTIFY_SECRETS_DIR."""
 
     model_config = SettingsConfigDict(env_prefix="LEADFLOW_NOTIFY_", frozen=True)
 
@@ -147,7 +147,7 @@ class NotifyMetrics:
 
 
 def decode(record: ConsumerRecord[bytes, bytes], topics: Mapping[str, TypeAdapter[Any]]) -> HandOff | SlaOutput | None:
-    """A hand-off or an SLA output, by its topic's schema (`topics`: streams.routes.value_adapters), or None for
+    """A hand-off or an SLA output, by its topic's schema (`topics`: streams.runtime.routes.value_adapters), or None for
     a record that is neither (logged by offset, never its content)."""
     try:
         output: HandOff | SlaOutput = topics[record.topic].validate_json(record.value or b"")

@@ -26,14 +26,14 @@ from rich.table import Table
 
 from leadflow.core.funnel import FunnelTally
 from leadflow.schemas.policy import Allowance, Policy, load_policy
-from leadflow.streams.broker import BrokerProcess, EmbeddedBroker
-from leadflow.streams.producer import kafka_sender
-from leadflow.streams.report_client import ReportSourceError, merged_report
-from leadflow.streams.routes import value_adapters
-from leadflow.streams.settings import Settings
-from leadflow.streams.simulator import LiveSimulator
-from leadflow.streams.topics import create_leadflow_topics
-from leadflow.streams.worker_process import WorkerProcess
+from leadflow.streams.cli.report_client import ReportSourceError, merged_report
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker
+from leadflow.streams.dev.simulator import LiveSimulator
+from leadflow.streams.dev.worker_process import WorkerProcess
+from leadflow.streams.runtime.producer import kafka_sender
+from leadflow.streams.runtime.routes import value_adapters
+from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.topics import create_leadflow_topics
 
 DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
 DRAIN_MAX_S = 30.0  # ...but no longer than this
@@ -61,7 +61,7 @@ def local_broker(choice: Literal["auto", "kafka", "tansu"], workdir: Path) -> Br
     """The broker `leadflow run` starts when no --broker is given. `auto`: Apache Kafka, the production engine
     (exact offsets and lag, no one-record-per-batch workaround), when Java is installed and its jars are cached
     or Maven can fetch them; else tansu, the zero-JVM broker (starts in 0.1 s, keeps nothing)."""
-    from leadflow.streams.kafka import ApacheKafka, can_run_kafka
+    from leadflow.streams.dev.kafka import ApacheKafka, can_run_kafka
 
     if choice == "kafka" or (choice == "auto" and can_run_kafka()):
         return ApacheKafka(workdir / "kafka")

@@ -1,13 +1,13 @@
-"""The words of the calibration page (streams.calibration_page) in each language it is written in.
+"""The words of the calibration page (streams.cli.calibration_page) in each language it is written in.
 
-Same conventions as streams.review_labels: one dict per language with the same keys and the same `{fields}`.
+Same conventions as streams.cli.review_labels: one dict per language with the same keys and the same `{fields}`.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from leadflow.streams.review_labels import LANGS
+from leadflow.streams.cli.review_labels import LANGS
 
 EN: Final[dict[str, str]] = {
     "title": "Calibrating the MQL definition",

@@ -2,7 +2,7 @@
 
 The shell around core.calibration (metrics, evidence) and core.proposal (the fitted scoring):
 
-1. replay the history with the policy, through `streams.replay` (the same core, sort and intake as `leadflow
+1. replay the history with the policy, through `streams.cli.replay` (the same core, sort and intake as `leadflow
    replay`); while it runs, `SampleTracker` looks at each lead's state just before each of its events, and keeps
    the lead's scores at its scoring moment (first at or past `mql`, else its best fit + engagement) and the
    actions it did until then (core.calibration's module docstring);
@@ -11,9 +11,9 @@ The shell around core.calibration (metrics, evidence) and core.proposal (the fit
 3. fit the proposal on the older leads and score it on the newer ones; write it as a policy YAML file (checked
    with the same validator as `leadflow policy check`) and its readable diff;
 4. replay the history again under the proposed policy (the what-if of `replay --compare`: core.report's
-   compare_reports and streams.replay's comparison rows) for its effect on MQL volume, acceptance and
+   compare_reports and streams.cli.replay's comparison rows) for its effect on MQL volume, acceptance and
    conversion; the newer leads' MQLs under the proposal, replayed, against what they went on to do;
-5. write the JSON report, the HTML page (streams.calibration_page) and a short text summary.
+5. write the JSON report, the HTML page (streams.cli.calibration_page) and a short text summary.
 
 Nothing is ever applied: adopting the proposal is a person's decision (README "Calibrating the MQL definition").
 """
@@ -50,7 +50,7 @@ from leadflow.schemas.events import Activity, LeadEvent
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import Policy, PolicyError, parse_policy
 from leadflow.schemas.state import LeadState
-from leadflow.streams.replay import (
+from leadflow.streams.cli.replay import (
     ExternalSort,
     Replay,
     ReplayError,
@@ -61,7 +61,7 @@ from leadflow.streams.replay import (
 )
 
 PROG = "leadflow calibrate"
-EFFECT_FIGURES = ("MQLs", "acceptance", "conversion", "rejections")  # streams.replay.comparison's row labels
+EFFECT_FIGURES = ("MQLs", "acceptance", "conversion", "rejections")  # streams.cli.replay.comparison's row labels
 
 
 class CalibrationError(Exception):
@@ -155,7 +155,7 @@ class SampleTracker:
 
 
 class ObservedReplay(Replay):
-    """`streams.replay.Replay`, with the tracker shown every input event just before the first engine takes it."""
+    """`streams.cli.replay.Replay`, with the tracker shown every input event just before the first engine takes it."""
 
     def __init__(self, options: ReplayOptions, tracker: SampleTracker) -> None:
         super().__init__(options, None)
@@ -502,7 +502,7 @@ def write_outputs(calibration: Calibration) -> list[Path]:
             options.report_json.write_bytes(orjson.dumps(calibration.document(), option=orjson.OPT_INDENT_2))
             written.append(options.report_json)
         if options.html is not None:
-            from leadflow.streams.calibration_page import render_calibration
+            from leadflow.streams.cli.calibration_page import render_calibration
 
             options.html.write_text(render_calibration(calibration.document(), options.lang), encoding="utf-8")
             written.append(options.html)

@@ -56,7 +56,7 @@ from leadflow.core.visits import Visits
 from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
 from leadflow.schemas.policy import Policy, PolicyError, load_policy
-from leadflow.streams.routes import ROUTES, OutputTopic, record_value, topic_of
+from leadflow.streams.runtime.routes import ROUTES, OutputTopic, record_value, topic_of
 
 DEFAULT_SORT_BUFFER: Final = 200_000
 MAX_EXAMPLES: Final = 100
@@ -65,14 +65,14 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND: Final = timedelta(microseconds=1)
 
-OutputFile = OutputTopic | Literal["deadletter"]  # the output topics (streams.routes.topic_of) and dead letters
+OutputFile = OutputTopic | Literal["deadletter"]  # the output topics (streams.runtime.routes.topic_of) and dead letters
 # `events`: what merged leads send back to the events topic (forwarded events, merge notices: core.merges), which
 # the replay applies at once, as the live workers do when the records come back.
 TOPICS: Final[tuple[OutputFile, ...]] = (*get_args(OutputTopic), "deadletter")
 
 
 def topic_file(topic: OutputFile) -> str:
-    """The file an output kind goes to: its default topic name (streams.routes), e.g. leads.sla.jsonl."""
+    """The file an output kind goes to: its default topic name (streams.runtime.routes), e.g. leads.sla.jsonl."""
     return f"{ROUTES[topic].default}.jsonl"
 
 
@@ -287,7 +287,7 @@ class Side:
     def feed(self, event: LeadEvent, origin: Origin) -> None:
         try:
             outputs = self.engine.feed(event)
-        except Exception as error:  # a defect in the core costs one event, as in the live worker (streams.app)
+        except Exception as error:  # a defect in the core costs one event, as in the live worker (streams.runtime.app)
             self.defects += 1
             self.dead_letter(dead_letter("internal_error", [f"(replay): {type(error).__name__}: {error}"], origin))
             return

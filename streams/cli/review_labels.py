@@ -1,4 +1,4 @@
-"""The words of the SLA review page (streams.review_page) in each language it is written in.
+"""The words of the SLA review page (streams.cli.review_page) in each language it is written in.
 
 One dict per language with the same keys (a test checks it). A label with `{name}` fields is filled in by the
 page with figures already formatted for the locale; the labels themselves are plain text (the page escapes them).
