@@ -44,6 +44,7 @@ from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import load_policy
 from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord
 from leadflow.streams.dev.simulator import journeys
+from leadflow.streams.runtime.heap import tune_gc
 
 SEED = 7
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-results", action="store_true", help="append a section to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="a sentence to add to the RESULTS.md section")
     args = parser.parse_args(argv)
+    tune_gc()  # as every leadflow command runs (streams.runtime.heap)
 
     sent = records(args.leads)
     load_before = os.getloadavg()[0]

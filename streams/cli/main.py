@@ -29,6 +29,7 @@ import orjson
 
 from leadflow.schemas.policy import Policy, PolicyError, load_policy, notification_problems
 from leadflow.streams.cli.replay import DEFAULT_SORT_BUFFER
+from leadflow.streams.runtime.heap import tune_gc
 from leadflow.streams.runtime.routes import ROUTES
 
 if TYPE_CHECKING:
@@ -795,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run the command, and turn every error into one line on stderr and an exit code (module docstring)."""
     args = parser().parse_args(argv)
     prog = f"leadflow {args.command}"
+    tune_gc()  # every command: the worker and replay hold many lead records
     try:
         return int(args.func(args))
     except UsageError as error:
