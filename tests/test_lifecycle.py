@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from factories import LEAD, POLICY, T0, at, lead_in, make_event, make_policy, refusal, run, stage_changes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadflow.core.lifecycle import FACTS, REQUESTS
+from leadflow.core.lifecycle import FACTS, HANDLERS, REQUESTS
 from leadflow.core.pipeline import apply
 from leadflow.core.step import Step
-from leadflow.schemas.events import EVENT_TYPES, INTERNAL_EVENT_TYPES, MAX_CUSTOM_ATTRIBUTES
+from leadflow.schemas.events import (
+    EVENT_TYPES,
+    INTERNAL_EVENT_TYPES,
+    MAX_CUSTOM_ATTRIBUTES,
+    LeadCreated,
+    LeadEvent,
+    RouteUnassigned,
+    TimerDue,
+)
 from leadflow.schemas.outputs import EventRefused, Forward, LeadErasedNotice, LeadMergedNotice, SlaCancelled
 from leadflow.schemas.state import LeadState
 
@@ -806,3 +814,10 @@ def test_a_skip_names_exactly_the_main_stages_jumped_over_and_never_entered(star
             new = after.history[len(state.history) :]
             assert not {h.stage for h in new} & {s for c in stage_changes(step.outputs) for s in c.skipped}
         state = after
+
+
+def test_every_event_type_has_a_handler_or_is_taken_before_the_table() -> None:
+    """A new event type in the LeadEvent union without a lifecycle handler fails here, not on its first event."""
+    union, _ = get_args(LeadEvent)
+    before_the_table = {LeadCreated, TimerDue, RouteUnassigned}
+    assert set(get_args(union)) - before_the_table == set(HANDLERS)
