@@ -190,8 +190,17 @@ async def lead_views(port: int, lead_ids: list[str]) -> dict[str, dict[str, Any]
     return views
 
 
-@pytest.mark.parametrize("interrupted", [False, True], ids=["uninterrupted", "stopped-and-restarted"])
-async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deployment, interrupted: bool) -> None:
+@pytest.mark.parametrize(
+    ("store", "stop"),
+    [("memory://", None), ("memory://", "mid-stream"), ("rocksdb://", "between-halves")],
+    ids=["uninterrupted", "stopped-and-restarted", "rocksdb-restarted"],
+)
+async def test_worker_stopped_mid_stream_restarts_without_loss(
+    deployment: Deployment, store: str, stop: str | None
+) -> None:
+    """With rocksdb:// (the production store) the second worker opens the first one's database (the same data
+    directory) and reads the changelog from where that database stood; it is stopped once the first half is
+    processed, so that the second half lands on the restored leads."""
     sent = records(journeys(seed=11, n_leads=400, start=T0 - timedelta(days=60)), seed=11)
     first, second = sent[: len(sent) // 2], sent[len(sent) // 2 :]
     policy_path = without_slas(deployment.workdir)
@@ -200,12 +209,16 @@ async def test_worker_stopped_mid_stream_restarts_without_loss(deployment: Deplo
         "LEADFLOW_COMMIT_INTERVAL_S": "0.3",
         "LEADFLOW_POLICY": str(policy_path),
         "LEADFLOW_WEB_TOKEN": WEB_TOKEN,
+        "LEADFLOW_STORE": store,
     }
     worker = deployment.worker("worker-1", **tuning).start()
     await deployment.produce(first)
     await deployment.wait_processed(worker)
+    if stop == "between-halves":
+        worker.stop()
+        worker = deployment.worker("worker-2", **tuning).start()
     await deployment.produce(second)
-    if interrupted:
+    if stop == "mid-stream":
         worker.stop()  # while the second half is being processed; Faust commits what it finished
         at_stop = await deployment.committed()
         assert sum(at_stop.values()) < len(sent), "the stop came after the whole input: not mid-stream"

@@ -298,8 +298,9 @@ def send_defect(where: str, error: Exception, origin: Origin, key: bytes | None)
 def as_current(event: faust.types.EventT[bytes]) -> None:
     """Make `event` Faust's current event, so a table write goes to that event's partition.
 
-    Inside a batch the current event is the last one taken; each lead's write must go to the changelog
-    partition (and, with rocksdb, the store partition) of the lead's own event.
+    Inside a batch the current event is the last one taken; each lead's read and write must go to the store
+    partition (with rocksdb, a database per partition: read from another one, the lead is not there) and the
+    changelog partition of the lead's own event.
     """
     _current_event.set(weakref.ref(event))
 
@@ -348,6 +349,7 @@ def handle(
         send_dead_letter(decoded, message.key)
         return
     key = decoded.lead_id.encode()
+    as_current(event)  # the read too: a rocksdb store reads the lead from its own event's partition
     try:
         decision = decide(touched[key][1] if key in touched else leads.get(key), decoded, policy, now)
     except Exception as error:  # a defect in the core: see send_defect
