@@ -752,7 +752,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A streams.runtime.app worker)")
+    worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A leadflow.streams.runtime.app worker)")
     add_broker(worker, embedded_flag=True)
     worker.add_argument("--policy", type=Path, default=None)
     worker.add_argument(

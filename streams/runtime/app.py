@@ -1,4 +1,4 @@
-"""The Faust app: `faust -A streams.runtime.app worker` or `leadflow worker`.
+"""The Faust app: `faust -A leadflow.streams.runtime.app worker` or `leadflow worker`.
 
 The shell stays thin: decode bytes (core.intake), decide (core.decision), store, send. Events are handled in
 batches (`take_events`) so that a lead touched several times in a batch is written to the table, and so to its
