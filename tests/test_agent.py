@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from factories import at, make_event
 
+from leadflow.core.decision import decide, wake_at
 from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.intake import INTERNAL_HEADER, internal_proof
 from leadflow.core.routing import assigned_event, route
@@ -24,7 +26,7 @@ from leadflow.schemas.outputs import (
     RouteRequest,
     StageChanged,
 )
-from leadflow.schemas.state import RoutingState
+from leadflow.schemas.state import LeadRecord, RoutingState
 from leadflow.streams.runtime import app as worker
 
 Sink = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], None]
@@ -233,3 +235,66 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
     assert (letter.reason, letter.errors) == ("internal_error", ("(router): RuntimeError: boom",))
     state = worker.routing[worker.ROUTING_KEY]
     assert state.pools["latam"].open == {"rep-04": ("lead-a",), "rep-05": ("lead-c",)}
+
+
+def hand_raiser(lead_id: str) -> LeadRecord:
+    """A lead that asked for a demo: an MQL with its acceptance clock running (an instant in the index)."""
+    record = None
+    for event in (
+        make_event("lead.created", 0, lead_id=lead_id),
+        make_event("activity", 60, lead_id=lead_id, action="demo_request"),
+    ):
+        record = decide(record, event, worker.policy, at(120)).record
+    assert record is not None
+    assert record.state is not None
+    assert record.state.clocks
+    return record
+
+
+async def test_the_deadline_index_is_rebuilt_a_chunk_at_a_time_and_a_rebalance_abandons_the_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large table must not stall the stream while the index is rebuilt after a rebalance: the event loop runs
+    between chunks. The index ends with every lead's next instant; a rebalance during the walk abandons it."""
+    monkeypatch.setattr(worker, "REBUILD_CHUNK", 2)
+    records = {f"rebuild-{n}".encode(): hand_raiser(f"rebuild-{n}") for n in range(6)}
+    store = worker.leads.data
+    for key, record in records.items():
+        store[key] = record
+    ticks = 0
+
+    async def count_turns() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    turns = asyncio.create_task(count_turns())
+    try:
+        await asyncio.sleep(0)
+        before = ticks
+        await worker.timers.rebuild()
+        between = ticks - before
+        expected = {
+            key.decode(): instant.timestamp()
+            for key, record in records.items()
+            if (instant := wake_at(record, worker.policy)) is not None
+        }
+        indexed = {lead: stamp for index in worker.timers.indexes.values() for lead, stamp in index.due_at.items()}
+        assert {lead: indexed.get(lead) for lead in expected} == expected
+        assert not worker.timers.stale
+        assert between >= len(records) // 2, f"the loop ran {between} times during a walk of 3 chunks"
+
+        worker.timers.mark_stale()
+        walk = asyncio.create_task(worker.timers.rebuild())
+        await asyncio.sleep(0)  # the first chunk is read
+        worker.timers.mark_stale()  # a rebalance meanwhile
+        await walk
+        partial = {lead: stamp for index in worker.timers.indexes.values() for lead, stamp in index.due_at.items()}
+        assert worker.timers.stale, "the next sweep starts over"
+        assert len(partial) <= worker.REBUILD_CHUNK < len(indexed), "abandoned after its first chunk"
+    finally:
+        turns.cancel()
+        for key in records:
+            del store[key]
+        worker.timers.mark_stale()

@@ -7,6 +7,7 @@ changelog, once: one changelog record per update is the dominant cost of a Faust
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -482,14 +483,26 @@ class Timers:
             # An event dated ahead of the worker clock says nothing of what was appended before it.
             self.clock.applied(partition, event.occurred_at.timestamp())
 
-    def rebuild(self) -> None:
+    async def rebuild(self) -> None:
+        """The indexes from the table, REBUILD_CHUNK leads at a time with a yield to the event loop between
+        chunks: a large table (a million leads, or a rocksdb store that decodes each one) must not stall the
+        stream or the group's heartbeats. Leads the agent writes meanwhile set their own instant (`set`), before
+        or after this walk reads them: either way the index ends with the newest. A rebalance during the walk
+        (`mark_stale`) abandons it; the next sweep starts over."""
         # `applied` stays: offsets only grow, and a partition kept through the rebalance may stay idle, so
         # forgetting what was applied would hold its clocks back until its next record.
         self.indexes = {}
         self.clock.forget()
-        for key, record in leads.items():
-            self.set(partition_of(key), record.lead_id, wake_at(record, policy))
         self.stale = False
+        keys = list(leads.keys())
+        for start in range(0, len(keys), REBUILD_CHUNK):
+            for key in keys[start : start + REBUILD_CHUNK]:
+                record = leads.get(key)
+                if record is not None:
+                    self.set(partition_of(key), record.lead_id, wake_at(record, policy))
+            await asyncio.sleep(0)
+            if self.stale:
+                return
 
     def observe_fetches(self) -> None:
         """Partitions whose every fetched record has been applied are caught up as of that fetch."""
@@ -499,10 +512,8 @@ class Timers:
                 self.clock.caught_up(partition, fetched.polled_at)
 
     def sweep(self, now: datetime) -> int:
-        if app.rebalancing or app.in_recovery:
-            return 0
-        if self.stale:
-            self.rebuild()
+        if app.rebalancing or app.in_recovery or self.stale:
+            return 0  # the indexes are rebuilt first (`sweep_timers`)
         self.observe_fetches()
         sent = 0
         for partition, index in self.indexes.items():
@@ -523,6 +534,10 @@ class Timers:
         return sent
 
 
+# Leads read between two yields to the event loop while the deadline index is rebuilt (Timers.rebuild).
+REBUILD_CHUNK = 1000
+
+
 def timer_event(lead_id: str, stamp: float) -> bytes:
     return timer_due(lead_id, datetime.fromtimestamp(stamp, UTC)).model_dump_json(exclude_defaults=True).encode()
 
@@ -540,6 +555,8 @@ app.on_partitions_revoked.connect(on_assignment_change)
 
 async def sweep_timers() -> None:
     """On every worker (each owns its partitions' deadlines), not only on the leader."""
+    if timers.stale and not (app.rebalancing or app.in_recovery):
+        await timers.rebuild()
     started = time.perf_counter()
     sent = timers.sweep(datetime.now(UTC))
     await outbox.send()
@@ -762,8 +779,6 @@ async def lead_view(web: Any, request: Any, lead_id: str) -> Any:
 
 # ---- Funnel report (core.report): the report over this worker's active partitions, and their lead summaries.
 # Imported here to keep this section self-contained; they may move to the imports above.
-import asyncio  # noqa: E402
-
 from leadflow.core.report import SUMMARY_ADAPTER, LeadSummary, funnel_report, summarize  # noqa: E402
 from leadflow.streams.runtime.metrics import active_states  # noqa: E402
 
