@@ -101,7 +101,7 @@ def run_engine(events: list[LeadEvent], by_type: dict[str, list[float]]) -> Engi
 
 
 def changelog_record(record: LeadRecord) -> bytes:
-    """The value the worker writes to the leads table's changelog (streams.runtime.app.ModelCodec: no defaults)."""
+    """The value the worker writes to the leads table's changelog (streams.runtime.table_codec.ModelCodec: no defaults)."""
     return RECORD_ADAPTER.dump_json(record, exclude_defaults=True)
 
 

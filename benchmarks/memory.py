@@ -7,7 +7,7 @@ Run from the repository root::
 
 Input: the leads table as the worker leaves it. The simulated journeys of ``--distinct`` leads (seed 7, the default
 funnel shape, the default policy) go through the whole core in one process (core.engine, as `leadflow replay`);
-their final records, encoded as the worker's table writes them to its changelog (streams.runtime.app.ModelCodec:
+their final records, encoded as the worker's table writes them to its changelog (streams.runtime.table_codec.ModelCodec:
 JSON, defaults left out), are repeated under new lead ids up to ``--leads`` values.
 
 Cases, each in a fresh interpreter so that one case's heap does not hide the other's:

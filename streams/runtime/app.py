@@ -22,7 +22,6 @@ from faust.sensors import Monitor
 from faust.serializers import codecs
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from pydantic import TypeAdapter
 
 from leadflow.core.deadlines import DeadlineIndex, next_instant, timer_due
 from leadflow.core.decision import decide, wake_at
@@ -44,7 +43,7 @@ from leadflow.core.visits import newer
 from leadflow.schemas.events import LeadEvent, TimerDue
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, RouteRequest
 from leadflow.schemas.policy import load_policy
-from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
+from leadflow.schemas.state import LeadRecord, RoutingState
 from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
 from leadflow.streams.runtime import processed_offsets
 from leadflow.streams.runtime.goal_metrics import GoalCollector
@@ -64,6 +63,7 @@ from leadflow.streams.runtime.metrics import (
 from leadflow.streams.runtime.outbox import Outbox, guard_commits
 from leadflow.streams.runtime.routes import ROUTES, TopicName, record_key, record_value, topic_of
 from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.table_codec import LEAD_RECORD_CODEC, ROUTING_STATE_CODEC, SITE_VISITS_CODEC
 from leadflow.streams.runtime.topics import (
     EMBEDDED_FAUST_SETTINGS,
     EMBEDDED_FETCH_WAIT_MS,
@@ -75,24 +75,6 @@ from leadflow.streams.runtime.topics import (
     idempotent_faust_producer,
 )
 
-
-class ModelCodec(codecs.Codec):
-    """Table values as compact JSON (pydantic's Rust serializer), not Faust Records: cheaper both ways."""
-
-    def __init__(self, adapter: TypeAdapter[Any]) -> None:
-        super().__init__()
-        self.adapter = adapter
-
-    def _dumps(self, obj: Any) -> bytes:
-        return self.adapter.dump_json(obj, exclude_defaults=True)
-
-    def _loads(self, s: bytes) -> Any:
-        return self.adapter.validate_json(s)
-
-
-codecs.register("leadrecord", ModelCodec(RECORD_ADAPTER))
-codecs.register("routingstate", ModelCodec(ROUTING_STATE_ADAPTER))
-codecs.register("sitevisits", ModelCodec(VISITS_ADAPTER))
 log = logging.getLogger(__name__)
 Value = TypeVar("Value")
 
@@ -221,19 +203,19 @@ class ModelTable(faust.Table[bytes, Value]):
 class LeadTable(ModelTable[LeadRecord]):
     """lead_id -> LeadRecord."""
 
-    value_codec = "leadrecord"
+    value_codec = LEAD_RECORD_CODEC
 
 
 class RoutingTable(ModelTable[RoutingState]):
     """One key (ROUTING_KEY): every pool's turn and load."""
 
-    value_codec = "routingstate"
+    value_codec = ROUTING_STATE_CODEC
 
 
 class VisitsTable(ModelTable[SiteVisits]):
     """<date>|<traffic_source> -> the newest site-visits report of that day (schemas.visits)."""
 
-    value_codec = "sitevisits"
+    value_codec = SITE_VISITS_CODEC
 
 
 Table = TypeVar("Table", bound=ModelTable[Any])
