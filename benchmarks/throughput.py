@@ -866,7 +866,7 @@ MAIN_ACTIVITIES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("decode (core/",), "agent: decode (pydantic validation)"),
     (("send_output (streams/", "send_dead_letter (streams/"), "agent: outputs (serialise + send_soon)"),
     (("Metrics.observe (",), "agent: metrics"),
-    (("process (streams/runtime/app.py",), "agent: other (take_events, timers, ...)"),
+    (("process_events (",), "agent: other (take_events, timers, ...)"),
     (("ProducerBuffer", "aiokafka/producer/", "Topic._on_published ("), "producing (Faust buffer, aiokafka sender)"),
     (("sweep_timers (",), "SLA timer sweep"),
     (("Consumer.commit (", "_commit_handler ("), "commit"),

@@ -29,7 +29,7 @@ round it until the hop limit and is refused (`merge_chain_too_long`). It is repo
 always passed on while hops remain, even to a lead its lead's `merged_from` names: that list only grows, and a
 cycle it suggests may have been broken where it was made.
 
-Pure: no clock, no I/O; the shell sends `Forward` outputs (streams.runtime.app), the replay applies them at once
+Pure: no clock, no I/O; the shell sends `Forward` outputs (streams.runtime.worker), the replay applies them at once
 (core.engine).
 """
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker
 from leadflow.streams.dev.kafka import ApacheKafka
+
+if TYPE_CHECKING:
+    from leadflow.streams.runtime.worker import Worker
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +47,13 @@ def make_topic_prefix(hint: str = "t") -> str:
 def unique_topic_prefix(request: pytest.FixtureRequest) -> str:
     """A per-test prefix for topic and group names on the shared broker (named after the test)."""
     return make_topic_prefix(request.node.name)
+
+
+@pytest.fixture
+def worker() -> Worker:
+    """A worker of the test's own (the environment's settings, the shipped policy), built, never started: its
+    agents run in Faust's test_context."""
+    from leadflow.streams.runtime.settings import Settings
+    from leadflow.streams.runtime.worker import Worker
+
+    return Worker(Settings())

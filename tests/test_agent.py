@@ -27,12 +27,13 @@ from leadflow.schemas.outputs import (
     StageChanged,
 )
 from leadflow.schemas.state import LeadRecord, RoutingState
-from leadflow.streams.runtime import app as worker
+from leadflow.streams.runtime import worker as worker_module
+from leadflow.streams.runtime.worker import Worker
 
 Sink = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], None]
 
 
-def capture_outbox(monkeypatch: pytest.MonkeyPatch, sinks: dict[str, Sink]) -> None:
+def capture_outbox(monkeypatch: pytest.MonkeyPatch, worker: Worker, sinks: dict[str, Sink]) -> None:
     """Records the agents put in the outbox go to `sinks[topic]` (other topics: dropped); nothing is sent."""
 
     def add(
@@ -81,7 +82,7 @@ def envelope(event_id: str, kind: str, seconds: int, **data: object) -> bytes:
 
 
 @pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
+def captured(monkeypatch: pytest.MonkeyPatch, worker: Worker) -> Captured:
     sink = Captured()
 
     def capture(into: list[bytes]) -> Sink:
@@ -96,6 +97,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
     settings = worker.settings
     capture_outbox(
         monkeypatch,
+        worker,
         {
             settings.topic_transitions: capture(sink.transitions),
             settings.topic_deadletter: capture(sink.dead_letters),
@@ -106,7 +108,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
     return sink
 
 
-def router_answer(message: bytes) -> bytes:
+def router_answer(worker: Worker, message: bytes) -> bytes:
     """What the router agent answers to a route request (no router runs in test_context)."""
     request = ROUTING_ADAPTER.validate_json(message)
     assert isinstance(request, RouteRequest)
@@ -115,7 +117,7 @@ def router_answer(message: bytes) -> bytes:
     return orjson.dumps(assigned_event(assignment, ROUTER_SOURCE))
 
 
-async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None:
+async def test_agent_decides_stores_and_dead_letters(worker: Worker, captured: Captured) -> None:
     worker.app.finalize()
     worker.app.flow_control.resume()
     async with worker.process.test_context() as agent:
@@ -126,9 +128,9 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
         await agent.put(envelope("e2", "activity", 5, action="demo_request"), key=b"agent-lead")  # redelivery
         await agent.put(envelope("e3", "lead.accepted", 9), key=b"agent-lead")  # held: the lead waits for an owner
         (request,) = [m for m in captured.routing if b'"route.request"' in m]
-        answer = router_answer(request)  # the router signs its answers (core.intake: internal records)
+        answer = router_answer(worker, request)  # the router signs its answers (core.intake: internal records)
         await agent.put(
-            answer, key=b"agent-lead", headers=[(INTERNAL_HEADER, internal_proof(answer, worker.INTERNAL_KEY))]
+            answer, key=b"agent-lead", headers=[(INTERNAL_HEADER, internal_proof(answer, worker.internal_key))]
         )
         await captured.wait_for(4)
 
@@ -153,16 +155,16 @@ async def test_agent_decides_stores_and_dead_letters(captured: Captured) -> None
 
 
 async def test_a_defect_in_the_core_costs_one_event_not_the_worker(
-    captured: Captured, monkeypatch: pytest.MonkeyPatch
+    worker: Worker, captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_decide = worker.decide
+    real_decide = worker_module.decide
 
     def fails_on_e2(record, event, policy, now):  # type: ignore[no-untyped-def]
         if event.event_id == "x2":
             raise RuntimeError("boom")
         return real_decide(record, event, policy, now)
 
-    monkeypatch.setattr(worker, "decide", fails_on_e2)
+    monkeypatch.setattr(worker_module, "decide", fails_on_e2)
     worker.app.finalize()
     worker.app.flow_control.resume()
     async with worker.process.test_context() as agent:
@@ -190,7 +192,7 @@ def route_request(request_id: str, lead: str) -> bytes:
 
 
 async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_request(
-    captured: Captured, monkeypatch: pytest.MonkeyPatch
+    worker: Worker, captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers: list[tuple[bytes, bytes]] = []
     dead_letters = captured.dead_letters
@@ -198,7 +200,7 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
     def answer(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         assert key is not None
         assert value is not None
-        assert headers == [(INTERNAL_HEADER, internal_proof(value, worker.INTERNAL_KEY))], "answers are signed"
+        assert headers == [(INTERNAL_HEADER, internal_proof(value, worker.internal_key))], "answers are signed"
         answers.append((key, value))
         captured.changed.set()
 
@@ -207,15 +209,16 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
         dead_letters.append(value)
         captured.changed.set()
 
-    real_answer = worker.answer_request
+    real_answer = worker_module.answer_request
 
     def fails_on_r2(state, request, policy, source):  # type: ignore[no-untyped-def]
         if request.id == "r2":
             raise RuntimeError("boom")
         return real_answer(state, request, policy, source)
 
-    capture_outbox(monkeypatch, {worker.settings.topic_events: answer, worker.settings.topic_deadletter: dead_letter})
-    monkeypatch.setattr(worker, "answer_request", fails_on_r2)
+    sinks = {worker.settings.topic_events: answer, worker.settings.topic_deadletter: dead_letter}
+    capture_outbox(monkeypatch, worker, sinks)
+    monkeypatch.setattr(worker_module, "answer_request", fails_on_r2)
     worker.app.finalize()
     worker.app.flow_control.resume()
     async with worker.route_leads.test_context() as router:
@@ -233,11 +236,11 @@ async def test_the_router_answers_on_the_leads_partition_and_a_defect_costs_one_
     ]
     [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in captured.dead_letters]
     assert (letter.reason, letter.errors) == ("internal_error", ("(router): RuntimeError: boom",))
-    state = worker.routing[worker.ROUTING_KEY]
+    state = worker.routing[worker_module.ROUTING_KEY]
     assert state.pools["latam"].open == {"rep-04": ("lead-a",), "rep-05": ("lead-c",)}
 
 
-def hand_raiser(lead_id: str) -> LeadRecord:
+def hand_raiser(worker: Worker, lead_id: str) -> LeadRecord:
     """A lead that asked for a demo: an MQL with its acceptance clock running (an instant in the index)."""
     record = None
     for event in (
@@ -252,12 +255,12 @@ def hand_raiser(lead_id: str) -> LeadRecord:
 
 
 async def test_the_deadline_index_is_rebuilt_a_chunk_at_a_time_and_a_rebalance_abandons_the_walk(
-    monkeypatch: pytest.MonkeyPatch,
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A large table must not stall the stream while the index is rebuilt after a rebalance: the event loop runs
     between chunks. The index ends with every lead's next instant; a rebalance during the walk abandons it."""
-    monkeypatch.setattr(worker, "REBUILD_CHUNK", 2)
-    records = {f"rebuild-{n}".encode(): hand_raiser(f"rebuild-{n}") for n in range(6)}
+    monkeypatch.setattr(worker_module, "REBUILD_CHUNK", 2)
+    records = {f"rebuild-{n}".encode(): hand_raiser(worker, f"rebuild-{n}") for n in range(6)}
     store = worker.leads.data
     for key, record in records.items():
         store[key] = record
@@ -292,7 +295,7 @@ async def test_the_deadline_index_is_rebuilt_a_chunk_at_a_time_and_a_rebalance_a
         await walk
         partial = {lead: stamp for index in worker.timers.indexes.values() for lead, stamp in index.due_at.items()}
         assert worker.timers.stale, "the next sweep starts over"
-        assert len(partial) <= worker.REBUILD_CHUNK < len(indexed), "abandoned after its first chunk"
+        assert len(partial) <= worker_module.REBUILD_CHUNK < len(indexed), "abandoned after its first chunk"
     finally:
         turns.cancel()
         for key in records:

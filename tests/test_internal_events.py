@@ -21,6 +21,7 @@ from leadflow.schemas.events import Activity, LeadAbsorbed, LeadAssigned, RouteU
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter
 from leadflow.streams.dev.broker import BrokerProcess
 from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.worker import Worker
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 KEY = b"a-worker-secret-of-32-bytes-long"
@@ -115,9 +116,9 @@ def test_the_internal_key_is_a_setting_with_a_dev_default() -> None:
         Settings(internal_key="short")  # type: ignore[arg-type]
 
 
-async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow.streams.runtime import app as worker
-
+async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     letters: list[bytes] = []
     done = asyncio.Event()
 
@@ -126,7 +127,7 @@ async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(mo
         letters.append(value)
         done.set()
 
-    capture_outbox(monkeypatch, {worker.settings.topic_deadletter: dead_letter})
+    capture_outbox(monkeypatch, worker, {worker.settings.topic_deadletter: dead_letter})
     lead = "internal-lead"
     created = orjson.loads(envelope("lead.created", lead=lead, source="t"))
     created["occurred_at"] = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
@@ -140,7 +141,7 @@ async def test_the_agent_dead_letters_a_forged_timer_and_applies_a_signed_one(mo
         await agent.put(tick_value, key=lead.encode())  # forged: no proof
         async with asyncio.timeout(10):
             await done.wait()
-        signed = [(INTERNAL_HEADER, internal_proof(tick_value, worker.INTERNAL_KEY))]
+        signed = [(INTERNAL_HEADER, internal_proof(tick_value, worker.internal_key))]
         await agent.put(tick_value, key=lead.encode(), headers=signed)
         for _ in range(200):  # until the batch that holds the signed tick is written to the table, up to 10 s
             record = worker.leads.get(lead.encode())

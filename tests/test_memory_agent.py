@@ -16,7 +16,7 @@ from test_agent import capture_outbox
 from leadflow.core.decision import forget_at
 from leadflow.core.intake import INTERNAL_HEADER, internal_proof
 from leadflow.schemas.outputs import TRANSITION_ADAPTER, EventRefused
-from leadflow.streams.runtime import app as worker
+from leadflow.streams.runtime.worker import Worker, timer_event
 
 
 def unknown_lead_event(event_id: str, lead_id: str, at: datetime) -> bytes:
@@ -31,14 +31,16 @@ def unknown_lead_event(event_id: str, lead_id: str, at: datetime) -> bytes:
     return orjson.dumps(body)
 
 
-def indexed(lead_id: str) -> float | None:
+def indexed(worker: Worker, lead_id: str) -> float | None:
     for index in worker.timers.indexes.values():
         if lead_id in index.due_at:
             return index.due_at[lead_id]
     return None
 
 
-async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sent: list[bytes] = []
     changed = asyncio.Event()
 
@@ -53,7 +55,7 @@ async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(monkeypa
                 changed.clear()
                 await changed.wait()
 
-    capture_outbox(monkeypatch, {worker.settings.topic_transitions: capture})
+    capture_outbox(monkeypatch, worker, {worker.settings.topic_transitions: capture})
     worker.app.finalize()
     worker.app.flow_control.resume()
     long_ago = datetime.now(UTC) - timedelta(seconds=worker.policy.processing.lateness_seconds + 600)
@@ -64,10 +66,10 @@ async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(monkeypa
         assert record.state is None
         until = forget_at(record, worker.policy)
         assert until is not None
-        assert indexed("memory-ghost") == until.timestamp(), "the record's end is in the timer index"
-        tick = worker.timer_event("memory-ghost", until.timestamp())
+        assert indexed(worker, "memory-ghost") == until.timestamp(), "the record's end is in the timer index"
+        tick = timer_event("memory-ghost", until.timestamp())
         await agent.put(
-            tick, key=b"memory-ghost", headers=[(INTERNAL_HEADER, internal_proof(tick, worker.INTERNAL_KEY))]
+            tick, key=b"memory-ghost", headers=[(INTERNAL_HEADER, internal_proof(tick, worker.internal_key))]
         )
         await agent.put(unknown_lead_event("m2", "memory-ghost-2", long_ago), key=b"memory-ghost-2")
         await wait_for(2)
@@ -77,5 +79,5 @@ async def test_the_agent_forgets_an_unknown_lead_when_its_window_closes(monkeypa
         ("memory-ghost-2", "unknown_lead"),
     ]
     assert b"memory-ghost" not in worker.leads
-    assert indexed("memory-ghost") is None
+    assert indexed(worker, "memory-ghost") is None
     assert b"memory-ghost-2" in worker.leads  # its own window is still to be closed by its own tick

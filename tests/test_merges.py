@@ -1,6 +1,6 @@
 """Merges across leads (core.merges): the surviving lead learns what it absorbed, a merge that would close a cycle
 is refused, and events sent to a merged lead are forwarded along the chain to the lead that survived (at most
-MAX_FORWARD_HOPS times), so that facts are never lost; offline (core.engine) and live (streams.runtime.app) alike."""
+MAX_FORWARD_HOPS times), so that facts are never lost; offline (core.engine) and live (streams.runtime.worker) alike."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ from leadflow.schemas.outputs import (
 from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
 from leadflow.streams.dev.broker import BrokerProcess
 from leadflow.streams.runtime.metrics import Metrics
+from leadflow.streams.runtime.worker import Worker
 
 NOW = T0 + timedelta(days=30)
 KEY = b"a-worker-secret-of-32-bytes-long"
@@ -552,11 +553,9 @@ def test_a_forwarded_fact_is_counted_once_in_the_report_the_replay_and_the_metri
 
 
 def test_the_worker_sends_a_forward_to_the_events_topic_keyed_by_its_lead_and_signed(
-    monkeypatch: pytest.MonkeyPatch,
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from test_agent import capture_outbox
-
-    from leadflow.streams.runtime import app as worker
 
     sent: list[tuple[bytes | None, bytes | None, Any]] = []
 
@@ -567,9 +566,8 @@ def test_the_worker_sends_a_forward_to_the_events_topic_keyed_by_its_lead_and_si
         raise AssertionError("a forward goes to the events topic only")
 
     others = ("topic_transitions", "topic_sla", "topic_handoffs", "topic_routing", "topic_deadletter")
-    capture_outbox(
-        monkeypatch, {worker.settings.topic_events: capture} | {getattr(worker.settings, t): refuse for t in others}
-    )
+    sinks = {worker.settings.topic_events: capture} | {getattr(worker.settings, t): refuse for t in others}
+    capture_outbox(monkeypatch, worker, sinks)
     world = World("A", "B")
     world.send("lead.merged", 10, "A", "m1", into_lead_id="B")
     (forward,) = forwards(world.send("activity", 20, "A", "view-1", action="page_view"))
@@ -577,10 +575,10 @@ def test_the_worker_sends_a_forward_to_the_events_topic_keyed_by_its_lead_and_si
     ((key, value, headers),) = sent
     assert (key, value) == (b"B", forward.value())
     proof = header(headers, INTERNAL_HEADER)
-    assert proof == internal_proof(value, worker.INTERNAL_KEY)
-    assert decode(key, value, **WHERE, proof=proof, internal_key=worker.INTERNAL_KEY) == forward.event
+    assert proof == internal_proof(value, worker.internal_key)
+    assert decode(key, value, **WHERE, proof=proof, internal_key=worker.internal_key) == forward.event
     # Without the proof, a producer's copy is dead-lettered: the id is leadflow's.
-    letter = decode(key, value, **WHERE, internal_key=worker.INTERNAL_KEY)
+    letter = decode(key, value, **WHERE, internal_key=worker.internal_key)
     assert isinstance(letter, DeadLetter)
     assert letter.errors[0].startswith("event_id: 'fwd:1:A:view-1' is leadflow's own")
 

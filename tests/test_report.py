@@ -41,6 +41,7 @@ from leadflow.schemas.state import (
     StageEntry,
 )
 from leadflow.streams.cli.report_client import ReportSourceError, fetch_summaries, merged_report
+from leadflow.streams.runtime.worker import Worker
 
 H = 3600.0
 D = 86400.0
@@ -701,19 +702,17 @@ async def test_fetch_times_out_with_a_clear_error() -> None:
 # ---- the worker's web views ----------------------------------------------------------------------------------
 
 
-async def test_funnel_views_cover_the_active_partitions_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow.streams.runtime import app as worker  # the worker module builds its Faust app at import: only here
-
+async def test_funnel_views_cover_the_active_partitions_only(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     items = [(r.lead_id.encode(), r) for r in RECORDS]
     all_partitions = set(range(worker.settings.partitions))
     monkeypatch.setattr(worker, "active_leads", lambda: (items, all_partitions))
-    leads_view = worker.funnel_leads_view(worker.app, worker.app.web)
+    leads_view = worker.pages["/funnel/leads"](worker.app, worker.app.web)
     response = await leads_view.get(None)
     assert response.content_type == "application/x-ndjson"
     lines = response.body.splitlines()
     assert [SUMMARY_ADAPTER.validate_json(line) for line in lines] == list(summaries_of(RECORDS))
 
-    report_view = worker.funnel_view(worker.app, worker.app.web)
+    report_view = worker.pages["/funnel"](worker.app, worker.app.web)
     response = await report_view.get(None)
     assert response.content_type == "application/json"
     live = orjson.loads(response.body)
@@ -725,7 +724,7 @@ async def test_funnel_views_cover_the_active_partitions_only(monkeypatch: pytest
     monkeypatch.setattr(worker, "active_leads", lambda: (items, {own}))
     mine = [r.lead_id for r in RECORDS if r.state is not None and worker.partition_of(r.lead_id.encode()) == own]
     assert 0 < len(mine) < len(items)
-    response = await worker.funnel_leads_view(worker.app, worker.app.web).get(None)
+    response = await worker.pages["/funnel/leads"](worker.app, worker.app.web).get(None)
     assert [SUMMARY_ADAPTER.validate_json(line).lead_id for line in response.body.splitlines()] == mine
-    response = await worker.funnel_view(worker.app, worker.app.web).get(None)
+    response = await worker.pages["/funnel"](worker.app, worker.app.web).get(None)
     assert orjson.loads(response.body)["leads"] == len(mine)

@@ -35,7 +35,7 @@ from leadflow.schemas.events import EVENT_ADAPTER
 from leadflow.schemas.outputs import RouteRelease, RouteRequest
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.state import ROUTING_STATE_ADAPTER, RoutingState
-from leadflow.streams.runtime import app as worker
+from leadflow.streams.runtime.worker import ROUTING_KEY, Worker
 
 
 def ask(state: RoutingState, req: RouteRequest, policy: Policy = POLICY) -> RouterAnswer:
@@ -308,7 +308,7 @@ def route_message(message: RouteRequest | RouteRelease) -> bytes:
     return message.model_dump_json().encode()
 
 
-def unassigned_count(pool: str) -> float:
+def unassigned_count(worker: Worker, pool: str) -> float:
     return worker.metrics.registry.get_sample_value("leadflow_routing_unassigned_total", {"pool": pool}) or 0.0
 
 
@@ -321,13 +321,13 @@ async def wait_for(condition: Callable[[], bool]) -> None:
     raise AssertionError("the router agent did not get there in 10 s")
 
 
-def table() -> RoutingState:
-    return worker.routing.get(worker.ROUTING_KEY) or RoutingState()
+def table(worker: Worker) -> RoutingState:
+    return worker.routing.get(ROUTING_KEY) or RoutingState()
 
 
 @pytest.mark.parametrize("policy", ["default", "nobody"])
 async def test_the_router_agent_answers_a_replay_again_and_neither_counts_nor_warns(
-    policy: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    policy: str, worker: Worker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Request, answer, release; then the request read again, and a new request behind it on the partition."""
     answers: list[tuple[bytes, bytes]] = []
@@ -337,32 +337,33 @@ async def test_the_router_agent_answers_a_replay_again_and_neither_counts_nor_wa
         assert value is not None
         answers.append((key, value))
 
-    capture_outbox(monkeypatch, {worker.settings.topic_events: capture, worker.settings.topic_deadletter: capture})
+    capture_outbox(
+        monkeypatch, worker, {worker.settings.topic_events: capture, worker.settings.topic_deadletter: capture}
+    )
     rules = nobody_on_monday() if policy == "nobody" else POLICY
     monkeypatch.setattr(worker, "policy", rules)
-    # The table outlives the test (one worker module per session): latam's turn stays as other tests expect it.
     pool = "latam" if policy == "nobody" else "enterprise"
     lead, later = f"replay-{policy}", f"replay-{policy}-later"
     req = request(lead, pool, request_id=f"replay-req-{policy}")
     new = request(later, pool, request_id=f"replay-new-{policy}")
     worker.app.finalize()
     worker.app.flow_control.resume()
-    before = unassigned_count(pool)
-    with caplog.at_level(logging.DEBUG, logger="leadflow.streams.runtime.app"):
+    before = unassigned_count(worker, pool)
+    with caplog.at_level(logging.DEBUG, logger="leadflow.streams.runtime.worker"):
         async with worker.route_leads.test_context() as router:
             await router.put(route_message(req), key=pool.encode())
-            await wait_for(lambda: bool(answers) and req.id in table().answers)
+            await wait_for(lambda: bool(answers) and req.id in table(worker).answers)
             first = orjson.loads(answers[0][1])
             if first["type"] == "lead.assigned":
                 owner = first["data"]["owner_id"]
                 await router.put(route_message(freed(lead, pool, owner, release_id=f"rel-{lead}")), key=pool.encode())
-                await wait_for(lambda: f"rel-{lead}" in table().released)
-            stored = table()
-            first_counted = unassigned_count(pool) - before
+                await wait_for(lambda: f"rel-{lead}" in table(worker).released)
+            stored = table(worker)
+            first_counted = unassigned_count(worker, pool) - before
             await router.put(route_message(req), key=pool.encode())  # read again after a restart
             await router.put(route_message(new), key=pool.encode())
-            await wait_for(lambda: len(answers) == 3 and new.id in table().answers)
-            state = table()
+            await wait_for(lambda: len(answers) == 3 and new.id in table(worker).answers)
+            state = table(worker)
     assert answers[1] == answers[0], "the same answer, to the same lead's partition"
     assert answers[0][0] == lead.encode()
     assert state == ask(stored, new, rules).state, "the replay took no capacity and moved no turn"
@@ -370,12 +371,12 @@ async def test_the_router_agent_answers_a_replay_again_and_neither_counts_nor_wa
     if policy == "nobody":
         assert first["type"] == "route.unassigned"
         assert first_counted == 1, "the first time is news"
-        assert unassigned_count(pool) - before == 2, "the replay counts nothing, the new request does"
+        assert unassigned_count(worker, pool) - before == 2, "the replay counts nothing, the new request does"
         assert [f"route request {req.id}" in w for w in warnings] == [True, False]
         assert "fallback pool general is away" in warnings[0]
     else:
         assert first["type"] == "lead.assigned"
-        assert unassigned_count(pool) - before == 0
+        assert unassigned_count(worker, pool) - before == 0
         assert warnings == []
     replays = [r for r in caplog.records if "read again" in r.message and req.id in r.message]
     assert [r.levelno for r in replays] == [logging.DEBUG]

@@ -101,7 +101,7 @@ def test_producers_are_idempotent_with_acks_all_on_a_real_kafka_only() -> None:
 
 
 async def test_faust_producer_is_idempotent_on_a_real_kafka_only() -> None:
-    from leadflow.streams.runtime.app import create_app
+    from leadflow.streams.runtime.worker import create_app
 
     real = create_app(Settings(broker="kafka://127.0.0.1:1"))
     tansu = create_app(Settings(broker="kafka://127.0.0.1:1", embedded=True, app_id="tansu"))

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import faulthandler
 import math
-import os
 import signal
 import socket
 import sys
@@ -23,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import orjson
 
@@ -177,30 +176,22 @@ def checked_policy(path: Path | None) -> Policy:
         raise UsageError(f"policy {error.source}: {error.problems[0]}{also}") from None
 
 
-def _broker_env(broker: str | None, embedded: bool | None = None) -> None:
-    if broker:
-        os.environ["LEADFLOW_BROKER"] = broker if "://" in broker else f"kafka://{broker}"
-    if embedded is not None:
-        os.environ["LEADFLOW_EMBEDDED"] = "1" if embedded else "0"
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
-    _broker_env(args.broker, True if args.embedded else None)
-    if args.policy:
-        os.environ["LEADFLOW_POLICY"] = str(args.policy)
-    if args.web_port:
-        os.environ["LEADFLOW_WEB_PORT"] = str(args.web_port)
+    flags = {"policy": args.policy, "web_port": args.web_port}
+    settings = worker_settings(args.broker, args.embedded or None, **{k: v for k, v in flags.items() if v})
     # Faust's own CLI runs the worker and answers a bad policy or an absent broker with a traceback (or retries
     # forever): check both here, and the web port, and say in one line what to change.
-    settings = _client_settings(None)
-    checked_policy(settings.policy)
+    policy = checked_policy(settings.policy)
     check_web_port(settings.web_host, settings.web_port)
     check_broker(settings)
     # `kill -USR1 <pid>` writes every thread's stack to the log: how to see where a stuck worker is.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    from faust.cli.faust import cli  # imported late: the app module reads the environment set above
+    from faust.cli.faust import cli
 
-    cli.main(args=["-A", "leadflow.streams.runtime.app", "worker", "-l", args.loglevel], prog_name="leadflow worker")
+    from leadflow.streams.runtime.worker import Worker
+
+    worker = Worker(settings, policy)
+    cli.main(args=["worker", "-l", args.loglevel], prog_name="leadflow worker", app=worker.app)
     return 0
 
 
@@ -210,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     checked_policy(args.policy)  # before a broker starts
     check_web_port("127.0.0.1", args.web_port or 6066)
     if args.broker:
-        check_broker(_client_settings(args.broker))
+        check_broker(worker_settings(args.broker))
 
     options = RunOptions(
         broker=args.broker,
@@ -237,15 +228,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(first) from None
 
 
-def _client_settings(broker: str | None) -> Settings:
-    """The worker's settings with --broker applied: the bootstrap list and the TLS / SASL client options."""
-    _broker_env(broker)
+def worker_settings(broker: str | None, embedded: bool | None = None, **flags: Any) -> Settings:
+    """The worker's settings: the environment's (LEADFLOW_*), with the command's flags over them (--broker gives
+    the bootstrap list; the TLS / SASL client options stay the environment's)."""
     from pydantic import ValidationError
 
     from leadflow.streams.runtime.settings import Settings
 
+    if broker:
+        flags["broker"] = broker if "://" in broker else f"kafka://{broker}"
+    if embedded is not None:
+        flags["embedded"] = embedded
     try:
-        return Settings()
+        return Settings(**flags)
     except ValidationError as error:
         problems = "; ".join(
             f"LEADFLOW_{'_'.join(str(part) for part in e['loc']).upper() or '*'}: {e['msg']}" for e in error.errors()
@@ -257,7 +252,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from leadflow.streams.dev.simulator import LiveSimulator
     from leadflow.streams.runtime.producer import kafka_sender
 
-    settings = _client_settings(args.broker)
+    settings = worker_settings(args.broker)
     check_broker(settings)
 
     async def main() -> int:
@@ -279,7 +274,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from leadflow.streams.runtime.producer import produce_records, read_jsonl
 
-    settings = _client_settings(args.broker)
+    settings = worker_settings(args.broker)
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{path}: no such file: name a JSONL file of events, one envelope per line")
@@ -299,10 +294,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from leadflow.streams.runtime.gateway import load_gateway_settings, serve
-    from leadflow.streams.runtime.settings import Settings
 
-    _broker_env(args.broker, True if args.embedded else None)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = worker_settings(args.broker, args.embedded or None)
     try:
         policy = load_policy(args.policy)
         gateway = load_gateway_settings(args.secrets_dir)
@@ -315,7 +309,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     overrides = {name: value for name, value in (("port", args.port), ("host", args.host)) if value is not None}
     try:
-        serve(Settings(), gateway.model_copy(update=overrides), policy)
+        serve(settings, gateway.model_copy(update=overrides), policy)
     except ValueError as error:
         print(f"leadflow ingest: {error}", file=sys.stderr)
         return 2
@@ -331,9 +325,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from leadflow.streams.runtime.channels import ChannelConfigError, Secrets, check_secrets
     from leadflow.streams.runtime.notifier import NotifySettings, serve
 
-    _broker_env(args.broker, True if args.embedded else None)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _client_settings(None)
+    settings = worker_settings(args.broker, args.embedded or None)
     policy = checked_policy(args.policy or settings.policy)
     problems = notification_problems(policy)
     if problems:
@@ -752,7 +745,10 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    worker = sub.add_parser("worker", help="run a Faust worker (same as faust -A leadflow.streams.runtime.app worker)")
+    worker = sub.add_parser(
+        "worker",
+        help="run a worker (`faust -A leadflow.streams.runtime.app worker` builds the same from LEADFLOW_*)",
+    )
     add_broker(worker, embedded_flag=True)
     worker.add_argument("--policy", type=Path, default=None)
     worker.add_argument(
