@@ -11,6 +11,7 @@ from test_review import LEADS, visits
 from leadflow.core.report import LeadSummary
 from leadflow.schemas.policy import load_policy
 from leadflow.streams.runtime.goal_metrics import GoalCollector
+from leadflow.streams.runtime.lead_census import LeadCensus
 from leadflow.streams.runtime.metrics import LeadCollector, Metrics
 
 POLICY = load_policy()
@@ -31,7 +32,7 @@ async def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
     metrics = Metrics(POLICY)
     metrics.watch(
-        LeadCollector(POLICY, lambda: ([], set()), lambda key: 0, lambda: NOW),  # an empty table: not under test
+        LeadCollector(POLICY, lambda: (LeadCensus(), set()), lambda: NOW),  # no lead census: not under test
         GoalCollector(POLICY, summaries, lambda: [visits(date(2026, 11, 23), 900)], lambda: NOW),
     )
     return samples(await metrics.render())

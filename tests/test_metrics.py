@@ -35,6 +35,7 @@ from leadflow.schemas.outputs import (
 from leadflow.schemas.state import Clock, LeadRecord, LeadState, PoolState, RoutingState
 from leadflow.streams.dev.broker import BrokerProcess, free_port
 from leadflow.streams.dev.worker_process import WorkerProcess
+from leadflow.streams.runtime.lead_census import LeadCensus, census
 from leadflow.streams.runtime.metrics import (
     CURRENCY_LIMIT,
     SOURCE_LIMIT,
@@ -46,7 +47,6 @@ from leadflow.streams.runtime.metrics import (
     Metrics,
     Partitioner,
     RoutingCollector,
-    census,
     clock_delays,
     deal_samples,
     known_groups,
@@ -373,11 +373,14 @@ async def test_lead_gauges_count_only_active_partitions_and_list_every_stage() -
     mine = [r for r in records if r.state and partition_of(r.lead_id.encode()) in active]
     assert 0 < len(mine) < 40
     registry = CollectorRegistry()
-    collector = LeadCollector(POLICY, lambda: (items, active), partition_of, lambda: T)
+    counted = LeadCensus()
+    counted.begin_walk()
+    counted.end_walk()  # a walk of the table before the leads came
+    collector = LeadCollector(POLICY, lambda: (counted, active), lambda: T)
     registry.register(collector)
     assert {registry.get_sample_value("leadflow_leads", {"stage": stage}) for stage in POLICY.all_stages} == {0}
-    collector.CHUNK = 7  # several chunks
-    await collector.refresh()
+    for key, record in items:  # the agent stores them
+        counted.update(key, partition_of(key), None, record)
     for stage in POLICY.all_stages:
         expected = sum(1 for r in mine if r.state and r.state.stage == stage)
         assert registry.get_sample_value("leadflow_leads", {"stage": stage}) == expected

@@ -2,22 +2,21 @@
 
 The only user of prometheus_client (the core never imports it). Counters and histograms are fed from what the
 shell already has in hand: the decoded event and its `Decision` (`observe`), dead letters (`observe_dead_letter`)
-and timer sweeps (`observe_sweep`). Gauges about the leads (per stage, open and overdue SLA clocks) and the
-consumer lag are computed at scrape time by collectors (`LeadCollector`, `LagCollector`) from the table and the
-consumer, for this worker's active partitions only, so they are right after a rebalance and add up across
-workers; so is the delay of each partition's SLA clock (`ClockDelayCollector`, from the timers).
+and timer sweeps (`observe_sweep`). Gauges about the leads (per stage, open and overdue SLA clocks) are read at
+scrape time by `LeadCollector` from the lead census the worker keeps up to date as it stores leads
+(streams.runtime.lead_census), the consumer lag by `LagCollector` from the consumer: for this worker's active
+partitions only, so they add up across workers; so is the delay of each partition's SLA clock
+(`ClockDelayCollector`, from the timers).
 
-The mapping from outputs to samples (`output_samples`), from applied deal events to samples (`deal_samples`),
-the lead census (`census`) and the clock delays (`clock_delays`) are pure functions.
+The mapping from outputs to samples (`output_samples`), from applied deal events to samples (`deal_samples`) and
+the clock delays (`clock_delays`) are pure functions, as is the lead census (its own module).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +53,7 @@ from leadflow.schemas.outputs import (
 )
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.state import LeadRecord, LeadState, RoutingState
+from leadflow.streams.runtime.lead_census import Census, LeadCensus
 
 log = logging.getLogger(__name__)
 
@@ -199,29 +199,6 @@ class BoundedLabel:
         return OTHER
 
 
-@dataclass
-class Census:
-    """Leads per stage and SLA clocks open/overdue by SLA, over some leads."""
-
-    stages: Counter[str] = field(default_factory=Counter)
-    open: Counter[str] = field(default_factory=Counter)
-    overdue: Counter[str] = field(default_factory=Counter)
-
-
-def census(states: Iterable[LeadState], now: datetime, into: Census | None = None) -> Census:
-    """Count leads per stage and open clocks; a clock is overdue when its deadline has passed and it is not paused
-    (a paused clock's deadline moves on resume). Adds to `into` when given."""
-    result = into if into is not None else Census()
-    stages, opened, overdue = result.stages, result.open, result.overdue
-    for state in states:
-        stages[state.stage] += 1
-        for name, clock in state.clocks.items():
-            opened[name] += 1
-            if clock.paused_at is None and clock.deadline <= now:
-                overdue[name] += 1
-    return result
-
-
 class Partitioner:
     """Partition of a key as the producers chose it (Kafka's default partitioner: murmur2 of the key bytes);
     remembered per key, as murmur2 in Python costs about 2 µs."""
@@ -252,59 +229,52 @@ def active_states(
 
 
 class LeadCollector(Collector):
-    """`leadflow_leads{stage}`, `leadflow_sla_open{sla}`, `leadflow_sla_overdue{sla}`, counted at scrape time.
+    """`leadflow_leads{stage}`, `leadflow_sla_open{sla}`, `leadflow_sla_overdue{sla}`, read at scrape time from the
+    lead census (streams.runtime.lead_census), not from the table: a bisect per SLA and partition, whatever the
+    number of leads.
 
-    `read` returns the table items (lead_id bytes, record) and the active partitions of this worker; only
-    leads of those partitions count (the memory store also holds standby replicas' leads). `refresh` counts
-    them in chunks and yields to the event loop between chunks: counting 100k leads takes about 0.1 s (0.9 s
-    the first time, when every key's partition is computed), which must not stall the stream.
+    `read` returns the census and this worker's active partitions; only leads of those partitions count (the
+    table also holds standby replicas' leads). The census is the one the last walk of the table counted (after
+    every rebalance, streams.runtime.worker.Timers.rebuild), kept up to date by the agent as it stores leads. While
+    a walk is under way the gauges go on from it over the partitions active now: a partition this worker held at
+    that walk is counted (one it held as a standby replica, as it was then), one it did not hold is counted from
+    the end of the walk. Before the first walk ends there are no samples: nothing is known yet.
     """
-
-    CHUNK = 1000
 
     def __init__(
         self,
         policy: Policy,
-        read: Callable[[], tuple[Sequence[tuple[bytes, LeadRecord]], set[int]]],
-        partition_of: Callable[[bytes], int],
+        read: Callable[[], tuple[LeadCensus, Iterable[int]]],
         clock: Callable[[], datetime],
     ) -> None:
         self.stage_names = policy.all_stages
         self.sla_names = tuple(sla.name for sla in policy.slas)
         self.read = read
-        self.partition_of = partition_of
         self.clock = clock
-        self.counts = Census()
-
-    async def refresh(self) -> None:
-        items, active = self.read()
-        now = self.clock()
-        counts = Census()
-        for start in range(0, len(items), self.CHUNK):
-            census(active_states(items[start : start + self.CHUNK], active, self.partition_of), now, counts)
-            await asyncio.sleep(0)
-        self.counts = counts
 
     def describe(self) -> Iterable[Metric]:
         return self._families(Census())
 
     def collect(self) -> Iterable[Metric]:
-        """The counts of the last `refresh`."""
-        return self._families(self.counts)
+        lead_census, active = self.read()
+        if not lead_census.complete:
+            return self._families(None)
+        return self._families(lead_census.counts(active, self.clock()))
 
-    def _families(self, counts: Census) -> list[Metric]:
+    def _families(self, counts: Census | None) -> list[Metric]:
         leads = GaugeMetricFamily(
             "leadflow_leads", "Leads per lifecycle stage (this worker's partitions)", labels=["stage"]
         )
-        for stage in dict.fromkeys((*self.stage_names, *counts.stages)):
-            leads.add_metric([stage], counts.stages[stage])
         open_ = GaugeMetricFamily("leadflow_sla_open", "Open SLA clocks (this worker's partitions)", labels=["sla"])
         overdue = GaugeMetricFamily(
             "leadflow_sla_overdue", "Open SLA clocks past their deadline (this worker's partitions)", labels=["sla"]
         )
-        for sla in dict.fromkeys((*self.sla_names, *counts.open)):
-            open_.add_metric([sla], counts.open[sla])
-            overdue.add_metric([sla], counts.overdue[sla])
+        if counts is not None:
+            for stage in dict.fromkeys((*self.stage_names, *counts.stages)):
+                leads.add_metric([stage], counts.stages[stage])
+            for sla in dict.fromkeys((*self.sla_names, *counts.open)):
+                open_.add_metric([sla], counts.open[sla])
+                overdue.add_metric([sla], counts.overdue[sla])
         return [leads, open_, overdue]
 
 

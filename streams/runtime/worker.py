@@ -59,6 +59,7 @@ from leadflow.streams.runtime.health import (
     owner_url,
     readiness_body,
 )
+from leadflow.streams.runtime.lead_census import LeadCensus
 from leadflow.streams.runtime.metrics import (
     CONTENT_TYPE,
     AppliedOffsetCollector,
@@ -219,7 +220,8 @@ ROUTING_KEY = b"pools"
 REBUILD_CHUNK = 1000
 SUMMARY_CHUNK = 1000  # leads summarized between two yields to the event loop
 REDIRECTED = "redirected"  # query parameter a redirect adds: a worker that does not own the lead either says 503
-Touched = dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord | None]]
+# lead key -> (its last event in the batch, its record as read from the table, its new record: None to delete it)
+Touched = dict[bytes, tuple[faust.types.EventT[bytes], LeadRecord | None, LeadRecord | None]]
 
 
 def persisted(table: ModelTable[Any]) -> Any:
@@ -330,7 +332,7 @@ class Worker:
 
         now = functools.partial(datetime.now, UTC)
         self.metrics.watch(
-            LeadCollector(self.policy, self.active_leads, self.partition_of, now),
+            LeadCollector(self.policy, lambda: (self.timers.census, self.active_events_partitions()), now),
             GoalCollector(self.policy, self.active_summaries, self.active_visits, now),
             LagCollector(lambda: faust_consumer_lag(self.app, settings.topic_events)),
             GroupLagCollector(self.owned_group_offsets),
@@ -421,7 +423,8 @@ class Worker:
     # ---- The agents.
 
     async def process_events(self, stream: faust.StreamT[bytes]) -> None:
-        """Lead events, a batch at a time: each lead touched in the batch is stored once, at the batch end."""
+        """Lead events, a batch at a time: each lead touched in the batch is stored once, at the batch end, and
+        the deadline index and the lead census (streams.runtime.lead_census) learn its new record there."""
         settings = self.settings
         # take_events is on Stream, not (yet) on the StreamT protocol.
         batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_max, within=settings.batch_within_s)
@@ -430,18 +433,20 @@ class Worker:
             touched: Touched = {}
             for event in batch:
                 self.handle(event, now, touched)
-            for key, (event, record) in touched.items():
+            for key, (event, old, record) in touched.items():
+                partition = event.message.partition
+                self.timers.census.update(key, partition, old, record)
                 if record is None:  # a lead that does not exist, its window closed (core.decision.forget_at)
                     self.forget(self.leads, key, event)
-                    self.timers.set(event.message.partition, key.decode(), None)
+                    self.timers.set(partition, key.decode(), None)
                     continue
                 self.store(self.leads, key, record, event)
-                self.timers.set(event.message.partition, record.lead_id, wake_at(record, self.policy))
+                self.timers.set(partition, record.lead_id, wake_at(record, self.policy))
             await self.outbox.send()
 
     def handle(self, event: faust.types.EventT[bytes], now: datetime, touched: Touched) -> None:
         """One record: decode, decide, send the outputs; the new lead record (None: delete it) waits in `touched`
-        for the batch end."""
+        for the batch end, with the record the table held (read when the lead is first touched in the batch)."""
         message = event.message
         decoded = decode(
             message.key,
@@ -459,9 +464,13 @@ class Worker:
             self.send_dead_letter(decoded, message.key)
             return
         key = decoded.lead_id.encode()
-        as_current(event)  # the read too: a rocksdb store reads the lead from its own event's partition
+        if key in touched:
+            _, old, record = touched[key]
+        else:
+            as_current(event)  # the read too: a rocksdb store reads the lead from its own event's partition
+            old = record = self.leads.get(key)
         try:
-            decision = decide(touched[key][1] if key in touched else self.leads.get(key), decoded, self.policy, now)
+            decision = decide(record, decoded, self.policy, now)
         except Exception as error:  # a defect in the core: see send_defect
             origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
             self.send_defect("worker", error, origin, key)
@@ -470,7 +479,7 @@ class Worker:
         for output in decision.outputs:
             self.send_output(output, key)
         if decision.changed:
-            touched[key] = (event, None if decision.forget else decision.record)
+            touched[key] = (event, old, None if decision.forget else decision.record)
 
     async def route(self, stream: faust.StreamT[bytes]) -> None:
         """The router: picks each MQL's owner (core.routing) and answers on the lead's partition of leads.events."""
@@ -726,6 +735,9 @@ class Timers:
         self.clock = PartitionClock()
         self.applied: dict[int, int] = {}  # partition -> last offset the agent handled
         self.stale = True
+        # Leads per stage, open and overdue clocks per partition, for the lead gauges: the agent updates it as it
+        # stores leads, `rebuild` counts it from the table in the same walk as the indexes.
+        self.census = LeadCensus()
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes.values())
@@ -744,25 +756,33 @@ class Timers:
             self.clock.applied(partition, event.occurred_at.timestamp())
 
     async def rebuild(self) -> None:
-        """The indexes from the table, REBUILD_CHUNK leads at a time with a yield to the event loop between
-        chunks: a large table (a million leads, or a rocksdb store that decodes each one) must not stall the
-        stream or the group's heartbeats. Leads the agent writes meanwhile set their own instant (`set`), before
-        or after this walk reads them: either way the index ends with the newest. A rebalance during the walk
-        (`mark_stale`) abandons it; the next sweep starts over."""
+        """The indexes and the lead census from the table, in one walk, REBUILD_CHUNK leads at a time with a yield
+        to the event loop between chunks: a large table (a million leads, or a rocksdb store that decodes each one)
+        must not stall the stream or the group's heartbeats. Leads the agent writes meanwhile set their own instant
+        (`set`), before or after this walk reads them: either way the index ends with the newest; the census counts
+        each as it was when the agent first stored it during the walk, plus what the agent stored since
+        (streams.runtime.lead_census). A rebalance during the walk (`mark_stale`) abandons it; the next sweep starts
+        over. Until a walk ends, the lead gauges show the census of the last one that did, kept up to date by the
+        agent (none before the first: no sample)."""
         # `applied` stays: offsets only grow, and a partition kept through the rebalance may stay idle, so
         # forgetting what was applied would hold its clocks back until its next record.
         self.indexes = {}
         self.clock.forget()
         self.stale = False
+        census = self.census
+        census.begin_walk()
         keys = list(self.worker.leads.keys())
         for start in range(0, len(keys), REBUILD_CHUNK):
             for key in keys[start : start + REBUILD_CHUNK]:
                 record = self.worker.leads.get(key)
+                partition = self.worker.partition_of(key)
+                census.walked(key, partition, record)
                 if record is not None:
-                    self.set(self.worker.partition_of(key), record.lead_id, wake_at(record, self.worker.policy))
+                    self.set(partition, record.lead_id, wake_at(record, self.worker.policy))
             await asyncio.sleep(0)
             if self.stale:
                 return
+        census.end_walk()
 
     def observe_fetches(self) -> None:
         """Partitions whose every fetched record has been applied are caught up as of that fetch."""
