@@ -15,7 +15,8 @@ same records:
      decide, SLA clocks in event time, the router, hand-offs), every call of ``decide`` timed by event type
 
 Then the leads it holds: the Python heap of the engine's lead records (tracemalloc, per lead) and the size of each
-lead's changelog record (the JSON the worker's table writes, defaults left out). events/s = records / wall seconds
+lead's changelog record (as the worker's table writes it: JSON without defaults, compactly encoded by
+schemas.record_encoding). events/s = records / wall seconds
 of the case.
 """
 
@@ -42,7 +43,8 @@ from leadflow.core.intake import decode
 from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import load_policy
-from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord
+from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
+from leadflow.schemas.state import LeadRecord
 from leadflow.streams.dev.simulator import journeys
 from leadflow.streams.runtime.heap import tune_gc
 
@@ -101,8 +103,9 @@ def run_engine(events: list[LeadEvent], by_type: dict[str, list[float]]) -> Engi
 
 
 def changelog_record(record: LeadRecord) -> bytes:
-    """The value the worker writes to the leads table's changelog (streams.runtime.table_codec.ModelCodec: no defaults)."""
-    return RECORD_ADAPTER.dump_json(record, exclude_defaults=True)
+    """The value the worker writes to the leads table's changelog (streams.runtime.table_codec.ModelCodec: JSON
+    without defaults in the compact encoding of schemas.record_encoding)."""
+    return LEAD_RECORD_ENCODING.encode(record)
 
 
 def heap_per_lead(events: list[LeadEvent]) -> tuple[float, int]:
@@ -113,7 +116,7 @@ def heap_per_lead(events: list[LeadEvent]) -> tuple[float, int]:
     del engine
     gc.collect()
     tracemalloc.start()
-    copies = [RECORD_ADAPTER.validate_json(changelog_record(r)) for r in kept]  # the records as restored
+    copies = [LEAD_RECORD_ENCODING.decode(changelog_record(r)) for r in kept]  # the records as restored
     size, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return size / len(copies), len(copies)
@@ -168,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     memory = (
         f"Leads held at the end: {leads:,}. Python heap of their records (as a restore builds them, tracemalloc): "
-        f"{heap:,.0f} bytes per lead. Changelog record (JSON): mean {statistics.fmean(sizes):,.0f} bytes, p50 "
-        f"{percentile(sizes, 0.5):,.0f}, p99 {percentile(sizes, 0.99):,.0f}, max {max(sizes):,}."
+        f"{heap:,.0f} bytes per lead. Changelog record (compact encoding): mean {statistics.fmean(sizes):,.0f} "
+        f"bytes, p50 {percentile(sizes, 0.5):,.0f}, p99 {percentile(sizes, 0.99):,.0f}, max {max(sizes):,}."
     )
     print("\n".join(table), "\n", "\n".join(calls), "\n", memory, f"\nload average {load}", sep="\n")
     if args.write_results:

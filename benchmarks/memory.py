@@ -3,14 +3,19 @@
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.memory --write-results              # 200,000 leads
-    .venv/bin/python -m benchmarks.memory --leads 1000000              # the goal's scale (needs ~20 GB today)
+    .venv/bin/python -m benchmarks.memory --leads 1000000 --stores rocksdb   # the goal's scale (memory:// needs ~20 GB)
 
 Input: the leads table as the worker leaves it. The simulated journeys of ``--distinct`` leads (seed 7, the default
 funnel shape, the default policy) go through the whole core in one process (core.engine, as `leadflow replay`);
 their final records, encoded as the worker's table writes them to its changelog (streams.runtime.table_codec.ModelCodec:
-JSON, defaults left out), are repeated under new lead ids up to ``--leads`` values.
+JSON without defaults, in the compact encoding of schemas.record_encoding), are repeated under new lead ids up to
+``--leads`` values, which each case encodes a thousand at a time outside its timed part. The value sizes are given
+in that encoding and, for comparison, as the plain JSON the tables wrote before it; so are the costs of encoding and
+decoding a value.
 
-Cases, each in a fresh interpreter so that one case's heap does not hide the other's:
+Cases, each in a fresh interpreter so that one case's heap does not hide the other's, each run twice: on plain JSON
+values (what the tables wrote before schemas.record_encoding: the baseline, which a worker still reads), then on
+compact ones:
 
   memory   ``memory://``, the default store: every value decoded into a lead record held in a dict, as a worker
            rebuilds its table from the changelog at start (ModelCodec.loads). RSS per lead = the process's RSS
@@ -41,26 +46,47 @@ from typing import Any
 from benchmarks.core import changelog_record, decode_all, percentile, records, run_engine
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
+from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
 from leadflow.schemas.state import RECORD_ADAPTER
 from leadflow.streams.runtime.heap import tune_gc
 
-SECTION_TITLE = "lead memory at scale"
+SECTION_TITLE = (
+    "lead memory at scale, compact changelog values"  # before schemas.record_encoding: "lead memory at scale"
+)
+STORES = ("memory", "rocksdb")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-ROCKSDB_BATCH = 1000  # values per write batch, as a restore writes them (Faust's rocksdb store: one batch per fetch)
+BATCH = 1000  # values per write batch, as a restore writes them (Faust's rocksdb store: one batch per fetch)
 
 
 def distinct_values(leads: int) -> list[tuple[bytes, bytes]]:
-    """(lead id, changelog value) of every lead the simulated journeys leave in the table."""
+    """(lead id, the record's JSON without defaults) of every lead the simulated journeys leave in the table."""
     engine = run_engine(decode_all(records(leads)), defaultdict(list))
-    return [(lead_id.encode(), changelog_record(record)) for lead_id, record in engine.records.items()]
+    return [
+        (lead_id.encode(), LEAD_RECORD_ENCODING.to_json(changelog_record(r))) for lead_id, r in engine.records.items()
+    ]
 
 
-def values(distinct: list[tuple[bytes, bytes]], leads: int) -> Iterator[tuple[bytes, bytes]]:
-    """`leads` values: the distinct ones again and again, each time under new lead ids of the same length."""
+def values(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> Iterator[tuple[bytes, bytes]]:
+    """`leads` changelog values: the distinct ones again and again, each time under new lead ids of the same length,
+    encoded as the table writes them (`plain`: as plain JSON, as the tables wrote them before the encoding)."""
+    pack = bytes if plain else LEAD_RECORD_ENCODING.pack
     for n in range(leads):
-        lead_id, value = distinct[n % len(distinct)]
+        lead_id, json = distinct[n % len(distinct)]
         new_id = b"%s~%07d" % (lead_id[: max(1, len(lead_id) - 8)], n)
-        yield new_id, value.replace(b'"' + lead_id + b'"', b'"' + new_id + b'"')
+        yield new_id, pack(json.replace(b'"' + lead_id + b'"', b'"' + new_id + b'"'))
+
+
+def batches(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> Iterator[list[tuple[bytes, bytes]]]:
+    """`values` a thousand at a time, as a restore fetches them: each case encodes a batch outside its timed part
+    and holds one batch at a time (holding all the input at once slowed the decoding of a million values by half)."""
+    batch: list[tuple[bytes, bytes]] = []
+    for value in values(distinct, leads, plain):
+        batch.append(value)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def rss() -> int:
@@ -68,19 +94,23 @@ def rss() -> int:
         return int(statm.read().split()[1]) * PAGE
 
 
-def measure_memory(distinct: list[tuple[bytes, bytes]], leads: int) -> dict[str, float]:
+def measure_memory(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> dict[str, float]:
     tune_gc()
-    loads = RECORD_ADAPTER.validate_json
+    loads = LEAD_RECORD_ENCODING.decode  # ModelCodec.loads: it reads both
+    table = {}
+    restore_s = 0.0
     before = rss()
-    started = time.perf_counter()
-    table = {key: loads(value) for key, value in values(distinct, leads)}
-    restore_s = time.perf_counter() - started
+    for batch in batches(distinct, leads, plain):
+        started = time.perf_counter()
+        for key, value in batch:
+            table[key] = loads(value)
+        restore_s += time.perf_counter() - started
     grown = rss() - before
     assert len(table) == leads
     return {"rss_per_lead": grown / leads, "restore_s": restore_s}
 
 
-def measure_rocksdb(distinct: list[tuple[bytes, bytes]], leads: int) -> dict[str, float]:
+def measure_rocksdb(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> dict[str, float]:
     from rocksdict import Options, Rdict, WriteBatch
 
     tune_gc()
@@ -88,17 +118,18 @@ def measure_rocksdb(distinct: list[tuple[bytes, bytes]], leads: int) -> dict[str
     try:
         before = rss()
         db = Rdict(str(directory), options=Options(raw_mode=True))
+        write_s = 0.0
+        for batch in batches(distinct, leads, plain):
+            started = time.perf_counter()
+            written = WriteBatch(raw_mode=True)
+            for key, value in batch:
+                written.put(key, value)
+            db.write(written)
+            write_s += time.perf_counter() - started
         started = time.perf_counter()
-        batch = WriteBatch(raw_mode=True)
-        for n, (key, value) in enumerate(values(distinct, leads), start=1):
-            batch.put(key, value)
-            if n % ROCKSDB_BATCH == 0:
-                db.write(batch)
-                batch = WriteBatch(raw_mode=True)
-        db.write(batch)
         db.flush()
-        write_s = time.perf_counter() - started
-        loads = RECORD_ADAPTER.validate_json
+        write_s += time.perf_counter() - started
+        loads = LEAD_RECORD_ENCODING.decode  # ModelCodec.loads: it reads both
         started = time.perf_counter()
         read = sum(1 for _, value in db.items() if loads(value) is not None)
         read_s = time.perf_counter() - started
@@ -109,6 +140,49 @@ def measure_rocksdb(distinct: list[tuple[bytes, bytes]], leads: int) -> dict[str
         return {"rss_per_lead": grown / leads, "write_s": write_s, "read_s": read_s, "disk_per_lead": on_disk / leads}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def value_sizes(distinct: list[tuple[bytes, bytes]]) -> str:
+    """The distinct leads' changelog values: sizes in the compact encoding, and as the plain JSON written before."""
+    plain = [len(json) for _, json in distinct]
+    compact = [len(LEAD_RECORD_ENCODING.pack(json)) for _, json in distinct]
+
+    def summary(sizes: list[int]) -> str:
+        return (
+            f"mean {statistics.fmean(sizes):,.0f} bytes, p50 {percentile(sizes, 0.5):,.0f}, p90 "
+            f"{percentile(sizes, 0.9):,.0f}, p99 {percentile(sizes, 0.99):,.0f}, max {max(sizes):,}"
+        )
+
+    return (
+        f"Changelog value per lead ({len(distinct):,} distinct leads), compact encoding (schemas.record_encoding, "
+        f"format byte {LEAD_RECORD_ENCODING.format:#04x}): {summary(compact)}; as plain JSON, defaults left out (the "
+        f"values before it): {summary(plain)}."
+    )
+
+
+def value_costs(distinct: list[tuple[bytes, bytes]]) -> dict[str, float]:
+    """Mean µs to encode a lead record into its changelog value and to decode it, against plain JSON (the best of
+    three passes over the distinct values, nothing kept; run in a fresh interpreter)."""
+    tune_gc()
+    jsons = [json for _, json in distinct]
+    leads = [RECORD_ADAPTER.validate_json(json) for json in jsons]
+    encoded = [LEAD_RECORD_ENCODING.encode(lead) for lead in leads]
+
+    def per_value(work: Callable[[Any], object], inputs: list[Any]) -> float:
+        passes = []
+        for _ in range(3):
+            started = time.perf_counter()
+            for one in inputs:
+                work(one)
+            passes.append(time.perf_counter() - started)
+        return min(passes) / len(inputs) * 1e6
+
+    return {
+        "plain_dump": per_value(lambda lead: RECORD_ADAPTER.dump_json(lead, exclude_defaults=True), leads),
+        "encode": per_value(LEAD_RECORD_ENCODING.encode, leads),
+        "plain_load": per_value(RECORD_ADAPTER.validate_json, jsons),
+        "decode": per_value(LEAD_RECORD_ENCODING.decode, encoded),
+    }
 
 
 def in_child(work: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
@@ -123,35 +197,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distinct", type=int, default=5_000, help="simulated journeys behind them (default 5,000)")
     parser.add_argument("--write-results", action="store_true", help="append a section to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="a sentence to add to the RESULTS.md section")
+    parser.add_argument("--stores", default=",".join(STORES), help="the cases to run, of memory,rocksdb (default both)")
     args = parser.parse_args(argv)
+    stores = [store for store in STORES if store in args.stores.split(",")]
+    if not stores:
+        parser.error(f"--stores names none of {', '.join(STORES)}")
 
     distinct = distinct_values(args.distinct)
-    sizes = [len(value) for _, value in distinct]
-    memory = in_child(measure_memory, distinct, args.leads)
-    rocksdb = in_child(measure_rocksdb, distinct, args.leads)
-    n = args.leads
+    costs = in_child(value_costs, distinct)
     record = (
-        f"Changelog value per lead (JSON, defaults left out; {len(distinct):,} distinct leads): mean "
-        f"{statistics.fmean(sizes):,.0f} bytes, p50 {percentile(sizes, 0.5):,.0f}, p99 {percentile(sizes, 0.99):,.0f}, "
-        f"max {max(sizes):,}."
+        f"{value_sizes(distinct)} Per value, mean: encode {costs['encode']:,.1f} µs (plain JSON "
+        f"{costs['plain_dump']:,.1f}), decode {costs['decode']:,.1f} µs (plain JSON {costs['plain_load']:,.1f})."
     )
+    n = args.leads
     table = [
-        "| store | leads | RSS per lead | restore | read and decode all | on disk per lead |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| `memory://` | {n:,} | {memory['rss_per_lead']:,.0f} B | {memory['restore_s']:.1f} s (decode) | — | — |",
-        f"| `rocksdb://` | {n:,} | {rocksdb['rss_per_lead']:,.0f} B | {rocksdb['write_s']:.1f} s (write) | "
-        f"{rocksdb['read_s']:.1f} s | {rocksdb['disk_per_lead']:,.0f} B |",
+        "| store | values | leads | RSS per lead | restore | read and decode all | on disk per lead |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    for plain, values_are in ((True, "plain JSON (before)"), (False, "compact (after)")):
+        if "memory" in stores:
+            memory = in_child(measure_memory, distinct, n, plain)
+            table.append(
+                f"| `memory://` | {values_are} | {n:,} | {memory['rss_per_lead']:,.0f} B | "
+                f"{memory['restore_s']:.1f} s (decode) | — | — |"
+            )
+        if "rocksdb" in stores:
+            rocksdb = in_child(measure_rocksdb, distinct, n, plain)
+            table.append(
+                f"| `rocksdb://` | {values_are} | {n:,} | {rocksdb['rss_per_lead']:,.0f} B | "
+                f"{rocksdb['write_s']:.1f} s (write) | {rocksdb['read_s']:.1f} s | {rocksdb['disk_per_lead']:,.0f} B |"
+            )
     print(record, "", *table, sep="\n")
     if args.write_results:
         info = machine_info()
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        only = "" if len(stores) == len(STORES) else f", {' and '.join(stores)} only"
         section = "\n".join(
             [
-                f"## {now}: {SECTION_TITLE}, {n:,} leads",
+                f"## {now}: {SECTION_TITLE}, {n:,} leads{only}",
                 "",
                 f"Machine: `{info['arch']}`, {info['cpu']} ({info['cpus']} CPUs); Python {info['python']}.",
-                f"Command: `python -m benchmarks.memory --leads {n} --distinct {args.distinct} --write-results`.",
+                f"Command: `python -m benchmarks.memory --leads {n} --distinct {args.distinct} --stores "
+                f"{','.join(stores)} --write-results`.",
                 *([args.note] if args.note else []),
                 "",
                 record,
@@ -160,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
         )
-        append_section(section, rf"{SECTION_TITLE}, {n:,} leads")
+        append_section(section, rf"{SECTION_TITLE}, {n:,} leads{only}")
         print(f"wrote {RESULTS_MD}")
     return 0
 

@@ -17,7 +17,8 @@ from leadflow.core.decision import decide
 from leadflow.schemas.events import EVENT_ADAPTER, LeadEvent
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, TRANSITION_ADAPTER, EventRefused, Forward, StageChanged
 from leadflow.schemas.policy import Policy, load_policy
-from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
+from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
+from leadflow.schemas.state import LeadRecord, LeadState
 from leadflow.streams.dev.broker import BrokerProcess
 from leadflow.streams.dev.simulator import journeys, records
 
@@ -171,7 +172,7 @@ async def final_table(deployment: Deployment) -> dict[str, LeadRecord | None]:
     table: dict[str, LeadRecord | None] = {}
     for key, value in await read_topic(deployment.broker.bootstrap, deployment.changelog):
         assert key is not None
-        table[key.decode()] = None if value is None else RECORD_ADAPTER.validate_json(value)
+        table[key.decode()] = None if value is None else LEAD_RECORD_ENCODING.decode(value)
     return table
 
 

@@ -42,7 +42,8 @@ from leadflow.schemas.outputs import (
     SlaOutput,
     SlaWarning,
 )
-from leadflow.schemas.state import ROUTING_STATE_ADAPTER, LeadRecord, RoutingState
+from leadflow.schemas.record_encoding import ROUTING_STATE_ENCODING
+from leadflow.schemas.state import LeadRecord, RoutingState
 from leadflow.streams.dev.broker import BrokerProcess
 from leadflow.streams.dev.worker_process import WorkerProcess
 
@@ -210,7 +211,7 @@ async def outcome(deployment: Deployment) -> Outcome:
     routing: RoutingState | None = None
     for key, value in await read_partitions(deployment.broker.bootstrap, f"{deployment.app_id}-routing-changelog", 1):
         if key == b"pools" and value is not None:
-            routing = ROUTING_STATE_ADAPTER.validate_json(value)
+            routing = ROUTING_STATE_ENCODING.decode(value)
     return Outcome(await final_table(deployment), sla, handoffs, routing)
 
 

@@ -41,7 +41,8 @@ from leadflow.schemas.outputs import (
     RouteRelease,
     StageChanged,
 )
-from leadflow.schemas.state import RECORD_ADAPTER, LeadRecord, LeadState
+from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
+from leadflow.schemas.state import LeadRecord, LeadState
 from leadflow.streams.dev.broker import BrokerProcess
 from leadflow.streams.runtime.metrics import Metrics
 from leadflow.streams.runtime.worker import Worker
@@ -634,7 +635,7 @@ async def test_a_fact_sent_to_a_merged_lead_is_applied_to_the_survivor_across_th
     table: dict[str, LeadRecord] = {}
     for key, value in await read_topic(broker.bootstrap, deployment.changelog):
         if key is not None and value is not None:
-            table[key.decode()] = RECORD_ADAPTER.validate_json(value)
+            table[key.decode()] = LEAD_RECORD_ENCODING.decode(value)
     survivor = table["merge-c"].state
     assert survivor is not None
     assert (survivor.stage, survivor.won_amount, survivor.merged_from) == ("customer", 5000.0, ("merge-a", "merge-b"))

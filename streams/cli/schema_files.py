@@ -12,12 +12,20 @@ from leadflow.schemas.policy import Policy
 from leadflow.schemas.review import Review
 from leadflow.streams.runtime.routes import KEY_RULES, ROUTES
 
+# What the schema file of a table's changelog adds: its values are that schema's JSON, compactly encoded.
+ENCODED = (
+    " A value is not this JSON as such but its compact encoding (schemas/record_encoding.py): a value whose first "
+    "byte is `{` is the JSON itself; otherwise that byte names a preset dictionary (schemas/record_dictionaries.py) "
+    "and the rest is the JSON, defaults left out, as a raw deflate stream (RFC 1951) compressed with it."
+)
+
 # A file per topic whose route names one (its values), and the documents that are not records of a topic.
 SCHEMAS: dict[str, tuple[TypeAdapter[Any], str]] = {
     **{
         route.schema_file: (
             route.value,
-            f"A record of {route.default} (key: {KEY_RULES[route.key]}): {route.description}.",
+            f"A record of {route.default} (key: {KEY_RULES[route.key]}): {route.description}."
+            + (ENCODED if route.encoding is not None else ""),
         )
         for route in ROUTES.values()
         if route.schema_file is not None and route.value is not None

@@ -34,6 +34,12 @@ from leadflow.schemas.outputs import (
     RouteRequest,
     StageChanged,
 )
+from leadflow.schemas.record_encoding import (
+    LEAD_RECORD_ENCODING,
+    ROUTING_STATE_ENCODING,
+    VISITS_ENCODING,
+    RecordEncoding,
+)
 from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER
 from leadflow.schemas.visits import VISITS_ADAPTER
 from leadflow.streams.runtime.settings import Settings
@@ -81,6 +87,9 @@ class Route:
     key: KeyRule
     description: str
     value: TypeAdapter[Any] | None = None  # None: not JSON of ours (a lead_id string)
+    # A table's changelog: its values are `value`'s JSON in this compact encoding (schemas.record_encoding), not
+    # plain JSON; read them with `encoding.decode`.
+    encoding: RecordEncoding[Any] | None = None
     schema_file: str | None = None  # `leadflow schema` writes <schema_file>.schema.json from `value`
     one_partition: bool = False  # else settings.partitions
     compacted: bool = False  # cleanup.policy=compact: the latest value per key stays
@@ -184,6 +193,7 @@ ROUTES: Final[Mapping[TopicName, Route]] = {
             key="lead_id",
             description="the leads table: a lead's record",
             value=RECORD_ADAPTER,
+            encoding=LEAD_RECORD_ENCODING,
             schema_file="lead-record",
             compacted=True,
         ),
@@ -193,6 +203,7 @@ ROUTES: Final[Mapping[TopicName, Route]] = {
             key="pools",
             description="the routing table: every pool's turn and load",
             value=ROUTING_STATE_ADAPTER,
+            encoding=ROUTING_STATE_ENCODING,
             one_partition=True,  # the table of the routing topic's one partition
             compacted=True,
         ),
@@ -201,7 +212,8 @@ ROUTES: Final[Mapping[TopicName, Route]] = {
             "visits_changelog_topic",
             key="day_source",
             description="the visits table: the newest site-visits report of each day and traffic source",
-            value=VISITS_ADAPTER,  # its schema file is the visits topic's
+            value=VISITS_ADAPTER,  # its schema file is the visits topic's (there as plain JSON)
+            encoding=VISITS_ENCODING,
             compacted=True,
         ),
     )
@@ -246,11 +258,14 @@ def record_value(output: Output) -> bytes:
 
 
 def value_adapters(settings: Settings, names: Iterable[TopicName]) -> dict[str, TypeAdapter[Any]]:
-    """Topic name -> the schema of its values, for a reader of these topics."""
+    """Topic name -> the schema of its values, for a reader of these topics (of plain JSON values: a table's
+    changelog is read with its route's `encoding`)."""
     adapters = {}
     for name in names:
         route = ROUTES[name]
         if route.value is None:
             raise ValueError(f"topic {name} has no value schema")
+        if route.encoding is not None:
+            raise ValueError(f"topic {name} holds compactly encoded values: read them with ROUTES[{name!r}].encoding")
         adapters[route.topic(settings)] = route.value
     return adapters

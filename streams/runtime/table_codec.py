@@ -5,30 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from faust.serializers import codecs
-from pydantic import TypeAdapter
 
-from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER
-from leadflow.schemas.visits import VISITS_ADAPTER
+from leadflow.schemas.record_encoding import (
+    LEAD_RECORD_ENCODING,
+    ROUTING_STATE_ENCODING,
+    VISITS_ENCODING,
+    RecordEncoding,
+)
 
 
 class ModelCodec(codecs.Codec):
-    """Table values as compact JSON (pydantic's Rust serializer), not Faust Records: cheaper both ways."""
+    """Table values in the compact encoding of schemas.record_encoding (JSON without defaults, deflated with the
+    table's preset dictionary; plain JSON written before it is still read), not Faust Records: cheaper both ways."""
 
-    def __init__(self, adapter: TypeAdapter[Any]) -> None:
+    def __init__(self, encoding: RecordEncoding[Any]) -> None:
         super().__init__()
-        self.adapter = adapter
+        self.encoding = encoding
 
     def _dumps(self, obj: Any) -> bytes:
-        return self.adapter.dump_json(obj, exclude_defaults=True)
+        return self.encoding.encode(obj)
 
     def _loads(self, s: bytes) -> Any:
-        return self.adapter.validate_json(s)
+        return self.encoding.decode(s)
 
 
 # The codec names the tables' `value_codec` gives (streams.runtime.app).
 LEAD_RECORD_CODEC = "leadrecord"
 ROUTING_STATE_CODEC = "routingstate"
 SITE_VISITS_CODEC = "sitevisits"
-codecs.register(LEAD_RECORD_CODEC, ModelCodec(RECORD_ADAPTER))
-codecs.register(ROUTING_STATE_CODEC, ModelCodec(ROUTING_STATE_ADAPTER))
-codecs.register(SITE_VISITS_CODEC, ModelCodec(VISITS_ADAPTER))
+codecs.register(LEAD_RECORD_CODEC, ModelCodec(LEAD_RECORD_ENCODING))
+codecs.register(ROUTING_STATE_CODEC, ModelCodec(ROUTING_STATE_ENCODING))
+codecs.register(SITE_VISITS_CODEC, ModelCodec(VISITS_ENCODING))
