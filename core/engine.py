@@ -2,9 +2,9 @@
 
 This is what `leadflow replay` runs (GUIDE section 2, "one notion of time"). The clock is the newest event time
 fed so far; an SLA instant fires once the clock is `processing.sla_grace_seconds` past it, exactly as the live
-worker fires it once the lead's partition time is (streams.runtime.worker). Route requests go to the same pure router the
-router agent runs, and its answer is applied to the lead at once (live, it comes back through the lead's
-partition a moment later). Timer events carry the ids the live timer gives them, so outputs match by id.
+worker fires it once the lead's partition time is (streams.runtime.worker). Route requests go to the same pure
+router the router agent runs, and its answer is applied to the lead at once (live, it comes back through the
+lead's partition a moment later). Timer events carry the ids the live timer gives them, so outputs match by id.
 An event for a merged lead is forwarded to the lead it was merged into, and a merge's notice reaches that lead
 (core.merges), at once too: live they come back through the events topic, with the same ids.
 """

@@ -8,12 +8,16 @@ by tests/test_e2e.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import orjson
 import pytest
 from factories import at, make_event
+from faust.streams import _current_event
 
 from leadflow.core.decision import decide, wake_at
 from leadflow.core.handoff import ROUTER_SOURCE
@@ -31,6 +35,24 @@ from leadflow.streams.runtime import worker as worker_module
 from leadflow.streams.runtime.worker import Worker
 
 Sink = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], None]
+
+
+class Record:
+    """A record as Faust hands it to a table's store (only its message is read)."""
+
+    def __init__(self, key: bytes | None, value: bytes | None, partition: int) -> None:
+        self.message = SimpleNamespace(key=key, value=value, partition=partition)
+
+
+@contextlib.contextmanager
+def in_partition(partition: int) -> Iterator[None]:
+    """Table writes inside go to `partition`, as inside the agent (streams.runtime.worker.as_current)."""
+    event = Record(None, None, partition)  # held here: Faust keeps only a weak reference
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def capture_outbox(monkeypatch: pytest.MonkeyPatch, worker: Worker, sinks: dict[str, Sink]) -> None:
@@ -263,7 +285,8 @@ async def test_the_deadline_index_is_rebuilt_a_chunk_at_a_time_and_a_rebalance_a
     records = {f"rebuild-{n}".encode(): hand_raiser(worker, f"rebuild-{n}") for n in range(6)}
     store = worker.leads.data
     for key, record in records.items():
-        store[key] = record
+        with in_partition(worker.partition_of(key)):
+            store[key] = record
     ticks = 0
 
     async def count_turns() -> None:

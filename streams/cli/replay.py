@@ -287,7 +287,7 @@ class Side:
     def feed(self, event: LeadEvent, origin: Origin) -> None:
         try:
             outputs = self.engine.feed(event)
-        except Exception as error:  # a defect in the core costs one event, as in the live worker (streams.runtime.worker)
+        except Exception as error:  # a defect in the core costs one event, as in the live worker (runtime.worker)
             self.defects += 1
             self.dead_letter(dead_letter("internal_error", [f"(replay): {type(error).__name__}: {error}"], origin))
             return

@@ -3,8 +3,9 @@
 Per topic: the Settings attribute that names it (its default is the name), how many partitions it has, its topic
 configs, what its record key is, the schema of its values and the JSON Schema file `leadflow schema` writes for
 it. The sender (streams.runtime.worker.Worker.send_output), topic creation
-(streams.runtime.topics.create_leadflow_topics), the schema files (streams.cli.schema_files) and the readers (live view, notifier, replay files) all read it here,
-so a topic is described once. Importable without Faust or aiokafka: producers and the CLI read it too.
+(streams.runtime.topics.create_leadflow_topics), the schema files (streams.cli.schema_files) and the readers (live
+view, notifier, replay files) all read it here, so a topic is described once. Importable without Faust or
+aiokafka: producers and the CLI read it too.
 """
 
 from __future__ import annotations

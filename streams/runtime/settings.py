@@ -25,7 +25,18 @@ class Settings(BaseSettings):
     app_id: str = "leadflow"
     policy: Path | None = Field(default=None, description="policy YAML file; the shipped default when unset")
     partitions: int = Field(default=4, ge=1, description="partitions of leads.events (and the table changelog)")
-    store: str = Field(default="memory://", description="table store: memory:// (dev) or rocksdb:// (production)")
+    store: str = Field(
+        default="memory://",
+        pattern=r"^(memory|rocksdb)://",
+        description="table store: memory:// (values held in memory as their compact changelog bytes; dev, or as "
+        "many leads as memory holds at ~0.5 KB each) or rocksdb:// (on disk; production)",
+    )
+    store_cache: int = Field(
+        default=10_000,
+        ge=0,
+        description="lead records the memory:// store keeps decoded (the most recently used; ~20 KB each): a read "
+        "of any other decodes it (~50 µs)",
+    )
     data_dir: Path = Path("data")
     web_port: int = 6066
     web_host: str = "127.0.0.1"

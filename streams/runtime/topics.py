@@ -143,7 +143,8 @@ def idempotent_faust_producer(app: Any) -> None:
     aiokafka Producer asks for ``enable_idempotence`` only inside exactly-once transactions
     (``Producer._settings_extra``). Without it a retried batch (a leader moved, a broker stopped) may be written
     twice; with it the broker drops the duplicate. Patched on the class once (like
-    streams.runtime.worker.short_fetch_wait), effective only for the apps passed here. Never for the embedded tansu broker.
+    streams.runtime.worker.short_fetch_wait), effective only for the apps passed here. Never for the embedded tansu
+    broker.
     """
     from faust.transport.drivers.aiokafka import Producer as FaustKafkaProducer
 

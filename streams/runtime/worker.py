@@ -78,6 +78,7 @@ from leadflow.streams.runtime.metrics import (
 from leadflow.streams.runtime.outbox import Outbox, guard_commits
 from leadflow.streams.runtime.routes import ROUTES, TopicName, record_key, record_value, topic_of
 from leadflow.streams.runtime.settings import Settings
+from leadflow.streams.runtime.stores import DecodedCache, faust_store_url
 from leadflow.streams.runtime.table_codec import LEAD_RECORD_CODEC, ROUTING_STATE_CODEC, SITE_VISITS_CODEC
 from leadflow.streams.runtime.topics import (
     EMBEDDED_FAUST_SETTINGS,
@@ -158,7 +159,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
-        store=settings.store,
+        store=faust_store_url(settings.store, settings.store_cache),
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_allow_declare=True,
@@ -194,6 +195,16 @@ class ModelTable(faust.Table[bytes, Value]):
 
     def _serializer_from_type(self, typ: Any) -> str:
         return "raw" if typ is bytes else self.value_codec
+
+    def _new_changelog_topic(self, **kwargs: Any) -> faust.TopicT:
+        """The changelog topic, read as bytes: a restore (or a standby replica) hands the store the records as
+        they are, and the store decodes a value when it is read (streams.runtime.memory_store), not each record
+        of the changelog before the worker can start. Faust builds the topic from `value_serializer`."""
+        codec, self.value_serializer = self.value_serializer, "raw"
+        try:
+            return super()._new_changelog_topic(**kwargs)
+        finally:
+            self.value_serializer = codec
 
 
 class LeadTable(ModelTable[LeadRecord]):
@@ -378,9 +389,10 @@ class Worker:
         """`table[key] = value` without Faust's per-write send: the value goes to the table's store, its changelog
         record to the outbox, on the partition of `event` (the one the key belongs to), as Faust would."""
         as_current(event)  # a rocksdb store picks its partition's database from the current event
-        table.data[key] = value
+        encoded = codecs.dumps(table.value_codec, value)
+        cast(DecodedCache, table.data).put(key, encoded, value)  # encoded once, for the changelog and the store
         changelog = table.changelog_topic.get_topic_name()
-        self.outbox.add(changelog, key, codecs.dumps(table.value_codec, value), partition=event.message.partition)
+        self.outbox.add(changelog, key, encoded, partition=event.message.partition)
 
     def forget(self, table: ModelTable[Any], key: bytes, event: faust.types.EventT[bytes]) -> None:
         """`table.pop(key)` the same way: gone from the store, a tombstone (no value) in the outbox."""
@@ -726,7 +738,8 @@ class Timers:
     an outage holds the clocks back until it is applied, and deadlines that passed while no worker ran fire as
     soon as it is. Due instants go back through `leads.events` as `timer.due` events keyed by lead, so the
     lead's own partition applies them inside stream processing; their ids are deterministic, so a tick sent
-    twice is a duplicate.
+    twice is a duplicate. The walk that rebuilds the indexes rebuilds the lead census too (streams.runtime.lead_census):
+    one walk of the table per rebalance.
     """
 
     def __init__(self, worker: Worker) -> None:
