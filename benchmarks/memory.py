@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.memory --write-results              # 200,000 leads
-    .venv/bin/python -m benchmarks.memory --leads 1000000 --stores rocksdb   # the goal's scale (memory:// needs ~20 GB)
+    .venv/bin/python -m benchmarks.memory --leads 1000000              # the goal's scale
 
 Input: the leads table as the worker leaves it. The simulated journeys of ``--distinct`` leads (seed 7, the default
 funnel shape, the default policy) go through the whole core in one process (core.engine, as `leadflow replay`);
@@ -17,9 +17,15 @@ Cases, each in a fresh interpreter so that one case's heap does not hide the oth
 values (what the tables wrote before schemas.record_encoding: the baseline, which a worker still reads), then on
 compact ones:
 
-  memory   ``memory://``, the default store: every value decoded into a lead record held in a dict, as a worker
-           rebuilds its table from the changelog at start (ModelCodec.loads). RSS per lead = the process's RSS
-           growth / leads; restore = seconds to decode them all.
+  memory   ``memory://``, the default store (streams.runtime.stores.MemoryStore, built by a Worker as the worker
+           builds it): the changelog records handed to it as a restore does (apply_changelog_batch: kept as they
+           come, nothing decoded), then every value read back decoded, as a walk of all leads does (the cache holds
+           the most recently used only). RSS per lead = the process's RSS growth / leads, also once its cache is
+           full (LEADFLOW_STORE_CACHE values decoded); restore = seconds to store them; read and decode all =
+           seconds for the walk.
+  decoded  Faust's own memory store, what ``memory://`` was before streams.runtime.stores: every value decoded
+           into a lead record held in a dict, as it rebuilt its table at start. Not run by default (1M leads need
+           ~20 GB): ``--stores decoded``.
   rocksdb  ``rocksdb://`` (rocksdict, the production store): the values written to a database in a temporary
            directory in batches, as Faust's rocksdb store writes a restored changelog, then read back and decoded
            one by one, as the deadline index rebuild after a rebalance reads every lead. RSS per lead, write
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import multiprocessing
 import os
 import shutil
@@ -41,6 +48,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from benchmarks.core import changelog_record, decode_all, percentile, records, run_engine
@@ -53,7 +61,8 @@ from leadflow.streams.runtime.heap import tune_gc
 SECTION_TITLE = (
     "lead memory at scale, compact changelog values"  # before schemas.record_encoding: "lead memory at scale"
 )
-STORES = ("memory", "rocksdb")
+STORES = ("memory", "decoded", "rocksdb")
+DEFAULT_STORES = ("memory", "rocksdb")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BATCH = 1000  # values per write batch, as a restore writes them (Faust's rocksdb store: one batch per fetch)
 
@@ -94,7 +103,40 @@ def rss() -> int:
         return int(statm.read().split()[1]) * PAGE
 
 
+class ChangelogRecord:
+    """A changelog record as Faust's recovery hands it to a store (the store reads its message only)."""
+
+    def __init__(self, key: bytes, value: bytes, partition: int) -> None:
+        self.message = SimpleNamespace(key=key, value=value, partition=partition)
+
+
 def measure_memory(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> dict[str, float]:
+    from leadflow.streams.runtime.settings import Settings
+    from leadflow.streams.runtime.worker import Worker
+
+    tune_gc()
+    worker = Worker(Settings())
+    store = worker.leads.data
+    partitions = worker.settings.partitions
+    restore_s = 0.0
+    before = rss()
+    for batch in batches(distinct, leads, plain):
+        records = [ChangelogRecord(key, value, n % partitions) for n, (key, value) in enumerate(batch)]
+        started = time.perf_counter()
+        store.apply_changelog_batch(records, to_key=None, to_value=None)
+        restore_s += time.perf_counter() - started
+    grown = rss() - before
+    started = time.perf_counter()
+    read = sum(1 for value in store.values() if value is not None)
+    read_s = time.perf_counter() - started
+    assert read == leads == len(store)
+    for key in itertools.islice(store.keys(), store.cache_size):  # the working set, decoded: a full cache
+        store[key]
+    cached = rss() - before
+    return {"rss_per_lead": grown / leads, "cached_per_lead": cached / leads, "restore_s": restore_s, "read_s": read_s}
+
+
+def measure_decoded(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> dict[str, float]:
     tune_gc()
     loads = LEAD_RECORD_ENCODING.decode  # ModelCodec.loads: it reads both
     table = {}
@@ -197,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distinct", type=int, default=5_000, help="simulated journeys behind them (default 5,000)")
     parser.add_argument("--write-results", action="store_true", help="append a section to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="a sentence to add to the RESULTS.md section")
-    parser.add_argument("--stores", default=",".join(STORES), help="the cases to run, of memory,rocksdb (default both)")
+    parser.add_argument(
+        "--stores",
+        default=",".join(DEFAULT_STORES),
+        help=f"the cases to run, of {','.join(STORES)} (default {','.join(DEFAULT_STORES)})",
+    )
     args = parser.parse_args(argv)
     stores = [store for store in STORES if store in args.stores.split(",")]
     if not stores:
@@ -218,8 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in stores:
             memory = in_child(measure_memory, distinct, n, plain)
             table.append(
-                f"| `memory://` | {values_are} | {n:,} | {memory['rss_per_lead']:,.0f} B | "
-                f"{memory['restore_s']:.1f} s (decode) | — | — |"
+                f"| `memory://` | {values_are} | {n:,} | {memory['rss_per_lead']:,.0f} B "
+                f"({memory['cached_per_lead']:,.0f} B with a full cache) | "
+                f"{memory['restore_s']:.1f} s (store) | {memory['read_s']:.1f} s | — |"
+            )
+        if "decoded" in stores:
+            decoded = in_child(measure_decoded, distinct, n, plain)
+            table.append(
+                f"| Faust's memory store (decoded) | {values_are} | {n:,} | {decoded['rss_per_lead']:,.0f} B | "
+                f"{decoded['restore_s']:.1f} s (decode) | — | — |"
             )
         if "rocksdb" in stores:
             rocksdb = in_child(measure_rocksdb, distinct, n, plain)
@@ -231,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_results:
         info = machine_info()
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        only = "" if len(stores) == len(STORES) else f", {' and '.join(stores)} only"
+        only = "" if tuple(stores) == DEFAULT_STORES else f", {' and '.join(stores)} only"
         section = "\n".join(
             [
                 f"## {now}: {SECTION_TITLE}, {n:,} leads{only}",
