@@ -92,7 +92,7 @@ bench-core: install
 # A lead at scale: its changelog value, the worker's RSS per lead and the restore of 200,000 leads, in memory:// and
 # rocksdb:// (~3 min, ~5 GB of RAM); issue 15 item 2.
 bench-memory: install
-	$(BIN)/python -m benchmarks.memory --write-results
+	$(BIN)/python -m benchmarks.memory --leads 1000000 --write-results
 
 clean:
 	rm -rf $(VENV) .leadflow .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
