@@ -10,7 +10,7 @@ from test_review import LEADS, visits
 
 from leadflow.core.report import LeadSummary
 from leadflow.schemas.policy import load_policy
-from leadflow.streams.runtime.goal_metrics import GoalCollector
+from leadflow.streams.runtime.goal_metrics import MAX_RECOUNT_SHARE, MIN_REFRESH_S, GoalCollector, recount_interval
 from leadflow.streams.runtime.lead_census import LeadCensus
 from leadflow.streams.runtime.metrics import LeadCollector, Metrics
 
@@ -59,6 +59,38 @@ async def test_the_worker_exports_targets_actuals_and_projections_for_the_week_a
     assert got[("leadflow_goal_actual", label("week", "responses_in_time"))] == 1
     labels = {dict(k[1]).get("measure") for k in got if k[0].startswith("leadflow_goal_")}
     assert len(labels) < 20, "bounded labels: a fixed list of measures"
+
+
+async def test_a_recount_that_takes_long_is_redone_less_often() -> None:
+    """A recount walks every lead: it may take at most MAX_RECOUNT_SHARE of the worker's time."""
+    now = 0.0
+    walks: list[float] = []
+
+    async def summaries() -> list[LeadSummary]:
+        nonlocal now
+        walks.append(now)
+        now += walk_s  # the walk takes this long
+        return LEADS
+
+    collector = GoalCollector(POLICY, summaries, lambda: [], lambda: NOW, monotonic=lambda: now)
+    walk_s = 0.1
+    for _ in range(5):  # a quick walk: every MIN_REFRESH_S
+        await collector.refresh()
+        now += MIN_REFRESH_S / 2
+    assert len(walks) == 3
+    walk_s = 60.0  # a million leads to decode
+    now += MIN_REFRESH_S
+    await collector.refresh()
+    assert collector.recount_s == 60.0
+    assert recount_interval(60.0) == 60.0 / MAX_RECOUNT_SHARE
+    count = len(walks)
+    now += recount_interval(60.0) - 1
+    await collector.refresh()
+    assert len(walks) == count, "not again before 20 times its own length"
+    now += 1
+    await collector.refresh()
+    assert len(walks) == count + 1
+    assert recount_interval(0.0) == MIN_REFRESH_S
 
 
 async def test_the_policy_in_force_is_an_info_metric() -> None:

@@ -25,7 +25,16 @@ from leadflow.schemas.review import Period, PeriodKind
 from leadflow.schemas.visits import SiteVisits
 
 PERIODS: tuple[PeriodKind, ...] = ("week", "month")
-MIN_REFRESH_S = 10.0  # summarizing every lead costs ~10 µs each: recount at most this often
+MIN_REFRESH_S = 10.0  # recount at most this often
+# The share of the worker's time recounts may take: a recount walks every lead of the worker's partitions, and with
+# memory:// a lead not among the recently used is decoded first (~50 µs, ~60 s a million leads), so a large table
+# is recounted less often (every ~20 min at a million leads); weekly and monthly goals move slower than that.
+MAX_RECOUNT_SHARE = 0.05
+
+
+def recount_interval(last_recount_s: float) -> float:
+    """Seconds to wait after a recount that took `last_recount_s` before the next one."""
+    return max(MIN_REFRESH_S, last_recount_s / MAX_RECOUNT_SHARE)
 
 
 class GoalCollector(Collector):
@@ -39,6 +48,7 @@ class GoalCollector(Collector):
         read_summaries: Callable[[], Awaitable[list[LeadSummary]]],
         read_visits: Callable[[], Iterable[SiteVisits]],
         clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
         the_plan = planned(policy)
@@ -48,11 +58,14 @@ class GoalCollector(Collector):
         self.clock = clock
         self.timezone = policy.goals.timezone if policy.goals is not None else "UTC"
         self.counted: dict[PeriodKind, tuple[Period, dict[str, float]]] = {}
+        self.monotonic = monotonic
         self.counted_at = float("-inf")
+        self.recount_s = 0.0  # how long the last recount took (walking the leads yields to the stream meanwhile)
 
     async def refresh(self) -> None:
-        if self.policy.goals is None or time.monotonic() - self.counted_at < MIN_REFRESH_S:
+        if self.policy.goals is None or self.monotonic() - self.counted_at < recount_interval(self.recount_s):
             return
+        started = self.monotonic()
         summaries = await self.read_summaries()
         visits = list(self.read_visits())
         now = self.clock()
@@ -60,7 +73,8 @@ class GoalCollector(Collector):
         for kind in PERIODS:
             period = period_of(kind, now, self.timezone, now)
             self.counted[kind] = (period, actuals(summaries, visits, self.policy, period))
-        self.counted_at = time.monotonic()
+        self.counted_at = self.monotonic()
+        self.recount_s = self.counted_at - started
 
     def describe(self) -> Iterable[Metric]:
         return self._families({})
