@@ -127,6 +127,12 @@ def once(outputs: Iterable[Output]) -> tuple[Output, ...]:
     return tuple(first.values())
 
 
+def emitted_before(record: LeadRecord) -> set[str]:
+    """Ids already emitted for the lead's window and its remembered SLA outputs: SLA outputs carry no cause in
+    their id, so any event may bring one back."""
+    return {oid for p in record.pending for oid in p.output_ids} | set(record.emitted)
+
+
 def order_key(event: LeadEvent) -> tuple[datetime, str]:
     return (event.occurred_at, event.event_id)
 
@@ -196,7 +202,8 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     - a lead that asked the router for an owner holds every later event (timer ticks too) until the answer
       comes, then applies the answer at its own time and the held events after it, as a replay does.
     """
-    if record is not None and not is_duplicate(record, event.event_id):
+    fresh = record is not None and not is_duplicate(record, event.event_id)
+    if record is not None and fresh:
         if record.awaiting and event.event_id not in record.awaiting:
             return hold(record, event, (), policy, now)
         ticked: list[Output] = []
@@ -212,7 +219,7 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
             decision = decide(record, event, policy, now)
             outputs = (*ticked, *decision.outputs)
             return Decision(decision.record, outputs, decision.outcome, changed=True, released=decision.released)
-    decision = decide_one(record, event, policy, now)
+    decision = decide_one(record, event, policy, now, fresh=fresh)
     if record is not None and event.event_id in record.awaiting and not decision.record.awaiting:
         return release_held(decision, policy, now)
     return decision
@@ -265,11 +272,14 @@ def release_held(decision: Decision, policy: Policy, now: datetime, *, give_up: 
     return Decision(record, tuple(outputs), decision.outcome, changed=True, released=tuple(released))
 
 
-def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: datetime) -> Decision:
-    """One event, in event-time order within the lateness window (see the module docstring)."""
+def decide_one(
+    record: LeadRecord | None, event: LeadEvent, policy: Policy, now: datetime, *, fresh: bool = False
+) -> Decision:
+    """One event, in event-time order within the lateness window (see the module docstring). `fresh`: the caller
+    has just found the event is no duplicate of this record."""
     if record is None:
         record = LeadRecord(lead_id=event.lead_id, state=None)
-    elif is_duplicate(record, event.event_id):
+    elif not fresh and is_duplicate(record, event.event_id):
         return Decision(record, (), "duplicate", changed=False)
     if isinstance(event, TimerDue) and event.occurred_at <= now and is_window_closed(record, event, policy):
         return Decision(record, (), "ignored", changed=True, forget=True)
@@ -304,19 +314,17 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
     held = record.held
     key = order_key(event)
 
-    # SLA outputs carry no cause in their id, so any event may bring one back: remember them all.
-    already_emitted = {oid for p in pending for oid in p.output_ids} | set(record.emitted)
     if not pending or key > order_key(pending[-1].event):
         step = advance(record.state, event, policy, now)
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
         state, erased = step.state, step.erased
-        outputs = once(o for o in step.outputs if o.id not in already_emitted)
+        outputs = once(o for o in step.outputs if o.id not in emitted_before(record)) if step.outputs else ()
         before_last: tuple[LeadState | None] | None = (record.state,)
         outcome: Outcome = "late" if is_late else "applied"
         outcome = "refused" if step.refused else ("forwarded" if step.forwarded else outcome)
     else:
-        again = apply_again(record, event, pending, already_emitted, policy, now=now)
+        again = apply_again(record, event, pending, emitted_before(record), policy, now=now)
         state, pending, outputs, erased, held = again.state, again.pending, again.outputs, again.erased, again.held
         base = record.base
         before_last = None  # not kept by the fold; a settle here re-applies the prefix instead
@@ -331,12 +339,15 @@ def decide_one(record: LeadRecord | None, event: LeadEvent, policy: Policy, now:
         return Decision(marker, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
-    asked = tuple(answer_id(o) for o in outputs if isinstance(o, RouteRequest) and o.lead_id == record.lead_id)
-    awaiting = (*(a for a in record.awaiting if a != event.event_id), *asked)
-    asked_at = min((o.occurred_at for o in outputs if isinstance(o, RouteRequest)), default=watermark)
-    awaiting_since = (record.awaiting_since or min(asked_at, watermark)) if awaiting else None
-    timed = tuple(o.id for o in outputs if is_remembered(o))
-    emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
+    awaiting: tuple[str, ...] = ()
+    awaiting_since, emitted = None, record.emitted
+    if outputs or record.awaiting:  # most events neither ask the router nor emit anything
+        asked = tuple(answer_id(o) for o in outputs if isinstance(o, RouteRequest) and o.lead_id == record.lead_id)
+        awaiting = (*(a for a in record.awaiting if a != event.event_id), *asked)
+        asked_at = min((o.occurred_at for o in outputs if isinstance(o, RouteRequest)), default=watermark)
+        awaiting_since = (record.awaiting_since or min(asked_at, watermark)) if awaiting else None
+        timed = tuple(o.id for o in outputs if is_remembered(o))
+        emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
     # A copy, not a new model: every field is already valid (erased_at is None here), and validating them again

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from leadflow.schemas.base import CODE_PATTERN, Code, Frozen, Identifier, Money
+from leadflow.schemas.base import CODE_PATTERN, Code, Frozen, Identifier, Money, one_utc
 
 ShortText = Annotated[str, Field(max_length=500)]
 
@@ -53,7 +53,7 @@ def _after_1970(value: datetime) -> datetime:
     # Lead events from before the Unix epoch are data errors, and near datetime.min time arithmetic overflows.
     if value < EARLIEST:
         raise ValueError("must be after 1970-01-01T00:00:00Z")
-    return value
+    return one_utc(value)
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_after_1970)]

@@ -1010,6 +1010,14 @@ class Policy(PolicyModel):
         return frozenset(r.code for r in self.rejection_reasons)
 
     @cached_property
+    def sla_specs(self) -> dict[str, SlaSpec]:
+        return {spec.name: spec for spec in self.slas}
+
+    @cached_property
+    def sla_start_events(self) -> frozenset[str]:
+        return frozenset(spec.starts_on_event for spec in self.slas if spec.starts_on_event is not None)
+
+    @cached_property
     def all_stages(self) -> tuple[str, ...]:
         return (*self.lifecycle.stages, *self.lifecycle.side_stages)
 

@@ -29,7 +29,7 @@ def breaches(before: LeadState | None, event: LeadEvent, step: Step, policy: Pol
     if not breached:
         return step
     for breach in breached:
-        spec = next((s for s in policy.slas if s.name == breach.sla), None)
+        spec = policy.sla_specs.get(breach.sla)
         acted = ON_BREACH[spec.on_breach if spec else "none"](event, step, breach, policy)
         if acted is not step:
             step = acted
@@ -66,7 +66,7 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
     """What the policy does about a breach: tell the pool's manager, and/or ask for the pool's next owner.
 
     Owner and pool come from the breach (the lead may have been recycled by the same breach)."""
-    spec = next((s for s in policy.slas if s.name == breach.sla), None)
+    spec = policy.sla_specs.get(breach.sla)
     if spec is None or not spec.escalate or breach.owner_id is None:
         return []
     pool = policy.routing.by_name.get(breach.pool) if policy.routing and breach.pool else None
@@ -101,7 +101,8 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
 
 
 def is_escalating(breach: SlaBreached, policy: Policy) -> bool:
-    return any(spec.name == breach.sla and spec.escalate for spec in policy.slas)
+    spec = policy.sla_specs.get(breach.sla)
+    return spec is not None and spec.escalate
 
 
 def is_recent(breach: SlaBreached, now: datetime, policy: Policy) -> bool:

@@ -55,7 +55,8 @@ def start(state: LeadState, spec: SlaSpec, at: datetime, hand_raiser: bool, poli
 
 def restart(state: LeadState, old: Clock, at: datetime, policy: Policy) -> tuple[Clock, SlaOutput]:
     """The same commitment from `at` on, with the full allowance (an escalation gave the lead a new owner)."""
-    warn_at = next((spec.warn_at for spec in policy.slas if spec.name == old.sla), ())
+    spec = policy.sla_specs.get(old.sla)
+    warn_at = spec.warn_at if spec is not None else ()
     clock, started = open_clock(
         state, old.sla, at, allowance_s=old.allowance_s, calendar_name=old.calendar, warn_at=warn_at, policy=policy
     )

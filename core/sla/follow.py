@@ -43,7 +43,7 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
         # A merged lead is closed here; the surviving lead carries the commitments from now on.
         outputs.extend(cancelled(state, c, at, f"merged:{state.merged_into}") for c in state.clocks.values())
         return state.model_copy(update={"clocks": {}}), outputs
-    specs = {spec.name: spec for spec in policy.slas}
+    specs = policy.sla_specs
     running, closed = count_and_meet(state, state.clocks, event, specs, policy)
     outputs += closed
     if isinstance(event, LeadPaused):
@@ -54,7 +54,7 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
         running, left = leave(state, running, change, specs, at=at, policy=policy)
         running, started = start_where(state, running, policy, at, stage=change.to_stage, why=change.reason)
         outputs += [*left, *started]
-    if any(spec.starts_on_event == event.type for spec in policy.slas):
+    if event.type in policy.sla_start_events:
         running, started = start_where(state, running, policy, at, event_type=event.type, why=mql_reason(state))
         outputs += started
     if running == state.clocks and not outputs:
