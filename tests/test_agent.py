@@ -282,6 +282,7 @@ async def test_the_deadline_index_is_rebuilt_a_chunk_at_a_time_and_a_rebalance_a
     """A large table must not stall the stream while the index is rebuilt after a rebalance: the event loop runs
     between chunks. The index ends with every lead's next instant; a rebalance during the walk abandons it."""
     monkeypatch.setattr(worker_module, "REBUILD_CHUNK", 2)
+    monkeypatch.setattr(worker, "active_events_partitions", lambda: list(range(worker.settings.partitions)))
     records = {f"rebuild-{n}".encode(): hand_raiser(worker, f"rebuild-{n}") for n in range(6)}
     store = worker.leads.data
     for key, record in records.items():
@@ -311,7 +312,7 @@ async def test_the_deadline_index_is_rebuilt_a_chunk_at_a_time_and_a_rebalance_a
         assert not worker.timers.stale
         assert between >= len(records) // 2, f"the loop ran {between} times during a walk of 3 chunks"
 
-        worker.timers.mark_stale()
+        worker.timers.assigned([])  # the partitions went elsewhere and came back: they are walked again
         walk = asyncio.create_task(worker.timers.rebuild())
         await asyncio.sleep(0)  # the first chunk is read
         worker.timers.mark_stale()  # a rebalance meanwhile

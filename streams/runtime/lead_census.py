@@ -12,20 +12,24 @@ time instead of a walk of every lead:
 - `counts(partitions, now)`: the counts over the given partitions. Overdue, "an open clock whose deadline has
   passed and that is not paused", depends on `now`: it is the number of unpaused deadlines at or before `now`, a
   bisect of each sorted list.
-- `begin_walk`, `walked(key, partition, record)`, `end_walk`: a count from the table itself, for what the worker
-  did not store itself (a table recovered from its changelog, partitions newly assigned, standby replicas). The walk
-  reads the keys the table held when it began, in chunks, while leads are stored (`update`): a lead stored before
-  the walk reaches it counts as the record it had when first stored during the walk, since every store since then
-  is counted already; so the walk keeps an entry for each lead stored while it runs, until it reaches it or ends.
-  Until it ends, the counts are those of the last walk that did, kept up to date by `update` (`complete` is False
-  before the first); a partition the worker did not hold then has none, one it held as a standby replica has the
-  counts of that walk. A new walk abandons one under way (a rebalance meanwhile).
+- `begin_walk(partition)`, `walked(key, partition, record)`, `end_walk`: a count from the table itself, of one
+  partition (the worker walks those newly assigned to it, one at a time: a table recovered from its changelog) or
+  of every one, for what the worker did not store itself. The walk reads the keys the table held when it began, in
+  chunks, while leads are stored (`update`): a lead stored before the walk reaches it counts as the record it had
+  when first stored during the walk, since every store since then is counted already; so the walk keeps an entry
+  for each lead of its partitions stored while it runs, until it reaches it or ends. Until it ends, the counts of its
+  partitions are those of the last walk that did, kept up to date by `update` (of a partition no walk counted, only
+  what was stored since); when it ends they are its own. `complete` is False until the worker has walked every
+  partition it holds once (`end_walk` of the whole table, or `all_walked`). A new walk abandons one under way (a
+  rebalance meanwhile).
+- `keep(partitions)`: a rebalance took the others away: their counts are dropped (a partition kept keeps its own:
+  nothing of it was stored elsewhere meanwhile).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeVar
@@ -212,11 +216,16 @@ def tally_of(tallies: dict[int, Tally], partition: int) -> Tally:
 
 @dataclass
 class Walk:
-    """A count from the table under way: the tallies it builds, and the share each lead had when the worker
-    first stored it during the walk (what the walk must count for it, if it has not yet reached it)."""
+    """A count from the table under way, of one partition (`partition`) or of every one (None): the tallies it
+    builds, and the share each lead had when the worker first stored it during the walk (what the walk must count
+    for it, if it has not yet reached it)."""
 
+    partition: int | None = None
     tallies: dict[int, Tally] = field(default_factory=dict)
     first: dict[bytes, Share | None] = field(default_factory=dict)
+
+    def covers(self, partition: int) -> bool:
+        return self.partition is None or self.partition == partition
 
     def stored(self, key: bytes, partition: int, before: Share | None, after: Share | None) -> None:
         self.first.setdefault(key, before)
@@ -244,7 +253,7 @@ class LeadCensus:
         before, after = share(old), share(new)
         if before == after:
             return
-        if self.walk is not None:
+        if self.walk is not None and self.walk.covers(partition):
             self.walk.stored(key, partition, before, after)
         tally_of(self.tallies, partition).move(before, after)
 
@@ -257,17 +266,42 @@ class LeadCensus:
                 tally.count_into(result, at)
         return result
 
-    def begin_walk(self) -> None:
-        """A count from the table begins (one under way, abandoned, is dropped)."""
-        self.walk = Walk()
+    def begin_walk(self, partition: int | None = None) -> None:
+        """A count from the table of `partition` (None: of every partition) begins (one under way, abandoned, is
+        dropped)."""
+        self.walk = Walk(partition)
 
     def walked(self, key: bytes, partition: int, record: LeadRecord | None) -> None:
-        """The walk read `record` (None: gone) for the lead `key` of `partition`; each key of the table as of
-        `begin_walk` once, leads stored since then need not be."""
-        if self.walk is not None:
+        """The walk read `record` (None: gone) for the lead `key` of `partition`; each key of its partitions in the
+        table as of `begin_walk` once, leads stored since then need not be."""
+        if self.walk is not None and self.walk.covers(partition):
             self.walk.walked(key, partition, record)
 
     def end_walk(self) -> None:
-        """The walk read every key: its tallies are the census, of the partitions the table holds."""
-        if self.walk is not None:
-            self.tallies, self.walk, self.complete = self.walk.tallies, None, True
+        """The walk read every key of its partitions: its tallies are their census (of every partition the table
+        holds, after a walk of the whole table, which makes the census complete)."""
+        walk, self.walk = self.walk, None
+        if walk is None:
+            return
+        if walk.partition is None:
+            self.tallies, self.complete = walk.tallies, True
+            return
+        tally = walk.tallies.get(walk.partition)
+        if tally is None:
+            self.tallies.pop(walk.partition, None)
+        else:
+            self.tallies[walk.partition] = tally
+
+    def all_walked(self) -> None:
+        """Every partition the worker holds has been walked (one at a time) since it was assigned: the census is
+        complete."""
+        self.complete = True
+
+    def keep(self, partitions: Collection[int]) -> None:
+        """Only `partitions` stay this worker's: the counts of the others are dropped, and a walk that counts any
+        of them is abandoned."""
+        for partition in [p for p in self.tallies if p not in partitions]:
+            del self.tallies[partition]
+        walk = self.walk
+        if walk is not None and (walk.partition is None or walk.partition not in partitions):
+            self.walk = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from faust.stores import STORES
 from faust.stores.base import SerializedStore
@@ -80,6 +80,26 @@ class DecodedCache(SerializedStore[bytes, Any]):
         for _, value in self._items_decoded():
             yield value
 
+    def partition_keys(self, partition: int) -> list[bytes]:
+        """The keys the store holds in `partition` (of the table's changelog topic), as of now: a walk of one
+        partition reads these and no other."""
+        return list(self._partition_keys(partition))
+
+    def partition_get(self, partition: int, key: bytes) -> Any | None:
+        """The value of `key` in `partition`, decoded (None: that partition does not hold it); from the cache when
+        there, without filling it (a walk must not evict the leads the stream is working on)."""
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        encoded = self._partition_value(partition, key)
+        return None if encoded is None else self._decode_value(encoded)
+
+    def _partition_keys(self, partition: int) -> Iterable[bytes]:
+        raise NotImplementedError
+
+    def _partition_value(self, partition: int, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
 
 class MemoryStore(DecodedCache):
     """partition -> {key: encoded value}."""
@@ -137,6 +157,13 @@ class MemoryStore(DecodedCache):
     def _size(self) -> int:
         return sum(len(values) for values in self.partitions.values())
 
+    def _partition_keys(self, partition: int) -> Iterable[bytes]:
+        return list(self.partitions.get(partition, ()))
+
+    def _partition_value(self, partition: int, key: bytes) -> bytes | None:
+        values = self.partitions.get(partition)
+        return None if values is None else values.get(key)
+
     def _contains(self, key: bytes) -> bool:
         return self._partition_holding(key) is not None
 
@@ -191,6 +218,18 @@ class RocksDBStore(DecodedCache, FaustRocksDBStore):
             if event.message.key is not None:
                 self.cache.pop(event.message.key, None)
         super().apply_changelog_batch(batch, to_key, to_value)
+
+    def _partition_keys(self, partition: int) -> Iterable[bytes]:
+        """The partition's database, if it is open (a partition this worker does not hold has none): not opened
+        for this."""
+        db = self._dbs.get(partition)
+        return () if db is None else self._visible_keys(db)
+
+    def _partition_value(self, partition: int, key: bytes) -> bytes | None:
+        db = self._dbs.get(partition)
+        if db is None or key == self.offset_key:
+            return None
+        return cast(bytes | None, db.get(key))
 
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0

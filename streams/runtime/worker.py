@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -227,7 +227,7 @@ class VisitsTable(ModelTable[SiteVisits]):
 
 Table = TypeVar("Table", bound=ModelTable[Any])
 ROUTING_KEY = b"pools"
-# Leads read between two yields to the event loop while the deadline index is rebuilt (Timers.rebuild).
+# Leads read between two yields to the event loop while a partition's deadline index is rebuilt (Timers.walk).
 REBUILD_CHUNK = 1000
 SUMMARY_CHUNK = 1000  # leads summarized between two yields to the event loop
 REDIRECTED = "redirected"  # query parameter a redirect adds: a worker that does not own the lead either says 503
@@ -323,8 +323,8 @@ class Worker:
         self.count_visits = self.app.agent(self.input_topic("visits"), name="leadflow.count_visits")(self.keep_visits)
 
         self.timers = Timers(self)
-        self.app.on_partitions_assigned.connect(self.on_assignment_change)
-        self.app.on_partitions_revoked.connect(self.on_assignment_change)
+        self.app.on_partitions_assigned.connect(self.on_assigned)
+        self.app.on_partitions_revoked.connect(self.on_revoked)
         self.app.timer(interval=settings.sweep_interval_s)(self.sweep_timers)
         self.app.task(self.prepare_sending)
 
@@ -549,8 +549,12 @@ class Worker:
 
     # ---- Timers, tasks and signals.
 
-    async def on_assignment_change(self, *args: Any, **kwargs: Any) -> None:
+    async def on_revoked(self, *args: Any, **kwargs: Any) -> None:
         self.timers.mark_stale()
+
+    async def on_assigned(self, *args: Any, **kwargs: Any) -> None:
+        """The group's new assignment (the assignor has it already: Faust's recovery reads it before this signal)."""
+        self.timers.assigned(self.active_events_partitions())
 
     async def sweep_timers(self) -> None:
         """On every worker (each owns its partitions' deadlines), not only on the leader."""
@@ -729,17 +733,28 @@ class Worker:
         return web.bytes(body, content_type="application/x-ndjson")
 
 
+def forget_partitions(clock: PartitionClock, kept: Collection[int]) -> None:
+    """What `clock` knows of partitions not in `kept` is dropped: were one to come back, what was applied of it
+    meanwhile, elsewhere, is not known."""
+    for times in (clock.event_time, clock.caught_up_at):
+        for partition in [p for p in times if p not in kept]:
+            del times[partition]
+
+
 class Timers:
     """Durable SLA timers: the leads table holds the clocks; in-memory indexes find what is due.
 
-    One deadline index per partition of the events topic, rebuilt from the table after every rebalance (the
-    table is recovered from its changelog). An instant fires at its partition's time (core.partition_clock):
-    once the events appended before it have been applied, plus the policy's grace; a backlog after a restart or
-    an outage holds the clocks back until it is applied, and deadlines that passed while no worker ran fire as
-    soon as it is. Due instants go back through `leads.events` as `timer.due` events keyed by lead, so the
-    lead's own partition applies them inside stream processing; their ids are deterministic, so a tick sent
-    twice is a duplicate. The walk that rebuilds the indexes rebuilds the lead census too (streams.runtime.lead_census):
-    one walk of the table per rebalance.
+    One deadline index per partition of the events topic this worker holds as an active member, kept up to date by
+    the agent as it stores leads. After a rebalance (`assigned`, `rebuild`) a partition the worker kept keeps its
+    index, its lead census and its partition time: nothing of it was applied elsewhere meanwhile, and the table's
+    store kept its leads. Those of a partition no longer assigned are dropped; a partition newly assigned is walked:
+    its leads read from the table (recovered from its changelog), its index and census built from them. An instant
+    fires at its partition's time (core.partition_clock): once the events appended before it have been applied, plus
+    the policy's grace; a backlog after a restart or an outage holds the clocks back until it is applied, and
+    deadlines that passed while no worker ran fire as soon as it is. Due instants go back through `leads.events` as
+    `timer.due` events keyed by lead, so the lead's own partition applies them inside stream processing; their ids
+    are deterministic, so a tick sent twice is a duplicate. The walk of a partition that builds its index counts its
+    lead census too (streams.runtime.lead_census): one walk of each partition newly assigned.
     """
 
     def __init__(self, worker: Worker) -> None:
@@ -748,8 +763,10 @@ class Timers:
         self.clock = PartitionClock()
         self.applied: dict[int, int] = {}  # partition -> last offset the agent handled
         self.stale = True
+        # Active partitions whose index and census were walked whole since they were assigned (and kept since).
+        self.walked: set[int] = set()
         # Leads per stage, open and overdue clocks per partition, for the lead gauges: the agent updates it as it
-        # stores leads, `rebuild` counts it from the table in the same walk as the indexes.
+        # stores leads, `rebuild` counts a partition newly assigned from the table in the same walk as its index.
         self.census = LeadCensus()
 
     def __len__(self) -> int:
@@ -757,6 +774,23 @@ class Timers:
 
     def mark_stale(self) -> None:
         self.stale = True
+
+    def assigned(self, partitions: Collection[int]) -> None:
+        """A rebalance gave this worker `partitions` of the events topic (as an active member): what it held of
+        the others is dropped now, so a partition that goes and comes back before the next `rebuild` is walked
+        again."""
+        self.keep(partitions)
+        self.stale = True
+
+    def keep(self, partitions: Collection[int]) -> None:
+        """Only `partitions` stay this worker's: the indexes, census counts and partition times of the others are
+        dropped (`applied` stays: offsets only grow)."""
+        kept = set(partitions)
+        for partition in [p for p in self.indexes if p not in kept]:
+            del self.indexes[partition]
+        forget_partitions(self.clock, kept)
+        self.census.keep(kept)
+        self.walked &= kept
 
     def set(self, partition: int, lead_id: str, instant: datetime | None) -> None:
         self.indexes.setdefault(partition, DeadlineIndex()).set(lead_id, instant)
@@ -769,33 +803,46 @@ class Timers:
             self.clock.applied(partition, event.occurred_at.timestamp())
 
     async def rebuild(self) -> None:
-        """The indexes and the lead census from the table, in one walk, REBUILD_CHUNK leads at a time with a yield
-        to the event loop between chunks: a large table (a million leads, or a rocksdb store that decodes each one)
-        must not stall the stream or the group's heartbeats. Leads the agent writes meanwhile set their own instant
-        (`set`), before or after this walk reads them: either way the index ends with the newest; the census counts
-        each as it was when the agent first stored it during the walk, plus what the agent stored since
-        (streams.runtime.lead_census). A rebalance during the walk (`mark_stale`) abandons it; the next sweep starts
-        over. Until a walk ends, the lead gauges show the census of the last one that did, kept up to date by the
-        agent (none before the first: no sample)."""
-        # `applied` stays: offsets only grow, and a partition kept through the rebalance may stay idle, so
-        # forgetting what was applied would hold its clocks back until its next record.
-        self.indexes = {}
-        self.clock.forget()
+        """After a rebalance: what the worker holds of partitions no longer assigned is dropped (`keep`), those it
+        kept stay as they are, and each partition assigned that was not walked whole since it was assigned (all of
+        them at the first rebuild after a start) is walked: its keys in the table's store, and only those, read
+        REBUILD_CHUNK leads at a time with a yield to the event loop between chunks (a large table, a million leads
+        or a rocksdb store that decodes each one, must not stall the stream or the group's heartbeats); its index
+        and census are built from them in the one walk. Leads the agent writes meanwhile set their own instant
+        (`set`), before or after the walk reads them: either way the index ends with the newest; the census counts
+        each as it was when the agent first stored it during its partition's walk, plus what the agent stored since
+        (streams.runtime.lead_census). A rebalance during the walk (`mark_stale`) abandons it: the partitions walked
+        whole before it stay walked (if kept), the one under way and those not begun are walked by the next
+        sweep's rebuild. Until a partition's walk ends, the lead gauges show what the agent stored of it since it
+        was assigned (none before the first rebuild ends: no sample)."""
+        actives = self.worker.active_events_partitions()
+        self.keep(actives)
         self.stale = False
-        census = self.census
-        census.begin_walk()
-        keys = list(self.worker.leads.keys())
+        store = cast(DecodedCache, self.worker.leads.data)
+        for partition in actives:
+            if partition not in self.walked and not await self.walk(store, partition):
+                return
+        self.census.all_walked()
+
+    async def walk(self, store: DecodedCache, partition: int) -> bool:
+        """Build the index and the census of `partition` from its leads in `store` (False: a rebalance abandoned
+        the walk, and the partition is not walked)."""
+        census, policy = self.census, self.worker.policy
+        self.indexes[partition] = index = DeadlineIndex()
+        census.begin_walk(partition)
+        keys = store.partition_keys(partition)
         for start in range(0, len(keys), REBUILD_CHUNK):
             for key in keys[start : start + REBUILD_CHUNK]:
-                record = self.worker.leads.get(key)
-                partition = self.worker.partition_of(key)
+                record = store.partition_get(partition, key)
                 census.walked(key, partition, record)
                 if record is not None:
-                    self.set(partition, record.lead_id, wake_at(record, self.worker.policy))
+                    index.set(record.lead_id, wake_at(record, policy))
             await asyncio.sleep(0)
             if self.stale:
-                return
+                return False
         census.end_walk()
+        self.walked.add(partition)
+        return True
 
     def observe_fetches(self) -> None:
         """Partitions whose every fetched record has been applied are caught up as of that fetch."""
