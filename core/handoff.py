@@ -167,7 +167,7 @@ def follow(
     """The routing consequences of one applied event: a route request or hand-off on entering mql, and the
     release of capacity the lead no longer takes up."""
     more: list[Output] = []
-    if after is not None:
+    if after is not None and outputs:
         entered = any(isinstance(o, StageChanged) and o.to_stage == ROUTED_STAGE for o in outputs)
         if entered and after.stage == ROUTED_STAGE:
             if after.owner_id is not None:

@@ -58,6 +58,8 @@ def record(state: LeadState | None, event: LeadEvent, outputs: Sequence[Output])
     """The state with this step's outputs in its ledger (and the lead's source, on its creation)."""
     if state is None:
         return None
+    if not outputs and not isinstance(event, LeadCreated | ContactAttempted):
+        return state  # most events: nothing for the ledger
     slas = tuple(entry(o) for o in outputs if isinstance(o, SLA_TYPES))
     handoffs = tuple(
         HandOffEntry(at=o.occurred_at, owner_id=o.owner_id, team=o.team, pool=o.pool, reason=o.reason)

@@ -102,7 +102,7 @@ def escalate(state: LeadState, breach: SlaBreached, policy: Policy) -> list[Outp
 
 def is_escalating(breach: SlaBreached, policy: Policy) -> bool:
     spec = policy.sla_specs.get(breach.sla)
-    return spec is not None and spec.escalate
+    return spec is not None and bool(spec.escalate)
 
 
 def is_recent(breach: SlaBreached, now: datetime, policy: Policy) -> bool:
@@ -113,6 +113,8 @@ def hold_old_escalations(outputs: tuple[Output, ...], now: datetime, policy: Pol
     """Actions on people (reassign, notify) only for recent breaches. A breach older than the horizon (a backlog
     after an outage, history sent through the live topic) is true history: it is emitted, marked not escalated
     with the reason, and nobody is reassigned or paged today for a deadline that passed long ago."""
+    if not outputs:
+        return outputs
     breaches = (o for o in outputs if isinstance(o, SlaBreached) and is_escalating(o, policy))
     old = {breach.id for breach in breaches if not is_recent(breach, now, policy)}
     if not old:
