@@ -1,8 +1,9 @@
 """The preset dictionaries of the tables' compact values (schemas.record_encoding), built from what every record
 shares: its schema, the default policy's words and the words the core writes.
 
-A preset dictionary is text deflate may refer back to before the value's first byte, so a record's field names and
-the words it repeats cost a few bits from its first occurrence on. What goes in, per table:
+A preset dictionary is text the compressor (zstd; deflate before it) may refer back to before the value's first
+byte, so a record's field names and the words it repeats cost a few bits from their first occurrence on. What goes
+in, per table:
 
 - from the value's JSON Schema: each model as a skeleton, its field names in their order, each followed by the
   start of a value that differs from its default (only such values are written: defaults are left out), and every
@@ -39,6 +40,9 @@ from leadflow.schemas.visits import VISITS_ADAPTER
 
 if TYPE_CHECKING:  # the encoding reads the frozen dictionaries this module writes: no import at run time
     from leadflow.schemas.record_encoding import TableKind
+
+# The last byte a dictionary may take: its zstd format byte (0x40 higher, schemas.record_encoding) stays below "{".
+LAST_DICTIONARY: Final = 0x3A
 
 ADAPTERS: Final[Mapping[TableKind, TypeAdapter[Any]]] = {
     "lead_record": RECORD_ADAPTER,
@@ -264,15 +268,17 @@ def render(dictionaries: Mapping[int, tuple[TableKind, bytes]]) -> str:
 
 def with_new_versions(published: Mapping[int, tuple[TableKind, bytes]]) -> dict[int, tuple[TableKind, bytes]]:
     """`published` plus, for each table whose newest dictionary differs from what this tree gives, a new one under
-    the next free format byte (never "{", which starts a plain JSON value)."""
+    the next free format byte (up to 0x3a: its zstd format byte, 0x40 higher, stays below "{", which starts a plain
+    JSON value; schemas.record_encoding)."""
+
     result = dict(published)
     for kind in ADAPTERS:
         newest = [data for _, (k, data) in sorted(published.items()) if k == kind]
         fresh = dictionary(kind)
         if not newest or newest[-1] != fresh:
             byte = max(result, default=0) + 1
-            if byte >= ord("{"):
-                raise ValueError("format bytes up to 0x7a are used; extend the format before adding dictionaries")
+            if byte > LAST_DICTIONARY:
+                raise ValueError("dictionary bytes up to 0x3a are used; extend the format before adding dictionaries")
             result[byte] = (kind, fresh)
     return result
 

@@ -24,6 +24,8 @@ from leadflow.schemas.record_encoding import (
     PLAIN_JSON,
     ROUTING_STATE_ENCODING,
     VISITS_ENCODING,
+    WINDOW_BITS,
+    ZSTD,
     RecordEncodingError,
 )
 from leadflow.schemas.record_vocabulary import ADAPTERS, dictionary, published_dictionaries, with_new_versions
@@ -142,7 +144,7 @@ def test_the_routing_state_and_a_visits_report_read_back_equal() -> None:
 
 @given(st.binary(max_size=5000))
 def test_any_json_bytes_pack_and_unpack_unchanged(json: bytes) -> None:
-    """The deflate layer is lossless for any bytes, multi-byte UTF-8 included, long or empty."""
+    """The compression layer is lossless for any bytes, multi-byte UTF-8 included, long or empty."""
     assert LEAD_RECORD_ENCODING.to_json(LEAD_RECORD_ENCODING.pack(json)) == json
 
 
@@ -169,11 +171,28 @@ def test_plain_json_written_before_the_encoding_still_reads() -> None:
     assert VISITS_ENCODING.decode(VISITS_ADAPTER.dump_json(VISITS)) == VISITS
 
 
+def deflated(kind: str, json: bytes) -> bytes:
+    """A value as the tables wrote it in the deflate format (format byte = the dictionary's, 2026-12-06)."""
+    byte, data = max((b, d) for b, (k, d) in DICTIONARIES.items() if k == kind)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, WINDOW_BITS, zlib.DEF_MEM_LEVEL, 0, data)
+    return bytes((byte,)) + compressor.compress(json) + compressor.flush()
+
+
+def test_values_written_in_the_deflate_format_still_read() -> None:
+    """Values of the first compact format (deflate, written before zstd) restore unchanged."""
+    for record in journey_records():
+        value = deflated("lead_record", RECORD_ADAPTER.dump_json(record, exclude_defaults=True))
+        assert value[0] == LEAD_RECORD_ENCODING.format - ZSTD
+        assert LEAD_RECORD_ENCODING.decode(value) == record
+    state = routing_state(30)
+    assert ROUTING_STATE_ENCODING.decode(deflated("routing_state", ROUTING_STATE_ADAPTER.dump_json(state))) == state
+
+
 # --- values this version cannot read -------------------------------------------------------------------------------
 
 
-def test_an_unknown_format_byte_is_refused_naming_the_byte_and_what_to_do() -> None:
-    unknown = max(DICTIONARIES) + 1
+@pytest.mark.parametrize("unknown", [max(DICTIONARIES) + 1, max(DICTIONARIES) + 1 + ZSTD, 0x00, 0xFF])
+def test_an_unknown_format_byte_is_refused_naming_the_byte_and_what_to_do(unknown: int) -> None:
     value = bytes((unknown,)) + zlib.compress(b"{}")
     with pytest.raises(RecordEncodingError) as raised:
         LEAD_RECORD_ENCODING.decode(value)
@@ -185,18 +204,30 @@ def test_an_unknown_format_byte_is_refused_naming_the_byte_and_what_to_do() -> N
 
 def test_a_value_of_another_table_is_refused_as_such() -> None:
     routing = ROUTING_STATE_ENCODING.encode(routing_state(3))
-    with pytest.raises(RecordEncodingError, match=r"format byte 0x02, which is the routing state \(the routing "):
+    with pytest.raises(RecordEncodingError, match=r"format byte 0x42, which is the routing state \(the routing "):
         LEAD_RECORD_ENCODING.decode(routing)
+    old = deflated("routing_state", ROUTING_STATE_ADAPTER.dump_json(routing_state(3)))
+    with pytest.raises(RecordEncodingError, match=r"format byte 0x02, which is the routing state \(the routing "):
+        LEAD_RECORD_ENCODING.decode(old)
 
 
 def test_a_damaged_value_is_refused_not_misread() -> None:
-    value = LEAD_RECORD_ENCODING.encode(journey_records()[-1])
+    record = journey_records()[-1]
+    value = LEAD_RECORD_ENCODING.encode(record)
+    for damaged, why in (
+        (value[: len(value) // 2], "did not decompress full frame"),
+        (value + b"more", "4 bytes of unused data"),
+        (value[:1] + b"\xff" * 40, "content size"),
+    ):
+        with pytest.raises(RecordEncodingError, match=f"format byte 0x41 .* is not a whole zstd frame: .*{why}"):
+            LEAD_RECORD_ENCODING.decode(damaged)
+    old = deflated("lead_record", RECORD_ADAPTER.dump_json(record))
     with pytest.raises(RecordEncodingError, match="cut short"):
-        LEAD_RECORD_ENCODING.decode(value[: len(value) // 2])
+        LEAD_RECORD_ENCODING.decode(old[: len(old) // 2])
     with pytest.raises(RecordEncodingError, match="stray bytes"):
-        LEAD_RECORD_ENCODING.decode(value + b"more")
+        LEAD_RECORD_ENCODING.decode(old + b"more")
     with pytest.raises(RecordEncodingError, match="not a deflate stream"):
-        LEAD_RECORD_ENCODING.decode(value[:1] + b"\xff" * 40)
+        LEAD_RECORD_ENCODING.decode(old[:1] + b"\xff" * 40)
     with pytest.raises(RecordEncodingError, match="an empty value"):
         LEAD_RECORD_ENCODING.decode(b"")
 
@@ -209,8 +240,9 @@ def test_the_newest_dictionary_of_each_table_is_what_the_generator_gives() -> No
     it as a new version instead of letting the frozen one drift from its recipe."""
     assert set(ENCODINGS) == set(ADAPTERS)
     for kind, encoding in ENCODINGS.items():
-        assert encoding.format == max(b for b, (k, _) in DICTIONARIES.items() if k == kind)
-        assert encoding.dictionaries[encoding.format] == dictionary(kind), (
+        assert encoding.dictionary_byte == max(b for b, (k, _) in DICTIONARIES.items() if k == kind)
+        assert encoding.format == encoding.dictionary_byte + ZSTD
+        assert encoding.dictionaries[encoding.dictionary_byte] == dictionary(kind), (
             f"the {kind} dictionary is not what schemas/record_vocabulary.py gives for this tree: run `python -m "
             "leadflow.schemas.record_vocabulary --write` (it adds a new version; never edit a published one)"
         )

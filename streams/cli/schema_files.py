@@ -16,7 +16,9 @@ from leadflow.streams.runtime.routes import KEY_RULES, ROUTES
 ENCODED = (
     " A value is not this JSON as such but its compact encoding (schemas/record_encoding.py): a value whose first "
     "byte is `{` is the JSON itself; otherwise that byte names a preset dictionary (schemas/record_dictionaries.py) "
-    "and the rest is the JSON, defaults left out, as a raw deflate stream (RFC 1951) compressed with it."
+    "and a compression: 0x41-0x7a, what the tables write, is a zstd frame (RFC 8878, no magic number, checksum or "
+    "dictionary id) of the JSON, defaults left out, with the dictionary of the byte minus 0x40 as raw content; "
+    "0x01-0x3a is a raw deflate stream (RFC 1951) with the dictionary of the byte itself."
 )
 
 # A file per topic whose route names one (its values), and the documents that are not records of a topic.

@@ -15,8 +15,9 @@ from leadflow.schemas.record_encoding import (
 
 
 class ModelCodec(codecs.Codec):
-    """Table values in the compact encoding of schemas.record_encoding (JSON without defaults, deflated with the
-    table's preset dictionary; plain JSON written before it is still read), not Faust Records: cheaper both ways."""
+    """Table values in the compact encoding of schemas.record_encoding (JSON without defaults, compressed
+    with zstd and the table's preset dictionary; plain JSON written before it is still read), not Faust Records:
+    cheaper both ways."""
 
     def __init__(self, encoding: RecordEncoding[Any]) -> None:
         super().__init__()
