@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from leadflow.schemas.events import TimerDue
-from leadflow.schemas.state import LeadState
+from leadflow.schemas.state import LeadState, LeadStateView
 
 TIMER_SOURCE = "leadflow.timer"
 
@@ -28,9 +28,9 @@ def timer_due(lead_id: str, instant: datetime) -> TimerDue:
     )
 
 
-def next_instant(state: LeadState | None, after: float | None = None) -> datetime | None:
+def next_instant(state: LeadState | LeadStateView | None, after: float | None = None) -> datetime | None:
     """The earliest warning or deadline still to come on the lead's running clocks (later than `after`, a
-    timestamp, when given)."""
+    timestamp, when given). The state may be a view of a stored record (schemas.state.LeadStateView)."""
     if state is None or not state.clocks:
         return None
     instants = [

@@ -27,7 +27,7 @@ from leadflow.core.step import Step
 from leadflow.schemas.events import LeadAbsorbed, LeadEvent, TimerDue
 from leadflow.schemas.outputs import SLA_TYPES, Output, RouteRequest
 from leadflow.schemas.policy import Policy
-from leadflow.schemas.state import LeadRecord, LeadState, PendingEvent
+from leadflow.schemas.state import LeadRecord, LeadRecordView, LeadState, PendingEvent
 
 # Pending events beyond this many are settled into `base` early once they are outside the window.
 MAX_PENDING = 64
@@ -58,7 +58,7 @@ class Decision:
     forget: bool = False
 
 
-def is_stateless(record: LeadRecord) -> bool:
+def is_stateless(record: LeadRecord | LeadRecordView) -> bool:
     """The record of a lead that does not exist: no state, not erased, waiting for nothing. It holds only events
     refused as `unknown_lead`, kept while their lateness window is open so that a `lead.created` dated before
     them and delivered after them still finds them (in-order and out-of-order delivery agree)."""
@@ -72,7 +72,7 @@ def is_stateless(record: LeadRecord) -> bool:
     )
 
 
-def forget_at(record: LeadRecord, policy: Policy) -> datetime | None:
+def forget_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime | None:
     """When a lead that does not exist is forgotten: its newest event time + `processing.lateness_seconds`.
     A `timer.due` at that instant (the live timer, at the lead's partition time; the replay clock offline) deletes
     the record, so events for unknown leads leave nothing behind. A redelivery after that is refused again,
@@ -82,9 +82,9 @@ def forget_at(record: LeadRecord, policy: Policy) -> datetime | None:
     return record.watermark + timedelta(seconds=policy.processing.lateness_seconds)
 
 
-def wake_at(record: LeadRecord | None, policy: Policy) -> datetime | None:
+def wake_at(record: LeadRecord | LeadRecordView | None, policy: Policy) -> datetime | None:
     """The instant the lead's timer must fire next: its clocks' next instant, or when a lead that does not
-    exist is forgotten."""
+    exist is forgotten. The record may be a view of a stored one (schemas.state.LeadRecordView)."""
     if record is None:
         return None
     return next_instant(record.state) if record.state is not None else forget_at(record, policy)

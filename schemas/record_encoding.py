@@ -39,6 +39,7 @@ from leadflow.schemas.state import RECORD_ADAPTER, ROUTING_STATE_ADAPTER, LeadRe
 from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 TableKind = Literal["lead_record", "routing_state", "site_visits"]
 KIND_NAMES: Final[Mapping[str, str]] = {
@@ -100,6 +101,10 @@ class RecordEncoding(Generic[T]):
     def pack(self, json: bytes) -> bytes:
         """The stored form of a value's JSON (the newest format)."""
         return self._header + self._compressor().compress(json)
+
+    def decode_as(self, adapter: TypeAdapter[V], data: bytes) -> V:
+        """The value read as another model of its JSON (a view that reads only some fields: schemas.state)."""
+        return adapter.validate_json(self.to_json(data))
 
     def to_json(self, data: bytes) -> bytes:
         """The JSON of a stored value, whatever its format."""

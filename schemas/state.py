@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from leadflow.schemas.base import Frozen, Instant
 from leadflow.schemas.events import Bant, LeadEvent, Profile
@@ -150,6 +150,46 @@ class LeadRecord(Frozen):
 
 
 RECORD_ADAPTER: TypeAdapter[LeadRecord] = TypeAdapter(LeadRecord)
+
+
+# What a walk of the leads table reads of each record (the deadline index and the lead census, rebuilt after a
+# start or a rebalance): the fields below, from the same stored JSON; the rest of it (pending and held events,
+# history, ledger, profile) is skipped unvalidated, so a record reads ~4x faster than decoded whole. Names and
+# defaults are those of the models above (tests/test_record_view.py holds them to it).
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ClockView(View):
+    deadline: Instant
+    warnings: tuple[tuple[float, Instant], ...] = ()
+    paused_at: Instant | None = None
+    breached: bool = False
+
+
+class LeadStateView(View):
+    lead_id: str
+    stage: str
+    clocks: dict[str, ClockView] = Field(default_factory=dict)
+
+
+class Present(View):
+    """A value of which only its presence is read."""
+
+
+class LeadRecordView(View):
+    lead_id: str
+    state: LeadStateView | None
+    base: Present | None = None
+    watermark: Instant | None = None
+    erased_at: Instant | None = None
+    awaiting: tuple[str, ...] = ()
+    held: tuple[Present, ...] = ()
+
+
+RECORD_VIEW_ADAPTER: TypeAdapter[LeadRecordView] = TypeAdapter(LeadRecordView)
 
 
 class PoolState(Frozen):
