@@ -19,17 +19,19 @@ compact ones:
 
   memory   ``memory://``, the default store (streams.runtime.stores.MemoryStore, built by a Worker as the worker
            builds it): the changelog records handed to it as a restore does (apply_changelog_batch: kept as they
-           come, nothing decoded), then every value read back decoded, as a walk of all leads does (the cache holds
-           the most recently used only). RSS per lead = the process's RSS growth / leads, also once its cache is
-           full (LEADFLOW_STORE_CACHE values decoded); restore = seconds to store them; read and decode all =
-           seconds for the walk.
+           come, nothing decoded), then every value read back decoded, as a walk of all leads that needs whole
+           records does (the goal gauges, /funnel: the cache holds the most recently used only), then every
+           partition walked as the deadline index rebuild walks it (streams.runtime.worker.Timers.walk: each value
+           read as a view of its clocks and stage, schemas.state.LeadRecordView). RSS per lead = the process's RSS
+           growth / leads, also once its cache is full (LEADFLOW_STORE_CACHE values decoded); restore = seconds to
+           store them; read and decode all, rebuild walk = seconds for each walk.
   decoded  Faust's own memory store, what ``memory://`` was before streams.runtime.stores: every value decoded
            into a lead record held in a dict, as it rebuilt its table at start. Not run by default (1M leads need
            ~20 GB): ``--stores decoded``.
   rocksdb  ``rocksdb://`` (rocksdict, the production store): the values written to a database in a temporary
            directory in batches, as Faust's rocksdb store writes a restored changelog, then read back and decoded
-           one by one, as the deadline index rebuild after a rebalance reads every lead. RSS per lead, write
-           seconds (the restore), read-and-decode seconds, bytes on disk per lead.
+           one by one, then read back as views (what the deadline index rebuild reads). RSS per lead, write
+           seconds (the restore), read-and-decode and rebuild-walk seconds, bytes on disk per lead.
 
 The changelog figures are for the values themselves (the record key is the lead id).
 """
@@ -54,9 +56,12 @@ from typing import Any
 from benchmarks.core import changelog_record, decode_all, percentile, records, run_engine
 from benchmarks.machine import machine_info
 from benchmarks.results import RESULTS_MD, append_section
+from leadflow.core.decision import wake_at
+from leadflow.schemas.policy import load_policy
 from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
 from leadflow.schemas.state import RECORD_ADAPTER
 from leadflow.streams.runtime.heap import tune_gc
+from leadflow.streams.runtime.worker import read_view
 
 SECTION_TITLE = (
     "lead memory at scale, compact changelog values"  # before schemas.record_encoding: "lead memory at scale"
@@ -130,10 +135,24 @@ def measure_memory(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool)
     read = sum(1 for value in store.values() if value is not None)
     read_s = time.perf_counter() - started
     assert read == leads == len(store)
+    started = time.perf_counter()
+    walked = 0
+    for partition in range(partitions):
+        for key in store.partition_keys(partition):
+            wake_at(store.partition_get(partition, key, read_view), worker.policy)
+            walked += 1
+    walk_s = time.perf_counter() - started
+    assert walked == leads
     for key in itertools.islice(store.keys(), store.cache_size):  # the working set, decoded: a full cache
         store[key]
     cached = rss() - before
-    return {"rss_per_lead": grown / leads, "cached_per_lead": cached / leads, "restore_s": restore_s, "read_s": read_s}
+    return {
+        "rss_per_lead": grown / leads,
+        "cached_per_lead": cached / leads,
+        "restore_s": restore_s,
+        "read_s": read_s,
+        "walk_s": walk_s,
+    }
 
 
 def measure_decoded(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool) -> dict[str, float]:
@@ -156,6 +175,7 @@ def measure_rocksdb(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool
     from rocksdict import Options, Rdict, WriteBatch
 
     tune_gc()
+    policy = load_policy()
     directory = Path(tempfile.mkdtemp(prefix="leadflow-bench-rocksdb-"))
     try:
         before = rss()
@@ -175,11 +195,24 @@ def measure_rocksdb(distinct: list[tuple[bytes, bytes]], leads: int, plain: bool
         started = time.perf_counter()
         read = sum(1 for _, value in db.items() if loads(value) is not None)
         read_s = time.perf_counter() - started
+        started = time.perf_counter()
+        walked = 0
+        for _, value in db.items():
+            wake_at(read_view(value), policy)
+            walked += 1
+        walk_s = time.perf_counter() - started
+        assert walked == leads
         grown = rss() - before
         db.close()
         on_disk = sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
         assert read == leads
-        return {"rss_per_lead": grown / leads, "write_s": write_s, "read_s": read_s, "disk_per_lead": on_disk / leads}
+        return {
+            "rss_per_lead": grown / leads,
+            "write_s": write_s,
+            "read_s": read_s,
+            "walk_s": walk_s,
+            "disk_per_lead": on_disk / leads,
+        }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -224,6 +257,7 @@ def value_costs(distinct: list[tuple[bytes, bytes]]) -> dict[str, float]:
         "encode": per_value(LEAD_RECORD_ENCODING.encode, leads),
         "plain_load": per_value(RECORD_ADAPTER.validate_json, jsons),
         "decode": per_value(LEAD_RECORD_ENCODING.decode, encoded),
+        "view": per_value(read_view, encoded),
     }
 
 
@@ -253,12 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     costs = in_child(value_costs, distinct)
     record = (
         f"{value_sizes(distinct)} Per value, mean: encode {costs['encode']:,.1f} µs (plain JSON "
-        f"{costs['plain_dump']:,.1f}), decode {costs['decode']:,.1f} µs (plain JSON {costs['plain_load']:,.1f})."
+        f"{costs['plain_dump']:,.1f}), decode {costs['decode']:,.1f} µs (plain JSON {costs['plain_load']:,.1f}), "
+        f"read as the rebuild's view {costs['view']:,.1f} µs."
     )
     n = args.leads
     table = [
-        "| store | values | leads | RSS per lead | restore | read and decode all | on disk per lead |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| store | values | leads | RSS per lead | restore | read and decode all | rebuild walk (views) "
+        "| on disk per lead |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for plain, values_are in ((True, "plain JSON (before)"), (False, "compact (after)")):
         if "memory" in stores:
@@ -266,19 +302,20 @@ def main(argv: list[str] | None = None) -> int:
             table.append(
                 f"| `memory://` | {values_are} | {n:,} | {memory['rss_per_lead']:,.0f} B "
                 f"({memory['cached_per_lead']:,.0f} B with a full cache) | "
-                f"{memory['restore_s']:.1f} s (store) | {memory['read_s']:.1f} s | — |"
+                f"{memory['restore_s']:.1f} s (store) | {memory['read_s']:.1f} s | {memory['walk_s']:.1f} s | — |"
             )
         if "decoded" in stores:
             decoded = in_child(measure_decoded, distinct, n, plain)
             table.append(
                 f"| Faust's memory store (decoded) | {values_are} | {n:,} | {decoded['rss_per_lead']:,.0f} B | "
-                f"{decoded['restore_s']:.1f} s (decode) | — | — |"
+                f"{decoded['restore_s']:.1f} s (decode) | — | — | — |"
             )
         if "rocksdb" in stores:
             rocksdb = in_child(measure_rocksdb, distinct, n, plain)
             table.append(
                 f"| `rocksdb://` | {values_are} | {n:,} | {rocksdb['rss_per_lead']:,.0f} B | "
-                f"{rocksdb['write_s']:.1f} s (write) | {rocksdb['read_s']:.1f} s | {rocksdb['disk_per_lead']:,.0f} B |"
+                f"{rocksdb['write_s']:.1f} s (write) | {rocksdb['read_s']:.1f} s | {rocksdb['walk_s']:.1f} s | "
+                f"{rocksdb['disk_per_lead']:,.0f} B |"
             )
     print(record, "", *table, sep="\n")
     if args.write_results:

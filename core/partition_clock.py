@@ -15,6 +15,7 @@ Times are epoch seconds (floats), as the deadline index keeps them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 
@@ -41,10 +42,12 @@ class PartitionClock:
         time = self.time(partition, now)
         return None if time is None else time - grace_s
 
-    def forget(self) -> None:
-        """After a rebalance: what was known of partitions is stale (they may have moved, and come back)."""
-        self.event_time.clear()
-        self.caught_up_at.clear()
+    def keep(self, partitions: Collection[int]) -> None:
+        """After a rebalance: what was known of the partitions not kept is stale (were one to come back, what was
+        applied of it meanwhile, elsewhere, is not known); those kept were applied here only."""
+        for times in (self.event_time, self.caught_up_at):
+            for partition in [p for p in times if p not in partitions]:
+                del times[partition]
 
 
 def is_caught_up(applied_up_to: int, fetched_up_to: int | None, highwater: int | None) -> bool:

@@ -40,13 +40,19 @@ def test_partition_time_is_never_ahead_of_the_worker_clock() -> None:
     assert clock.time(0, NOW) is None, "partitions are apart"
 
 
-def test_a_rebalance_forgets_what_was_known() -> None:
+def test_a_rebalance_forgets_what_was_known_of_the_partitions_not_kept() -> None:
     clock = PartitionClock()
-    clock.applied(0, NOW)
+    for partition in (0, 1, 2):
+        clock.applied(partition, NOW - partition)
     clock.caught_up(1, NOW)
-    clock.forget()
+    clock.caught_up(3, NOW)
+    clock.keep({2, 5})
     assert clock.time(0, NOW) is None
     assert clock.time(1, NOW) is None
+    assert clock.time(3, NOW) is None
+    assert clock.time(2, NOW) == NOW - 2
+    clock.keep(())
+    assert clock.time(2, NOW) is None
 
 
 @given(st.lists(st.tuples(st.booleans(), st.floats(min_value=0, max_value=NOW)), max_size=30))

@@ -18,7 +18,7 @@ from test_lead_census import finish, in_stage, same
 
 from leadflow.core.decision import wake_at
 from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
-from leadflow.schemas.state import LeadRecord
+from leadflow.schemas.state import LeadRecord, LeadRecordView
 from leadflow.streams.runtime import worker as worker_module
 from leadflow.streams.runtime.lead_census import LeadCensus, census
 from leadflow.streams.runtime.settings import Settings
@@ -36,6 +36,7 @@ class Reads:
     def __init__(self, worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
         self.listed: list[int] = []
         self.values: Counter[int] = Counter()  # partition -> values read in it
+        self.views = 0  # values read as a view (schemas.state.LeadRecordView), not decoded whole
         self.whole: Counter[str] = Counter()
         store = worker.leads.data
         listed, value = store.partition_keys, store.partition_get
@@ -44,10 +45,12 @@ class Reads:
             self.listed.append(partition)
             return listed(partition)
 
-        def partition_get(partition: int, key: bytes) -> Any:
+        def partition_get(partition: int, key: bytes, read: Callable[[bytes], Any] | None = None) -> Any:
             assert worker.partition_of(key) == partition, "a value read where its key lives"
             self.values[partition] += 1
-            return value(partition, key)
+            found = value(partition, key, read)
+            self.views += isinstance(found, LeadRecordView)
+            return found
 
         monkeypatch.setattr(store, "partition_keys", partition_keys)
         monkeypatch.setattr(store, "partition_get", partition_get)
@@ -128,6 +131,7 @@ async def test_a_rebalance_reads_only_the_leads_of_the_partitions_it_assigns(
     counts_a = timers.census.counts([A], datetime.fromtimestamp(now, UTC))
 
     write(worker, added)  # B's changelog, recovered
+    worker.leads.data.cache.clear()  # as a restore leaves them: encoded only
     reads = Reads(worker, monkeypatch)
     await rebalance(worker, monkeypatch, [A, B])
     assert timers.stale
@@ -135,6 +139,7 @@ async def test_a_rebalance_reads_only_the_leads_of_the_partitions_it_assigns(
 
     assert reads.listed == [B], "only the partition newly assigned is walked"
     assert reads.values == {B: len(added)}, "its leads, and only those, are read"
+    assert reads.views == len(added), "as views: only what the index and the census need"
     assert not reads.whole, "nothing reads the whole table"
     assert not timers.stale
     assert timers.indexes[A] is index_a, "A's index is kept"

@@ -36,7 +36,7 @@ from typing import NamedTuple, TypeVar
 
 from sortedcontainers import SortedList
 
-from leadflow.schemas.state import LeadRecord, LeadState
+from leadflow.schemas.state import LeadRecord, LeadRecordView, LeadState
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -81,8 +81,9 @@ class Share(NamedTuple):
     deadlines: tuple[tuple[str, int], ...]
 
 
-def share(record: LeadRecord | None) -> Share | None:
-    """The share of a lead as stored in the table (None: the record is absent or holds no lead)."""
+def share(record: LeadRecord | LeadRecordView | None) -> Share | None:
+    """The share of a lead as stored in the table (None: the record is absent or holds no lead); the record may be
+    a view of the stored one (schemas.state.LeadRecordView)."""
     state = record.state if record is not None else None
     if state is None:
         return None
@@ -231,7 +232,7 @@ class Walk:
         self.first.setdefault(key, before)
         tally_of(self.tallies, partition).move(before, after)
 
-    def walked(self, key: bytes, partition: int, record: LeadRecord | None) -> None:
+    def walked(self, key: bytes, partition: int, record: LeadRecord | LeadRecordView | None) -> None:
         lead = self.first.pop(key) if key in self.first else share(record)
         if lead is not None:
             tally_of(self.tallies, partition).add(lead)
@@ -271,7 +272,7 @@ class LeadCensus:
         dropped)."""
         self.walk = Walk(partition)
 
-    def walked(self, key: bytes, partition: int, record: LeadRecord | None) -> None:
+    def walked(self, key: bytes, partition: int, record: LeadRecord | LeadRecordView | None) -> None:
         """The walk read `record` (None: gone) for the lead `key` of `partition`; each key of its partitions in the
         table as of `begin_walk` once, leads stored since then need not be."""
         if self.walk is not None and self.walk.covers(partition):

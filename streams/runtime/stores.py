@@ -17,7 +17,7 @@ the changelog).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 from faust.stores import STORES
@@ -85,14 +85,17 @@ class DecodedCache(SerializedStore[bytes, Any]):
         partition reads these and no other."""
         return list(self._partition_keys(partition))
 
-    def partition_get(self, partition: int, key: bytes) -> Any | None:
+    def partition_get(self, partition: int, key: bytes, read: Callable[[bytes], Any] | None = None) -> Any | None:
         """The value of `key` in `partition`, decoded (None: that partition does not hold it); from the cache when
-        there, without filling it (a walk must not evict the leads the stream is working on)."""
+        there, without filling it (a walk must not evict the leads the stream is working on). `read` reads a value
+        not in the cache instead of decoding it whole (a view of the fields a walk needs: schemas.state)."""
         cached = self.cache.get(key)
         if cached is not None:
             return cached
         encoded = self._partition_value(partition, key)
-        return None if encoded is None else self._decode_value(encoded)
+        if encoded is None:
+            return None
+        return self._decode_value(encoded) if read is None else read(encoded)
 
     def _partition_keys(self, partition: int) -> Iterable[bytes]:
         raise NotImplementedError

