@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # Printable and bounded: no whitespace, control, zero-width or bidi-override characters, so an id can be logged,
 # used as a Kafka key and compared without surprises; bounded so a hostile producer cannot bloat state.
@@ -28,14 +28,11 @@ ZERO = timedelta(0)
 def one_utc(value: datetime) -> datetime:
     """A zero offset as `datetime.UTC` itself, the object the core's own instants carry: two aware datetimes
     with different tzinfo objects (pydantic parses "Z" into its own) compare ten times slower, and the core
-    compares event times on every step. Other offsets are kept as sent."""
+    compares event times on every step. Other offsets are kept as sent. Applied to events' `occurred_at` only:
+    on the ~30 datetimes of a stored lead record it would add ~20 µs to reading it (measured), more than it saves."""
     if value.tzinfo is UTC or value.utcoffset() != ZERO:
         return value
     return value.replace(tzinfo=UTC)
-
-
-# A datetime as the state keeps it (see `one_utc`).
-Instant = Annotated[datetime, AfterValidator(one_utc)]
 
 
 class Frozen(BaseModel):

@@ -7,17 +7,18 @@ state before them (so a late event can be applied in event-time order).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from leadflow.schemas.base import Frozen, Instant
+from leadflow.schemas.base import Frozen
 from leadflow.schemas.events import Bant, LeadEvent, Profile
 
 
 class StageEntry(Frozen):
     stage: str
-    entered_at: Instant
+    entered_at: datetime
     event_id: str
     reason: str
     skipped: tuple[str, ...] = Field(
@@ -29,12 +30,12 @@ class Clock(Frozen):
     """An open SLA clock. Warnings still to come are instants; the deadline moves when the lead is paused."""
 
     sla: str
-    started_at: Instant
-    deadline: Instant
+    started_at: datetime
+    deadline: datetime
     allowance_s: float
     calendar: str | None = Field(description="team calendar when the allowance is in business time")
-    warnings: tuple[tuple[float, Instant], ...] = Field(default=(), description="(fraction, instant) to come")
-    paused_at: Instant | None = None
+    warnings: tuple[tuple[float, datetime], ...] = Field(default=(), description="(fraction, instant) to come")
+    paused_at: datetime | None = None
     breached: bool = False
     count: int = Field(default=0, description="events counted so far, for a counted SLA")
     reassignments: int = Field(default=0, description="times an escalation restarted this commitment")
@@ -48,7 +49,7 @@ class SlaEntry(Frozen):
 
     sla: str
     kind: SlaEntryKind
-    at: Instant
+    at: datetime
     owner_id: str | None = None
     team: str | None = None
     pool: str | None = None
@@ -57,7 +58,7 @@ class SlaEntry(Frozen):
 
 
 class HandOffEntry(Frozen):
-    at: Instant
+    at: datetime
     owner_id: str
     team: str | None = None
     pool: str | None = None
@@ -71,27 +72,27 @@ class Ledger(Frozen):
     source: str | None = Field(default=None, description="envelope source of the lead.created")
     sla: tuple[SlaEntry, ...] = ()
     handoffs: tuple[HandOffEntry, ...] = ()
-    contacts: tuple[Instant, ...] = Field(default=(), description="when each contact attempt happened, newest last")
+    contacts: tuple[datetime, ...] = Field(default=(), description="when each contact attempt happened, newest last")
 
 
 class LeadState(Frozen):
     lead_id: str
     stage: str
-    created_at: Instant
-    updated_at: Instant = Field(description="occurred_at of the last event applied")
-    stage_entered_at: Instant
+    created_at: datetime
+    updated_at: datetime = Field(description="occurred_at of the last event applied")
+    stage_entered_at: datetime
     profile: Profile = Profile()
     fit: int = 0
     engagement: dict[str, float] = Field(
         default_factory=dict, description="points held per action, decayed to engagement_as_of"
     )
-    engagement_as_of: Instant
+    engagement_as_of: datetime
     owner_id: str | None = None
     team: str | None = None
     pool: str | None = Field(default=None, description="routing pool the owner came from (None: external)")
     paused: bool = False
     contact_attempts: int = 0
-    last_contact_at: Instant | None = None
+    last_contact_at: datetime | None = None
     meetings: int = 0
     deal_stage: str | None = None
     bant: Bant = Bant()
@@ -129,13 +130,13 @@ class LeadRecord(Frozen):
     )
     pending: tuple[PendingEvent, ...] = ()
     seen: tuple[str, ...] = Field(default=(), description="ids of settled events, newest last, bounded")
-    watermark: Instant | None = Field(default=None, description="newest occurred_at seen for this lead")
+    watermark: datetime | None = Field(default=None, description="newest occurred_at seen for this lead")
     emitted: tuple[str, ...] = Field(
         default=(),
         description="ids of SLA outputs already emitted, newest last, bounded: their ids name the clock, not "
         "the event that caused them, so any later event may bring them back; they are deduped here",
     )
-    erased_at: Instant | None = Field(
+    erased_at: datetime | None = Field(
         default=None,
         description="set when the lead was erased: the record then keeps no state, only ids for dedupe",
     )
@@ -144,7 +145,7 @@ class LeadRecord(Frozen):
         description="event ids of router answers the lead waits for (route:<request id>); events that arrive "
         "meanwhile wait in `held`, so an answer takes effect at its own time, before them (core.decision)",
     )
-    awaiting_since: Instant | None = Field(default=None, description="the lead's event time when it began to wait")
+    awaiting_since: datetime | None = Field(default=None, description="the lead's event time when it began to wait")
     held: tuple[LeadEvent, ...] = Field(default=(), description="events that arrived while awaiting, in order")
     version: int = 0
 
@@ -163,9 +164,9 @@ class View(BaseModel):
 
 
 class ClockView(View):
-    deadline: Instant
-    warnings: tuple[tuple[float, Instant], ...] = ()
-    paused_at: Instant | None = None
+    deadline: datetime
+    warnings: tuple[tuple[float, datetime], ...] = ()
+    paused_at: datetime | None = None
     breached: bool = False
 
 
@@ -183,8 +184,8 @@ class LeadRecordView(View):
     lead_id: str
     state: LeadStateView | None
     base: Present | None = None
-    watermark: Instant | None = None
-    erased_at: Instant | None = None
+    watermark: datetime | None = None
+    erased_at: datetime | None = None
     awaiting: tuple[str, ...] = ()
     held: tuple[Present, ...] = ()
 
