@@ -252,6 +252,11 @@ def as_current(event: faust.types.EventT[bytes]) -> None:
     _current_event.set(weakref.ref(event))
 
 
+def origin_of(message: faust.types.Message, received_at: datetime) -> Origin:
+    """Where a record came from, for its dead letter (its original bytes, topic, partition and offset)."""
+    return Origin(message.key, message.value, message.topic, message.partition, message.offset, received_at)
+
+
 def read_view(value: bytes) -> LeadRecordView:
     """What a walk reads of a stored lead: its deadlines and census share, ~4x faster than the whole record."""
     return LEAD_RECORD_ENCODING.decode_as(RECORD_VIEW_ADAPTER, value)
@@ -490,7 +495,7 @@ class Worker:
         try:
             decision = decide(record, decoded, self.policy, now)
         except Exception as error:  # a defect in the core: see send_defect
-            origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, now)
+            origin = origin_of(message, now)
             self.send_defect("worker", error, origin, key)
             return
         self.metrics.observe(decoded, decision, now)
@@ -512,8 +517,7 @@ class Worker:
 
     def handle_routing(self, event: faust.types.EventT[bytes], state: RoutingState) -> RoutingState:
         message = event.message
-        received_at = datetime.now(UTC)
-        origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, received_at)
+        origin = origin_of(message, datetime.now(UTC))
         routed = decode_routing(origin)
         if isinstance(routed, DeadLetter):
             self.send_dead_letter(routed, message.key)
@@ -544,9 +548,7 @@ class Worker:
         """Site-visits reports: the newest of each day and traffic source is kept (core.visits.newer)."""
         async for event in cast(faust.Stream[bytes], stream).events():
             message = event.message
-            received_at = datetime.now(UTC)
-            origin = Origin(message.key, message.value, message.topic, message.partition, message.offset, received_at)
-            report = decode_visits(origin)
+            report = decode_visits(origin_of(message, datetime.now(UTC)))
             if isinstance(report, DeadLetter):
                 self.send_dead_letter(report, message.key)
             elif newer(self.visits.get(report.key), report):
