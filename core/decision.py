@@ -133,6 +133,14 @@ def emitted_before(record: LeadRecord) -> set[str]:
     return {oid for p in record.pending for oid in p.output_ids} | set(record.emitted)
 
 
+def not_emitted(outputs: tuple[Output, ...], record: LeadRecord) -> tuple[Output, ...]:
+    """The outputs the lead has not emitted yet, each id once."""
+    if not outputs:
+        return outputs
+    emitted = emitted_before(record)
+    return once(o for o in outputs if o.id not in emitted)
+
+
 def order_key(event: LeadEvent) -> tuple[datetime, str]:
     return (event.occurred_at, event.event_id)
 
@@ -319,7 +327,7 @@ def decide_one(
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
         state, erased = step.state, step.erased
-        outputs = once(o for o in step.outputs if o.id not in emitted_before(record)) if step.outputs else ()
+        outputs = not_emitted(step.outputs, record)
         before_last: tuple[LeadState | None] | None = (record.state,)
         outcome: Outcome = "late" if is_late else "applied"
         outcome = "refused" if step.refused else ("forwarded" if step.forwarded else outcome)
