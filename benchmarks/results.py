@@ -11,9 +11,10 @@ HEADER = "# Benchmark results\n\nAppended by `benchmarks/*.py`.\n"
 
 
 def append_section(section: str, same_title: str, path: Path = RESULTS_MD) -> None:
-    """Append `section`, first removing a section of today whose title (after the time) matches the regular
-    expression `same_title`: a rerun the same day replaces its earlier figures instead of repeating them."""
+    """Append `section`, first removing the file's last section if it is of today and its title (after the time)
+    matches the regular expression `same_title`: a rerun straight after replaces its figures instead of repeating
+    them, while an earlier run with other sections written after it (a "before" and its reading) stays."""
     text = path.read_text() if path.exists() else HEADER
     day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    same = re.compile(rf"\n## {day} \d\d:\d\d UTC: {same_title}\n.*?(?=\n## |\Z)", re.S)
-    path.write_text(same.sub("", text).rstrip("\n") + "\n\n" + section)
+    last = re.compile(rf"\n## {day} \d\d:\d\d UTC: {same_title}\n(?:(?!\n## ).)*\Z", re.S)
+    path.write_text(last.sub("", text).rstrip("\n") + "\n\n" + section)
