@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import random
 import re
@@ -27,7 +28,7 @@ from leadflow.schemas.outputs import (
     SlaMet,
 )
 from leadflow.streams.cli.main import main
-from leadflow.streams.cli.replay import ReplayOptions, ReplayResult, replay, topic_file
+from leadflow.streams.cli.replay import ReplayOptions, ReplayResult, YoungCollections, replay, topic_file
 from leadflow.streams.dev.simulator import journeys
 from leadflow.streams.runtime.routes import topic_of
 
@@ -433,3 +434,30 @@ def test_dead_letters_are_the_worker_s_shape(tmp_path: Path) -> None:
     assert isinstance(letter, DeadLetter)
     assert (letter.topic, letter.partition, letter.offset, letter.key_b64) == ("x.jsonl", 0, 1, None)
     assert DEAD_LETTER_ADAPTER.dump_json(letter) == line
+
+
+def test_young_collections_slow_down_while_they_find_nothing_and_come_back_when_they_do() -> None:
+    first = YoungCollections.FIRST
+    was_enabled = gc.isenabled()
+    with YoungCollections() as collections:
+        assert not gc.isenabled()
+        collections.after(first - 1)
+        assert collections.collections == 0
+        gc.collect()  # nothing cyclic left over from before
+        collections.after(first)
+        assert (collections.collections, collections.every, collections.due) == (1, 2 * first, 3 * first)
+        collections.after(3 * first - 1)
+        assert collections.collections == 1
+        collections.after(3 * first)
+        assert (collections.every, collections.due) == (4 * first, 7 * first)
+
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        collections.after(7 * first)
+        assert (collections.collections, collections.every, collections.due) == (3, first, 8 * first)
+
+        collections.every = YoungCollections.LONGEST
+        collections.after(8 * first)
+        assert collections.every == YoungCollections.LONGEST
+    assert gc.isenabled() == was_enabled
