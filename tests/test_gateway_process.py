@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from e2e import Deployment, read_topic
+from e2e import Deployment, read_topic, topic_size
 
 from leadflow.streams.dev.broker import BrokerProcess, free_port
 
@@ -143,7 +143,10 @@ async def test_sigterm_finishes_the_request_in_flight(
             posting = asyncio.create_task(
                 session.post(f"http://127.0.0.1:{port}/ingest/canonical", data=orjson.dumps(batch), headers=headers)
             )
-            await asyncio.sleep(0.3)  # the gateway has the request and is producing it
+            # The gateway has the request and is producing it: its first records are in the topic.
+            while not posting.done() and await topic_size(broker.bootstrap, deployment.events) == 0:
+                assert time.monotonic() < deadline + 30, log.read_text()
+                await asyncio.sleep(0.02)
             assert not posting.done(), "the batch was acknowledged before the signal: not in flight"
             process.send_signal(signal.SIGTERM)
             async with await posting as answer:
