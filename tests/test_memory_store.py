@@ -51,6 +51,8 @@ def test_memory_is_this_store_and_the_changelog_is_read_raw(worker: Worker) -> N
     assert faust_store_url("rocksdb://", 7) == "leadflow-rocksdb://?cache=7"
     with pytest.raises(ValueError, match="memory:// or rocksdb://"):
         faust_store_url("redis://", 7)
+    with pytest.raises(ValueError, match=r"LEADFLOW_STORE 'redis://' is not a store leadflow has: set memory://"):
+        Settings(store="redis://")
     assert isinstance(worker.leads.data, MemoryStore)
     assert worker.leads.data.cache_size == worker.settings.store_cache
     assert worker.leads.changelog_topic.value_serializer == "raw", "a restore decodes nothing"

@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="partitions of leads.events (and the table changelog)")
     store: str = Field(
         default="memory://",
-        pattern=r"^(memory|rocksdb)://",
         description="table store: memory:// (values held in memory as their compact changelog bytes; dev, or as "
         "many leads as memory holds at ~0.5 KB each) or rocksdb:// (on disk; production)",
     )
@@ -111,6 +110,16 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
     ssl_keyfile: Path | None = Field(default=None, description="client private key (PEM), for mutual TLS")
     ssl_check_hostname: bool = Field(default=True, description="verify that a broker's certificate names its host")
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("memory://", "rocksdb://")):
+            raise ValueError(
+                f"LEADFLOW_STORE {value!r} is not a store leadflow has: set memory:// (development) or rocksdb:// "
+                "(production, on disk under LEADFLOW_DATA_DIR)"
+            )
+        return value
 
     @field_validator("web_token", mode="before")
     @classmethod
