@@ -193,6 +193,17 @@ class LeadRecordView(View):
 RECORD_VIEW_ADAPTER: TypeAdapter[LeadRecordView] = TypeAdapter(LeadRecordView)
 
 
+class LeadStateOnly(View):
+    """What the funnel summaries read (`/funnel`, `/funnel/leads`, the goal gauges): the lead's state, whole; the
+    lateness window (`base`, pending and held events) and the dedupe ids are skipped, about half of a record."""
+
+    lead_id: str
+    state: LeadState | None
+
+
+STATE_VIEW_ADAPTER: TypeAdapter[LeadStateOnly] = TypeAdapter(LeadStateOnly)
+
+
 class PoolState(Frozen):
     cursor: int = Field(default=0, description="index of the owner whose turn is next")
     open: dict[str, tuple[str, ...]] = Field(

@@ -18,11 +18,13 @@ from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
 from leadflow.schemas.state import (
     RECORD_VIEW_ADAPTER,
+    STATE_VIEW_ADAPTER,
     Clock,
     ClockView,
     LeadRecord,
     LeadRecordView,
     LeadState,
+    LeadStateOnly,
     LeadStateView,
 )
 from leadflow.streams.dev.simulator import journeys
@@ -101,8 +103,17 @@ def test_a_view_reads_plain_json_records_too() -> None:
             assert share(view) == share(record)
 
 
+def test_the_state_view_of_every_stored_record_is_the_record_s_state() -> None:
+    """What the funnel summaries read (streams.runtime.worker.read_state), from the compact value and from JSON."""
+    for record in RECORDS:
+        for value in (LEAD_RECORD_ENCODING.encode(record), record.model_dump_json().encode()):
+            view = LEAD_RECORD_ENCODING.decode_as(STATE_VIEW_ADAPTER, value)
+            assert (view.lead_id, view.state) == (record.lead_id, record.state)
+
+
 @pytest.mark.parametrize(
-    ("view", "model"), [(ClockView, Clock), (LeadStateView, LeadState), (LeadRecordView, LeadRecord)]
+    ("view", "model"),
+    [(ClockView, Clock), (LeadStateView, LeadState), (LeadRecordView, LeadRecord), (LeadStateOnly, LeadRecord)],
 )
 def test_a_view_s_fields_are_the_model_s_with_its_defaults(view: type[BaseModel], model: type[BaseModel]) -> None:
     """A field missing from the stored JSON is at its default (the tables write no defaults): the view must

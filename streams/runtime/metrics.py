@@ -15,7 +15,7 @@ the clock delays (`clock_delays`) are pure functions, as is the lead census (its
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +52,7 @@ from leadflow.schemas.outputs import (
     StageChanged,
 )
 from leadflow.schemas.policy import Policy
-from leadflow.schemas.state import LeadRecord, LeadState, RoutingState
+from leadflow.schemas.state import RoutingState
 from leadflow.streams.runtime.lead_census import Census, LeadCensus
 
 log = logging.getLogger(__name__)
@@ -200,32 +200,13 @@ class BoundedLabel:
 
 
 class Partitioner:
-    """Partition of a key as the producers chose it (Kafka's default partitioner: murmur2 of the key bytes);
-    remembered per key, as murmur2 in Python costs about 2 µs."""
+    """Partition of a key as the producers chose it (Kafka's default partitioner: murmur2 of the key bytes)."""
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
-        self.cache: dict[bytes, int] = {}
 
     def __call__(self, key: bytes) -> int:
-        partition = self.cache.get(key)
-        if partition is None:
-            partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
-            self.cache[key] = partition
-        return partition
-
-    def prune(self, live: int) -> None:
-        """Forget keys when the cache outgrows the table (keys removed from it)."""
-        if len(self.cache) > 2 * live + 1024:
-            self.cache.clear()
-
-
-def active_states(
-    items: Iterable[tuple[bytes, LeadRecord]], active: set[int], partition_of: Callable[[bytes], int]
-) -> Iterator[LeadState]:
-    for key, record in items:
-        if record.state is not None and partition_of(key) in active:
-            yield record.state
+        return int((murmur2(key) & 0x7FFFFFFF) % self.partitions)
 
 
 class LeadCollector(Collector):

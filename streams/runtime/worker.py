@@ -47,7 +47,14 @@ from leadflow.schemas.events import LeadEvent, TimerDue
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output, RouteRequest
 from leadflow.schemas.policy import Policy, load_policy
 from leadflow.schemas.record_encoding import LEAD_RECORD_ENCODING
-from leadflow.schemas.state import RECORD_VIEW_ADAPTER, LeadRecord, LeadRecordView, RoutingState
+from leadflow.schemas.state import (
+    RECORD_VIEW_ADAPTER,
+    STATE_VIEW_ADAPTER,
+    LeadRecord,
+    LeadRecordView,
+    LeadStateOnly,
+    RoutingState,
+)
 from leadflow.schemas.visits import VISITS_ADAPTER, SiteVisits
 from leadflow.streams.runtime import processed_offsets
 from leadflow.streams.runtime.goal_metrics import GoalCollector
@@ -72,7 +79,6 @@ from leadflow.streams.runtime.metrics import (
     Metrics,
     Partitioner,
     RoutingCollector,
-    active_states,
     faust_consumer_lag,
     fetch_state,
 )
@@ -260,6 +266,11 @@ def origin_of(message: faust.types.Message, received_at: datetime) -> Origin:
 def read_view(value: bytes) -> LeadRecordView:
     """What a walk reads of a stored lead: its deadlines and census share, ~4x faster than the whole record."""
     return LEAD_RECORD_ENCODING.decode_as(RECORD_VIEW_ADAPTER, value)
+
+
+def read_state(value: bytes) -> LeadStateOnly:
+    """What the summaries read of a stored lead: its state, without the lateness window (about half the time)."""
+    return LEAD_RECORD_ENCODING.decode_as(STATE_VIEW_ADAPTER, value)
 
 
 def timer_event(lead_id: str, stamp: float) -> bytes:
@@ -608,13 +619,6 @@ class Worker:
         """Whether this worker owns the routing topic's one partition (so its routing table is the live one)."""
         return any(tp.topic == self.settings.topic_routing for tp in self.app.assignor.assigned_actives())
 
-    def active_leads(self) -> tuple[list[tuple[bytes, LeadRecord]], set[int]]:
-        """The table's items and this worker's active partitions of the events topic (not standby replicas)."""
-        actives = set(self.active_events_partitions())
-        items = list(self.leads.items())
-        self.partition_of.prune(len(items))
-        return items, actives
-
     def partition_times(self, now: float) -> dict[int, float | None]:
         """The SLA clock (partition time) of each active partition of the events topic, for the delay gauge."""
         return {partition: self.timers.clock.time(partition, now) for partition in self.active_events_partitions()}
@@ -626,16 +630,19 @@ class Worker:
         return [report for key, report in self.visits.items() if self.partition_of(key) in actives]
 
     async def active_summaries(self) -> list[LeadSummary]:
-        """Summaries of the leads of this worker's active partitions (not standby replicas), in chunks that let
-        the stream go on between them."""
-        items, actives = self.active_leads()
+        """Summaries of the leads of this worker's active partitions (not standby replicas), each read as its state
+        only (`read_state`), in chunks that let the stream go on between them."""
+        store = cast(DecodedCache, self.leads.data)
         summaries: list[LeadSummary] = []
-        for start in range(0, len(items), SUMMARY_CHUNK):
-            for state in active_states(items[start : start + SUMMARY_CHUNK], actives, self.partition_of):
-                summary = summarize(state)
-                if summary is not None:
-                    summaries.append(summary)
-            await asyncio.sleep(0)
+        for partition in self.active_events_partitions():
+            keys = store.partition_keys(partition)
+            for start in range(0, len(keys), SUMMARY_CHUNK):
+                for key in keys[start : start + SUMMARY_CHUNK]:
+                    lead = store.partition_get(partition, key, read_state)
+                    summary = summarize(lead.state) if lead is not None and lead.state is not None else None
+                    if summary is not None:
+                        summaries.append(summary)
+                await asyncio.sleep(0)
         return summaries
 
     async def owned_group_offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
