@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from operator import attrgetter
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from factories import POLICY, T0, at
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_agent import in_partition
 
 from leadflow.core.report import (
     SUMMARY_ADAPTER,
@@ -41,7 +43,7 @@ from leadflow.schemas.state import (
     StageEntry,
 )
 from leadflow.streams.cli.report_client import ReportSourceError, fetch_summaries, merged_report
-from leadflow.streams.runtime.worker import Worker
+from leadflow.streams.runtime.worker import Worker, read_state
 
 H = 3600.0
 D = 86400.0
@@ -703,14 +705,36 @@ async def test_fetch_times_out_with_a_clear_error() -> None:
 
 
 async def test_funnel_views_cover_the_active_partitions_only(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
-    items = [(r.lead_id.encode(), r) for r in RECORDS]
-    all_partitions = set(range(worker.settings.partitions))
-    monkeypatch.setattr(worker, "active_leads", lambda: (items, all_partitions))
+    """The views walk the table's store one active partition at a time, reading each lead's state only, whether
+    the store holds it decoded (its cache) or only encoded."""
+    store = worker.leads.data
+    for record in RECORDS:
+        key = record.lead_id.encode()
+        with in_partition(worker.partition_of(key)):
+            store[key] = record
+    for key in list(store.cache)[::2]:
+        del store.cache[key]  # read from its bytes, as a lead the cache has let go
+    all_partitions = list(range(worker.settings.partitions))
+    monkeypatch.setattr(worker, "active_events_partitions", lambda: all_partitions)
+    readers: set[object] = set()
+    partition_get = store.partition_get
+
+    def reading(partition: int, key: bytes, read: Any = None) -> Any:
+        readers.add(read)
+        return partition_get(partition, key, read)
+
+    monkeypatch.setattr(store, "partition_get", reading)
+    by_lead = attrgetter("lead_id")
+    expected_summaries = sorted(summaries_of(RECORDS), key=by_lead)
     leads_view = worker.pages["/funnel/leads"](worker.app, worker.app.web)
     response = await leads_view.get(None)
     assert response.content_type == "application/x-ndjson"
     lines = response.body.splitlines()
-    assert [SUMMARY_ADAPTER.validate_json(line) for line in lines] == list(summaries_of(RECORDS))
+    assert (
+        sorted((SUMMARY_ADAPTER.validate_json(line) for line in lines), key=lambda s: s.lead_id) == expected_summaries
+    )
+
+    assert readers == {read_state}, "the state only, never the whole record"
 
     report_view = worker.pages["/funnel"](worker.app, worker.app.web)
     response = await report_view.get(None)
@@ -721,10 +745,10 @@ async def test_funnel_views_cover_the_active_partitions_only(worker: Worker, mon
 
     # a worker holding only A's partition (the others as standby replicas) reports A only
     own = worker.partition_of(b"A")
-    monkeypatch.setattr(worker, "active_leads", lambda: (items, {own}))
+    monkeypatch.setattr(worker, "active_events_partitions", lambda: [own])
     mine = [r.lead_id for r in RECORDS if r.state is not None and worker.partition_of(r.lead_id.encode()) == own]
-    assert 0 < len(mine) < len(items)
+    assert 0 < len(mine) < len(RECORDS)
     response = await worker.pages["/funnel/leads"](worker.app, worker.app.web).get(None)
-    assert [SUMMARY_ADAPTER.validate_json(line).lead_id for line in response.body.splitlines()] == mine
+    assert sorted(SUMMARY_ADAPTER.validate_json(line).lead_id for line in response.body.splitlines()) == sorted(mine)
     response = await worker.pages["/funnel"](worker.app, worker.app.web).get(None)
     assert orjson.loads(response.body)["leads"] == len(mine)
