@@ -18,6 +18,7 @@ from typing import Literal
 
 from leadflow.core.deadlines import next_instant, timer_due
 from leadflow.core.handoff import is_router_answer, unclaimed
+from leadflow.core.ids import SHORT_ID_LENGTH, short_id
 from leadflow.core.ledger import record as keep_in_ledger
 from leadflow.core.lifecycle import refuse
 from leadflow.core.pipeline import apply
@@ -128,9 +129,12 @@ def once(outputs: Iterable[Output]) -> tuple[Output, ...]:
 
 
 def emitted_before(record: LeadRecord) -> set[str]:
-    """Ids already emitted for the lead's window and its remembered SLA outputs: SLA outputs carry no cause in
-    their id, so any event may bring one back."""
-    return {oid for p in record.pending for oid in p.output_ids} | set(record.emitted)
+    """Ids already emitted for the lead's window and its remembered SLA outputs, in short form (core.ids.short_id;
+    a record written before holds whole ids: they compare in short form too): SLA outputs carry no cause in their
+    id, so any event may bring one back."""
+    emitted = {short_id(oid) for p in record.pending for oid in p.output_ids}
+    emitted.update(map(short_id, record.emitted))
+    return emitted
 
 
 def not_emitted(outputs: tuple[Output, ...], record: LeadRecord) -> tuple[Output, ...]:
@@ -138,7 +142,22 @@ def not_emitted(outputs: tuple[Output, ...], record: LeadRecord) -> tuple[Output
     if not outputs:
         return outputs
     emitted = emitted_before(record)
-    return once(o for o in outputs if o.id not in emitted)
+    return once(o for o in outputs if short_id(o.id) not in emitted)
+
+
+def still_emitted(record: LeadRecord, outputs: tuple[Output, ...]) -> tuple[str, ...]:
+    """The lead's remembered SLA outputs (`LeadRecord.emitted`) with those of this decision, newest last, bounded, in
+    short form: a record written before ids were kept short has its whole ids shortened when it is next written.
+
+    The ids of a clock that has closed, gone from `base` and `state`, its events settled, are kept too: such an id
+    names the clock (its SLA and start instant, core.sla.clock.clock_id), and an event older than the window stamped
+    at that instant (a producer's retry under a new event id), applied after what has settled, may open the same
+    clock again, under the same ids (tests/test_decision_ids.py). Only MAX_EMITTED newer ones push an id out."""
+    emitted = record.emitted
+    if emitted and len(emitted[0]) != SHORT_ID_LENGTH:
+        emitted = tuple(map(short_id, emitted))
+    timed = [short_id(o.id) for o in outputs if is_remembered(o)]
+    return (*emitted, *timed)[-MAX_EMITTED:] if timed else emitted
 
 
 def order_key(event: LeadEvent) -> tuple[datetime, str]:
@@ -325,7 +344,7 @@ def decide_one(
     if not pending or key > order_key(pending[-1].event):
         step = advance(record.state, event, policy, now)
         base = record.state if not pending else record.base
-        pending.append(PendingEvent(event=event, output_ids=tuple(o.id for o in step.outputs)))
+        pending.append(PendingEvent(event=event, output_ids=tuple(short_id(o.id) for o in step.outputs)))
         state, erased = step.state, step.erased
         outputs = not_emitted(step.outputs, record)
         before_last: tuple[LeadState | None] | None = (record.state,)
@@ -348,14 +367,12 @@ def decide_one(
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     awaiting: tuple[str, ...] = ()
-    awaiting_since, emitted = None, record.emitted
+    awaiting_since, emitted = None, still_emitted(record, outputs)
     if outputs or record.awaiting:  # most events neither ask the router nor emit anything
         asked = tuple(answer_id(o) for o in outputs if isinstance(o, RouteRequest) and o.lead_id == record.lead_id)
         awaiting = (*(a for a in record.awaiting if a != event.event_id), *asked)
         asked_at = min((o.occurred_at for o in outputs if isinstance(o, RouteRequest)), default=watermark)
         awaiting_since = (record.awaiting_since or min(asked_at, watermark)) if awaiting else None
-        timed = tuple(o.id for o in outputs if is_remembered(o))
-        emitted = (*record.emitted, *timed)[-MAX_EMITTED:] if timed else record.emitted
     settled = settle(base, pending, watermark - lateness, policy, now, before_last=before_last)
     seen = (*record.seen, *settled.ids)[-policy.processing.dedupe_ids :] if settled.ids else record.seen
     # A copy, not a new model: every field is already valid (erased_at is None here), and validating them again
@@ -409,10 +426,13 @@ def apply_again(
         state = steps[-1].state
     # Keep the ids emitted by earlier passes too: a third pass may bring back an output of the first one.
     pending = [
-        PendingEvent(event=p.event, output_ids=tuple(dict.fromkeys((*p.output_ids, *(o.id for o in s.outputs)))))
+        PendingEvent(
+            event=p.event,
+            output_ids=tuple(dict.fromkeys((*map(short_id, p.output_ids), *(short_id(o.id) for o in s.outputs)))),
+        )
         for p, s in zip(pending, steps, strict=True)
     ]
-    outputs = once(o for s in steps for o in s.outputs if o.id not in already_emitted)
+    outputs = once(o for s in steps for o in s.outputs if short_id(o.id) not in already_emitted)
     in_window = [p.event.event_id for p in pending]
     outcome: Outcome = "held"
     if event.event_id in in_window:
@@ -425,7 +445,8 @@ def first_new_request(steps: list[Step], already_emitted: set[str], lead_id: str
     """The first step of a window applied again that asks the router for this lead and was not asked before."""
     for n, done in enumerate(steps):
         if any(
-            isinstance(o, RouteRequest) and o.lead_id == lead_id and o.id not in already_emitted for o in done.outputs
+            isinstance(o, RouteRequest) and o.lead_id == lead_id and short_id(o.id) not in already_emitted
+            for o in done.outputs
         ):
             return n
     return None

@@ -119,7 +119,9 @@ class PendingEvent(Frozen):
     """An applied event still inside the lateness window, with the ids of the outputs it produced."""
 
     event: LeadEvent
-    output_ids: tuple[str, ...] = ()
+    output_ids: tuple[str, ...] = Field(
+        default=(), description="the outputs' ids in their short form (core.ids.short_id; whole ids before 2026-12-06)"
+    )
 
 
 class LeadRecord(Frozen):
@@ -133,8 +135,10 @@ class LeadRecord(Frozen):
     watermark: datetime | None = Field(default=None, description="newest occurred_at seen for this lead")
     emitted: tuple[str, ...] = Field(
         default=(),
-        description="ids of SLA outputs already emitted, newest last, bounded: their ids name the clock, not "
-        "the event that caused them, so any later event may bring them back; they are deduped here",
+        description="ids of SLA outputs already emitted, in short form (core.ids.short_id; whole ids in records "
+        "written before 2026-12-06, compared in short form), newest last, bounded: their ids name the clock, not "
+        "the event that caused them, so any later event may bring them back (even once the clock has closed and "
+        "settled: core.decision.still_emitted); they are deduped here",
     )
     erased_at: datetime | None = Field(
         default=None,
