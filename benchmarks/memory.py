@@ -11,7 +11,7 @@ their final records, encoded as the worker's table writes them to its changelog 
 JSON without defaults, in the compact encoding of schemas.record_encoding), are repeated under new lead ids up to
 ``--leads`` values, which each case encodes a thousand at a time outside its timed part. The value sizes are given
 in that encoding and, for comparison, as the plain JSON the tables wrote before it; so are the costs of encoding and
-decoding a value.
+decoding a value, and what a value around p90 spends its bytes on (each field's cost: the value without it).
 
 Cases, each in a fresh interpreter so that one case's heap does not hide the other's, each run twice: on plain JSON
 values (what the tables wrote before schemas.record_encoding: the baseline, which a worker still reads), then on
@@ -52,6 +52,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import orjson
 
 from benchmarks.core import changelog_record, decode_all, percentile, records, run_engine
 from benchmarks.machine import machine_info
@@ -235,6 +237,39 @@ def value_sizes(distinct: list[tuple[bytes, bytes]]) -> str:
     )
 
 
+def field_costs(distinct: list[tuple[bytes, bytes]], low: float = 0.85, high: float = 0.95) -> str:
+    """What the values around p90 hold: for the distinct values between the `low` and `high` quantiles of compact
+    size, the mean bytes each field costs in the compact encoding (the value's size less its size without the field;
+    the fields of `state` and of the pending events one level down), largest first. Fields compress against each
+    other (`base` against `state`: the two together are listed too), so the costs do not add up to the value's
+    size."""
+    ordered = sorted(distinct, key=lambda value: len(LEAD_RECORD_ENCODING.pack(value[1])))
+    band = [orjson.loads(json) for _, json in ordered[int(low * len(ordered)) : int(high * len(ordered))]]
+    costs: dict[str, list[int]] = defaultdict(list)
+
+    def size(record: dict[str, Any]) -> int:
+        return len(LEAD_RECORD_ENCODING.pack(orjson.dumps(record)))
+
+    for record in band:
+        whole = size(record)
+        for name in record:
+            costs[name].append(whole - size({k: v for k, v in record.items() if k != name}))
+        costs["state and base"].append(whole - size({k: v for k, v in record.items() if k not in ("state", "base")}))
+        for name in record.get("state") or {}:
+            state = {k: v for k, v in record["state"].items() if k != name}
+            costs[f"state.{name}"].append(whole - size({**record, "state": state}))
+        for name in {k for p in record.get("pending", ()) for k in p if k != "event"}:
+            pending = [{k: v for k, v in p.items() if k != name} for p in record["pending"]]
+            costs[f"pending.{name}"].append(whole - size({**record, "pending": pending}))
+    means = sorted(((statistics.fmean(c) * len(c) / len(band), name) for name, c in costs.items()), reverse=True)
+    listed = ", ".join(f"{name} {mean:,.0f}" for mean, name in means if mean >= 1)
+    mean_size = statistics.fmean(size(record) for record in band)
+    return (
+        f"What a value around p90 holds ({len(band):,} values between p{low * 100:.0f} and p{high * 100:.0f}, "
+        f"{mean_size:,.0f} bytes on average): bytes each field costs, mean: {listed}."
+    )
+
+
 def value_costs(distinct: list[tuple[bytes, bytes]]) -> dict[str, float]:
     """Mean µs to encode a lead record into its changelog value and to decode it, against plain JSON (the best of
     three passes over the distinct values, nothing kept; run in a fresh interpreter)."""
@@ -288,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     record = (
         f"{value_sizes(distinct)} Per value, mean: encode {costs['encode']:,.1f} µs (plain JSON "
         f"{costs['plain_dump']:,.1f}), decode {costs['decode']:,.1f} µs (plain JSON {costs['plain_load']:,.1f}), "
-        f"read as the rebuild's view {costs['view']:,.1f} µs."
+        f"read as the rebuild's view {costs['view']:,.1f} µs. {field_costs(distinct)}"
     )
     n = args.leads
     table = [
