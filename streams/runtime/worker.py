@@ -472,10 +472,10 @@ class Worker:
                 self.timers.census.update(key, partition, old, record)
                 if record is None:  # a lead that does not exist, its window closed (core.decision.forget_at)
                     self.forget(self.leads, key, event)
-                    self.timers.set(partition, key.decode(), None)
+                    self.timers.stored(partition, key.decode(), None)
                     continue
                 self.store(self.leads, key, record, event)
-                self.timers.set(partition, record.lead_id, wake_at(record, self.policy))
+                self.timers.stored(partition, record.lead_id, record)
             await self.outbox.send()
 
     def handle(self, event: faust.types.EventT[bytes], now: datetime, touched: Touched) -> None:
@@ -760,8 +760,10 @@ class Timers:
     the policy's grace; a backlog after a restart or an outage holds the clocks back until it is applied, and
     deadlines that passed while no worker ran fire as soon as it is. Due instants go back through `leads.events` as
     `timer.due` events keyed by lead, so the lead's own partition applies them inside stream processing; their ids
-    are deterministic, so a tick sent twice is a duplicate. The walk of a partition that builds its index counts its
-    lead census too (streams.runtime.lead_census): one walk of each partition newly assigned.
+    are deterministic, so a tick sent twice is a duplicate; it is sent once all the same (`in_flight`): a tick goes
+    behind whatever waits in the partition, and the lead's events applied before it must not queue its instant
+    again. The walk of a partition that builds its index counts its lead census too (streams.runtime.lead_census):
+    one walk of each partition newly assigned.
     """
 
     def __init__(self, worker: Worker) -> None:
@@ -775,6 +777,9 @@ class Timers:
         # Leads per stage, open and overdue clocks per partition, for the lead gauges: the agent updates it as it
         # stores leads, `rebuild` counts a partition newly assigned from the table in the same walk as its index.
         self.census = LeadCensus()
+        # partition -> lead -> the latest instant whose tick the sweep sent and the lead's stored record has not
+        # applied yet (the tick is on its way through the partition).
+        self.in_flight: dict[int, dict[str, float]] = {}
 
     def __len__(self) -> int:
         return sum(len(index) for index in self.indexes.values())
@@ -795,12 +800,33 @@ class Timers:
         kept = set(partitions)
         for partition in [p for p in self.indexes if p not in kept]:
             del self.indexes[partition]
+        for partition in [p for p in self.in_flight if p not in kept]:
+            del self.in_flight[partition]
         self.clock.keep(kept)
         self.census.keep(kept)
         self.walked &= kept
 
     def set(self, partition: int, lead_id: str, instant: datetime | None) -> None:
         self.indexes.setdefault(partition, DeadlineIndex()).set(lead_id, instant)
+
+    def stored(self, partition: int, lead_id: str, record: LeadRecord | None) -> None:
+        """The agent stored the lead's new record (None: it forgot the lead): the index gets the lead's next instant.
+
+        While a tick the sweep sent is on its way (behind a backlog, say), the lead's events applied before it store
+        a record that still holds the tick's instant: queued again, the next sweep would send the tick again, to be
+        written, read back and dropped by the lead as a duplicate. The index gets the instant after it instead (as
+        the sweep queued), until a record has applied the tick (its next instant is later). An earlier instant such
+        an event may have added is not lost: a tick fires every instant at or before its own (core.sla.due)."""
+        instant = wake_at(record, self.worker.policy)
+        leads = self.in_flight.get(partition)
+        sent = leads.get(lead_id) if leads is not None else None
+        if leads is not None and sent is not None:
+            if instant is not None and instant.timestamp() <= sent:
+                state = record.state if record is not None else None
+                instant = next_instant(state, after=sent)
+            else:
+                del leads[lead_id]
+        self.set(partition, lead_id, instant)
 
     def saw(self, partition: int, offset: int, event: LeadEvent | None, received_at: datetime) -> None:
         """The agent handled this record (an event, or a dead letter when `event` is None)."""
@@ -869,9 +895,11 @@ class Timers:
             if cutoff is None:
                 continue
             due = index.pop_due(datetime.fromtimestamp(cutoff, UTC), limit=settings.sweep_max - sent)
+            in_flight = self.in_flight.setdefault(partition, {})
             for lead_id, stamp in due:
                 key = lead_id.encode()
                 self.worker.send_internal(key, timer_event(lead_id, stamp))
+                in_flight[lead_id] = stamp
                 # Queue the lead's next instant now, not when the tick comes back: a deadline 0.5 s after a
                 # warning must not wait for the warning's round trip.
                 record = self.worker.leads.get(key)
