@@ -27,7 +27,10 @@ before and after (c), so a drift of the machine between them shows):
      settings and ``--profile`` records it with py-spy while it works (``.txt``: collapsed stacks, summarised
      into the results; ``.json``: speedscope; otherwise a flame graph SVG).
   c1 one leadflow worker, c2 two in one group (each its own process): the input is produced once the group is
-     stable with all of them, and the window runs from that produce to the last record they wrote
+     stable with all of them and each has been ready in it for a while (SETTLE_S), and the window runs from that
+     produce to the last record they wrote before they were stopped, once done with the input and all it caused
+     (QUIET_S: the SLA ticks and router answers too); the notes give each worker's CPU, the broker's and this
+     script's against 2 x the window
   l  latency: a fresh leadflow worker, journey events produced at a fixed rate (``--latency-rate``, default
      half of (c)'s events/s in this run) for ``--latency-seconds``; each event's produce time against the
      CreateTime of the leads.transitions records whose ``cause_event_id`` is that event: p50/p99.
@@ -45,11 +48,13 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +74,7 @@ from leadflow.streams.dev.kafka import KAFKA_VERSION, ApacheKafka
 from leadflow.streams.dev.simulator import journeys
 from leadflow.streams.dev.simulator import records as journey_records
 from leadflow.streams.dev.worker_process import WorkerProcess, committed_offsets, wait_until_committed
+from leadflow.streams.runtime.routes import ROUTES
 from leadflow.streams.runtime.settings import Settings
 from leadflow.streams.runtime.topics import (
     EMBEDDED_FAUST_SETTINGS,
@@ -398,23 +404,29 @@ class TopicStats:
     keys: int
     first_ts: float | None
     last_ts: float | None
+    last_ts_by_partition: dict[int, float] = field(default_factory=dict)
 
 
-async def topic_stats(bootstrap: str, topic: str, partitions: int, *, attempts: int = 4) -> TopicStats:
-    """Read a topic from its beginning to its end offsets (exact on Apache Kafka; on tansu only for topics
-    written one record per batch, which every producer here does there). A read that returns fewer records
-    than the offsets promise is done again with a fresh client (seen on Apache Kafka: a fresh client's first
-    ListOffsets answered 0 for a topic that had records)."""
-    stats, expected = await _read_topic(bootstrap, topic, partitions)
+async def topic_stats(
+    bootstrap: str, topic: str, partitions: int, *, attempts: int = 4, until: dict[int, int] | None = None
+) -> TopicStats:
+    """Read a topic from its beginning to its end offsets, or to the offsets `until` gives (partition -> offset:
+    what was in the topic at some earlier moment), exact on Apache Kafka; on tansu only for topics written one
+    record per batch, which every producer here does there. A read that returns fewer records than the offsets
+    promise is done again with a fresh client (seen on Apache Kafka: a fresh client's first ListOffsets answered 0
+    for a topic that had records)."""
+    stats, expected = await _read_topic(bootstrap, topic, partitions, until)
     for _ in range(attempts - 1):
         if stats.records >= expected > 0:  # an empty topic is read again too
             break
         await asyncio.sleep(0.5)
-        stats, expected = await _read_topic(bootstrap, topic, partitions)
+        stats, expected = await _read_topic(bootstrap, topic, partitions, until)
     return stats
 
 
-async def _read_topic(bootstrap: str, topic: str, partitions: int) -> tuple[TopicStats, int]:
+async def _read_topic(
+    bootstrap: str, topic: str, partitions: int, until: dict[int, int] | None = None
+) -> tuple[TopicStats, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -422,19 +434,27 @@ async def _read_topic(bootstrap: str, topic: str, partitions: int) -> tuple[Topi
         consumer.assign(tps)
         begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
+        if until is not None:
+            ends = {tp: min(ends[tp], until.get(tp.partition, 0)) for tp in tps}
         await consumer.seek_to_beginning(*tps)
         records = with_value = value_bytes = 0
         keys: set[bytes | None] = set()
         stamps: list[int] = []
+        last_by_partition: dict[int, float] = {}
         for tp in tps:
             while await consumer.position(tp) < ends[tp]:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
                 for record in batch.get(tp, []):
+                    if record.offset >= ends[tp]:
+                        break
                     records += 1
                     with_value += record.value is not None
                     value_bytes += len(record.value or b"")
                     keys.add(record.key)
                     stamps.append(record.timestamp)
+                    last_by_partition[tp.partition] = max(
+                        record.timestamp / 1000, last_by_partition.get(tp.partition, 0.0)
+                    )
         stats = TopicStats(
             records,
             with_value,
@@ -442,8 +462,9 @@ async def _read_topic(bootstrap: str, topic: str, partitions: int) -> tuple[Topi
             len(keys),
             min(stamps) / 1000 if stamps else None,
             max(stamps) / 1000 if stamps else None,
+            last_by_partition,
         )
-        return stats, sum(ends[tp] - begins[tp] for tp in tps)
+        return stats, sum(max(ends[tp] - begins[tp], 0) for tp in tps)
     finally:
         await consumer.stop()
 
@@ -625,58 +646,253 @@ def wait_stable(bootstrap: str, group_id: str, members: int, timeout_s: float) -
         time.sleep(0.2)
 
 
+#: Cases c1, c2: how long every worker must have been ready in the group's final assignment before the input is
+#: produced. Faust's fetcher sleeps 1 s whenever its worker has no active partition, as during a rebalance's
+#: recovery, and a resumed partition does not wake it (faust.transport.consumer.Consumer._wait_next_records): a
+#: worker whose recovery ended just before the produce fetched nothing for up to a second after it began (seen: the
+#: second worker of (c2) 0.8-1.0 s late in 3 runs of 5). The wait also lets each worker's first sweeps mark its
+#: partitions caught up, the state of a live worker: a worker that got its input 25 ms after Ready fired its SLA
+#: instants at event time, one that had been idle at wall time, so (c1) and (c2) did not do the same work.
+SETTLE_S = 2.0
+#: Cases c1, c2: the workers are done when every record of the topics they read (the input, the timer ticks and
+#: router answers they append to it, the router's requests) is committed and no topic they write has grown for
+#: this long (longer than a sweep interval and a batch wait).
+QUIET_S = 1.5
+_SYNCED = re.compile(r"Successfully synced group \S+ with generation (\d+)")
+_ASSIGNED = "Setting newly assigned partitions"
+
+
+def log_generation(text: str) -> int | None:
+    """The group generation of a worker log's last 'Successfully synced group' line."""
+    found = _SYNCED.findall(text)
+    return int(found[-1]) if found else None
+
+
+def log_assignment(text: str, topic: str) -> set[int]:
+    """The partitions of `topic` in a worker log's last 'Setting newly assigned partitions' table (Faust prints
+    them as {0-3} or {0, 2})."""
+    row = re.compile(rf"^\|\s*{re.escape(topic)}\s*\|\s*\{{([^}}]*)\}}")
+    assigned: set[int] = set()
+    in_table = False
+    for line in text.splitlines():
+        if line.startswith("["):
+            in_table = _ASSIGNED in line
+            if in_table:
+                assigned = set()
+        elif in_table and (match := row.match(line)):
+            for part in match.group(1).split(","):
+                first, _, last = part.strip().partition("-")
+                if first:
+                    assigned.update(range(int(first), int(last or first) + 1))
+    return assigned
+
+
+def is_ready(port: int) -> bool:
+    """Whether the worker's /readyz answers 200 (tables recovered in the current assignment, fetching)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def wait_settled(bootstrap: str, group_id: str, procs: list[WorkerProcess], ports: list[int], timeout_s: float) -> int:
+    """Until the group is stable with every worker, all of them in the same generation and ready (/readyz) in it,
+    and still so SETTLE_S later; returns that generation."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        wait_stable(bootstrap, group_id, members=len(procs), timeout_s=max(deadline - time.monotonic(), 1.0))
+        generations = {log_generation(w.log_path.read_text(errors="replace")) for w in procs}
+        if len(generations) == 1 and None not in generations and all(is_ready(port) for port in ports):
+            time.sleep(SETTLE_S)
+            again = {log_generation(w.log_path.read_text(errors="replace")) for w in procs}
+            if again == generations and asyncio.run(group_state(bootstrap, group_id)) == ("Stable", len(procs)):
+                return generations.pop() or 0
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"group {group_id}: workers not settled after {timeout_s}s ({generations})")
+        time.sleep(0.2)
+
+
+@dataclass
+class CpuSamples:
+    """CPU time of the workers, the broker and this script (which produces the input), sampled while waiting."""
+
+    pids: list[int | None]
+    broker_pid: int | None
+    samples: list[tuple[float, list[float | None], float | None, float]] = field(default_factory=list)
+
+    def sample(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.samples.append(
+            (
+                time.time(),
+                [cpu_seconds(pid) for pid in self.pids],
+                cpu_seconds(self.broker_pid),
+                usage.ru_utime + usage.ru_stime,
+            )
+        )
+
+    def until(self, at: float) -> tuple[list[float | None], float | None, float]:
+        """CPU seconds from the first sample to the first one taken at or after `at` (the last, if none is)."""
+        first = self.samples[0]
+        last = next((s for s in self.samples if s[0] >= at), self.samples[-1])
+
+        def spent(before: float | None, after: float | None) -> float | None:
+            return None if before is None or after is None else after - before
+
+        workers = [spent(b, a) for b, a in zip(first[1], last[1], strict=True)]
+        return workers, spent(first[2], last[2]), last[3] - first[3]
+
+
+async def wait_quiet(
+    bootstrap: str,
+    group_id: str,
+    *,
+    read: dict[str, int],
+    written: dict[str, int],
+    produced: dict[int, int],
+    events_topic: str,
+    cpu: CpuSamples,
+    procs: list[WorkerProcess],
+    timeout_s: float,
+) -> dict[str, dict[int, int]]:
+    """Until the workers are done with the input and all it caused (QUIET_S); returns the end offsets of the topics
+    (`read`, `written`: topic -> partitions) then. Samples `cpu` as it goes."""
+    tps = [TopicPartition(t, p) for t, n in {**read, **written}.items() for p in range(n)]
+    inputs = [tp for tp in tps if tp.topic in read]
+    offsets = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    group = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await offsets.start()
+    await group.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        previous: dict[TopicPartition, int] = {}
+        changed = time.monotonic()
+        while True:
+            cpu.sample()
+            ends = await offsets.end_offsets(tps)
+            if ends != previous:
+                previous, changed = ends, time.monotonic()
+            elif time.monotonic() - changed >= QUIET_S and all(
+                ends[TopicPartition(events_topic, p)] >= offset for p, offset in produced.items()
+            ):
+                committed = {tp: await group.committed(tp) or 0 for tp in inputs}
+                if all(committed[tp] >= ends[tp] for tp in inputs):
+                    result: dict[str, dict[int, int]] = {}
+                    for tp, offset in ends.items():
+                        result.setdefault(tp.topic, {})[tp.partition] = offset
+                    return result
+            for worker in procs:
+                if worker.exit_code() is not None:
+                    raise RuntimeError(f"worker exited with {worker.exit_code()}:\n{worker.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"group {group_id} not done after {timeout_s}s; end offsets {ends}")
+            await asyncio.sleep(0.25)
+    finally:
+        await offsets.stop()
+        await group.stop()
+
+
 def run_scaled_case(ctx: BenchContext, *, workers: int, timeout_s: float = 600.0) -> CaseResult:
     """(c1) one leadflow worker, (c2) two in one group, each on its own process (a core each on two cores).
 
-    The input is produced only once every worker is Ready and the group is stable with all of them (so that no
-    worker starts alone and hands partitions over mid-run); the timed window runs from the start of that
-    produce to the CreateTime of the last record the workers wrote (outputs, changelog), the same way for both.
-    Compare (c2) with (c1), not with (c), which is timed from Ready with its input already there.
+    The input is produced only once the group is stable with every worker, all of them ready in its last
+    generation for SETTLE_S (so that no worker starts alone and hands partitions over mid-run, nor fetches late).
+    The workers are stopped only once they are done (QUIET_S: every record they read committed, nothing written
+    for a while), and only what they wrote before that counts (a stop hands partitions over, the worker that takes
+    them writes again). The timed window runs from the start of the produce to the CreateTime of the last record
+    the workers wrote to the outputs and the changelog, the same way for both: it includes the SLA clocks the input
+    sets going (these journeys are weeks old, so every clock is overdue: timer ticks, breaches, reassignments, the
+    router's answers). Compare (c2) with (c1), not with (c), which is timed from Ready with its input already there.
     """
     app_id = f"bench-lf{workers}-{uuid.uuid4().hex[:6]}"
     case_dir = ctx.workdir / app_id
     case_dir.mkdir(parents=True)
     events_topic = f"{app_id}.events"
     settings = worker_settings(ctx, app_id, events_topic, case_dir / "data")
+    ports = [free_port() for _ in range(workers)]
     procs = [
         WorkerProcess(
             {
                 **settings.as_env(),
                 **ctx.worker_env,
-                "LEADFLOW_WEB_PORT": str(free_port()),
+                "LEADFLOW_WEB_PORT": str(port),
                 "LEADFLOW_DATA_DIR": str(case_dir / f"data-{n}"),
             },
             case_dir / f"worker-{n}.log",
             loglevel="info",
         )
-        for n in range(1, workers + 1)
+        for n, port in enumerate(ports, start=1)
     ]
+    outputs = (settings.topic_transitions, settings.topic_deadletter, settings.topic_sla, settings.changelog_topic)
+    read = {events_topic: ctx.partitions, settings.topic_routing: ROUTES["routing"].partitions(settings)}
+    written = {name: ctx.partitions for name in (*outputs, settings.topic_handoffs)} | {
+        settings.routing_changelog_topic: ROUTES["routing_changelog"].partitions(settings)
+    }
     for worker in procs:
         worker.start()
     try:
         for worker in procs:
             _wait_ready(worker, timeout_s=120.0)
-        wait_stable(ctx.bootstrap, app_id, members=workers, timeout_s=120.0)
+        generation = wait_settled(ctx.bootstrap, app_id, procs, ports, timeout_s=120.0)
+        cpu = CpuSamples([w.pid for w in procs], ctx.broker_pid)
+        cpu.sample()
         started = time.time()
         asyncio.run(produce_events(ctx.bootstrap, events_topic, ctx.records, batched=not ctx.one_record_per_batch))
         produced = asyncio.run(end_offsets(ctx.bootstrap, events_topic, ctx.partitions))
-        asyncio.run(
-            wait_until_committed(ctx.bootstrap, app_id, events_topic, produced, timeout_s=timeout_s, worker=procs[0])
+        done = asyncio.run(
+            wait_quiet(
+                ctx.bootstrap,
+                app_id,
+                read=read,
+                written=written,
+                produced=produced,
+                events_topic=events_topic,
+                cpu=cpu,
+                procs=procs,
+                timeout_s=timeout_s,
+            )
         )
+        logs = [w.log_path.read_text(errors="replace") for w in procs]
     finally:
         for worker in procs:
             worker.stop()
-    outputs = (settings.topic_transitions, settings.topic_deadletter, settings.topic_sla, settings.changelog_topic)
-    stats = {name: asyncio.run(topic_stats(ctx.bootstrap, name, ctx.partitions)) for name in outputs}
+    stats = {name: asyncio.run(topic_stats(ctx.bootstrap, name, ctx.partitions, until=done[name])) for name in outputs}
+    after = {name: asyncio.run(topic_stats(ctx.bootstrap, name, ctx.partitions)).records for name in outputs}
+    late = sum(after[name] - stats[name].records for name in outputs)
     last = max(s.last_ts for s in stats.values() if s.last_ts is not None)
+    window = last - started
+    worker_cpu, broker_cpu, own_cpu = cpu.until(last)
+    regenerated = [log_generation(text) for text in logs]
+    if any(g != generation for g in regenerated):
+        raise RuntimeError(f"a rebalance during the run: generation {generation} at the produce, now {regenerated}")
+    changelog = stats[settings.changelog_topic].last_ts_by_partition
+    per_worker = []
+    for n, (text, spent) in enumerate(zip(logs, worker_cpu, strict=True), start=1):
+        mine = sorted(log_assignment(text, events_topic))
+        ends = [changelog[p] - started for p in mine if p in changelog]
+        per_worker.append(
+            f"worker {n} (partitions {','.join(map(str, mine))}): CPU "
+            + (f"{spent:.1f} s" if spent is not None else "?")
+            + (f", last changelog record at {max(ends):.2f} s" if ends else "")
+        )
+    known = [c for c in (*worker_cpu, broker_cpu) if c is not None]
     return CaseResult(
         f"c{workers}",
         f"leadflow worker x{workers} (input produced once the group is stable)",
-        len(ctx.records),  # the end offsets may hold the workers' own first records too
-        last - started,
+        len(ctx.records),  # the end offsets hold the workers' own timer ticks and router answers too
+        window,
         notes=[
             f"{stats[settings.changelog_topic].keys} leads in the changelog",
-            f"{stats[settings.topic_transitions].records} transitions",
+            f"{stats[settings.topic_transitions].records} transitions, {stats[settings.topic_sla].records} SLA "
+            f"outputs, {sum(done[events_topic].values()) - len(ctx.records)} records the workers appended "
+            "to the input (timer ticks, router answers)",
+            *per_worker,
+            f"broker CPU {broker_cpu:.1f} s" if broker_cpu is not None else "broker CPU ?",
+            f"this script (the producer) {own_cpu:.1f} s",
+            f"together {sum(known) + own_cpu:.1f} CPU s of {os.cpu_count()} x {window:.2f} s = "
+            f"{(os.cpu_count() or 1) * window:.1f} ({(sum(known) + own_cpu) / ((os.cpu_count() or 1) * window):.0%})",
+            f"group generation {generation} throughout; {late} records written while stopping (not counted)",
         ],
     )
 
