@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, time
 from fractions import Fraction
 from functools import cached_property
@@ -45,6 +45,15 @@ CORE_STAGES = ("subscriber", "lead", "mql", "sal", "sql", "opportunity", "custom
 
 class PolicyModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy without the lookups computed from the fields (the `cached_property` values kept in `__dict__`):
+        a copy with other fields (a what-if policy, the demo's squeezed allowances) computes its own."""
+        copied = super().model_copy(update=update, deep=deep)
+        fields = type(self).model_fields
+        for name in [name for name in copied.__dict__ if name not in fields]:
+            del copied.__dict__[name]
+        return copied
 
 
 class Lifecycle(PolicyModel):

@@ -275,3 +275,17 @@ def test_policy_error_is_a_value_error() -> None:
     error = PolicyError("p.yaml", ["a: b", "c: d"])
     assert isinstance(error, ValueError)
     assert str(error) == "p.yaml: a: b; c: d"
+
+
+def test_a_copy_with_other_fields_computes_its_own_lookups() -> None:
+    policy = load_policy()
+    assert policy.sla_specs  # computed, kept in the policy's __dict__
+    assert policy.routing is not None
+    assert policy.routing.by_name
+    without_slas = policy.model_copy(update={"slas": ()})
+    assert without_slas.sla_specs == {}
+    assert without_slas.sla_start_events == frozenset()
+    one_pool = policy.routing.model_copy(update={"pools": policy.routing.pools[:1]})
+    assert set(one_pool.by_name) == {policy.routing.pools[0].name}
+    assert policy.model_copy().sla_specs == policy.sla_specs
+    assert policy.model_copy() == policy
