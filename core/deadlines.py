@@ -33,15 +33,16 @@ def next_instant(state: LeadState | LeadStateView | None, after: float | None = 
     timestamp, when given). The state may be a view of a stored record (schemas.state.LeadStateView)."""
     if state is None or not state.clocks:
         return None
-    instants = [
-        instant
-        for clock in state.clocks.values()
-        if clock.paused_at is None
-        for instant in (*(w for _, w in clock.warnings), *(() if clock.breached else (clock.deadline,)))
-    ]
-    if after is not None:
-        instants = [instant for instant in instants if instant.timestamp() > after]
-    return min(instants, default=None)
+    earliest: datetime | None = None
+    # A plain loop: this runs two or three times per event (the lead's timer, the ticks due before an event).
+    for clock in state.clocks.values():
+        if clock.paused_at is not None:
+            continue
+        instants = clock.warnings if clock.breached else (*clock.warnings, (1.0, clock.deadline))
+        for _, instant in instants:
+            if (earliest is None or instant < earliest) and (after is None or instant.timestamp() > after):
+                earliest = instant
+    return earliest
 
 
 @dataclass

@@ -80,7 +80,7 @@ def forget_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime |
     under the same output id (core.ids), so what reads the outputs drops it as a duplicate."""
     if not is_stateless(record) or record.watermark is None:
         return None
-    return record.watermark + timedelta(seconds=policy.processing.lateness_seconds)
+    return record.watermark + policy.processing.lateness
 
 
 def wake_at(record: LeadRecord | LeadRecordView | None, policy: Policy) -> datetime | None:
@@ -164,12 +164,19 @@ def order_key(event: LeadEvent) -> tuple[datetime, str]:
     return (event.occurred_at, event.event_id)
 
 
+def comes_after(event: LeadEvent, other: LeadEvent) -> bool:
+    """`order_key(event) > order_key(other)`, without building the keys (on every event's path)."""
+    at, other_at = event.occurred_at, other.occurred_at
+    return at > other_at or (at == other_at and event.event_id > other.event_id)
+
+
 def is_duplicate(record: LeadRecord, event_id: str) -> bool:
-    return (
-        event_id in record.seen
-        or any(p.event.event_id == event_id for p in record.pending)
-        or any(h.event_id == event_id for h in record.held)
-    )
+    if event_id in record.seen:
+        return True
+    for pending in record.pending:  # loops, not any(): this runs for every event
+        if pending.event.event_id == event_id:
+            return True
+    return bool(record.held) and any(held.event_id == event_id for held in record.held)
 
 
 def is_recreation(record: LeadRecord, event: LeadEvent) -> bool:
@@ -178,7 +185,7 @@ def is_recreation(record: LeadRecord, event: LeadEvent) -> bool:
 
 
 def is_from_future(event: LeadEvent, now: datetime, policy: Policy) -> bool:
-    return event.occurred_at > now + timedelta(seconds=policy.processing.max_clock_skew_seconds)
+    return event.occurred_at > now + policy.processing.max_clock_skew
 
 
 def advance(state: LeadState | None, event: LeadEvent, policy: Policy, now: datetime) -> Step:
@@ -335,13 +342,12 @@ def decide_one(
         return Decision(record, step.outputs, "refused", changed=False)
 
     event = in_arrival_order(record, event)
-    lateness = timedelta(seconds=policy.processing.lateness_seconds)
+    lateness = policy.processing.lateness
     is_late = record.watermark is not None and event.occurred_at < record.watermark - lateness
     pending = list(record.pending)
     held = record.held
-    key = order_key(event)
 
-    if not pending or key > order_key(pending[-1].event):
+    if not pending or comes_after(event, pending[-1].event):
         step = advance(record.state, event, policy, now)
         base = record.state if not pending else record.base
         pending.append(PendingEvent(event=event, output_ids=tuple(short_id(o.id) for o in step.outputs)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date, time
+from datetime import date, time, timedelta
 from fractions import Fraction
 from functools import cached_property
 from importlib import resources
@@ -444,6 +444,15 @@ class Processing(PolicyModel):
         description="breaches older than this (against the worker clock) are emitted as history, without "
         "acting on people (no reassignment, no notification)",
     )
+
+    # The same, as durations: the core compares event times with them on every event.
+    @cached_property
+    def lateness(self) -> timedelta:
+        return timedelta(seconds=self.lateness_seconds)
+
+    @cached_property
+    def max_clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.max_clock_skew_seconds)
 
 
 # ---- goals: the revenue goal and the reverse funnel (`leadflow plan`, core/plan.py) -------------------------
