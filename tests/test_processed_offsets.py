@@ -13,7 +13,7 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow.streams.runtime.processed_offsets import LEDGER, FetchLedger, install, next_commit
+from leadflow.streams.runtime.processed_offsets import LEDGER, FetchLedger, deliverable, install, next_commit
 
 
 def holes_of(offsets: set[int]) -> list[tuple[int, int]]:
@@ -111,3 +111,14 @@ def test_faust_consumer_commits_past_offsets_the_fetcher_never_handed_out() -> N
     LEDGER.fetched(("ledger-test.events", 0), [10, 11, 13])  # 12: a transaction marker
     assert Consumer._new_offset(consumer, tp) == 14
     assert LEDGER.holes(("ledger-test.events", 0)) == []
+
+
+def test_only_what_faust_hands_out_is_deliverable() -> None:
+    """Faust's fetch loop hands out nothing while its flow is stopped, and otherwise only the partitions it fetches
+    now (None: every assigned one) or whose stream buffer is full."""
+    a, b, c = TP("t", 0), TP("t", 1), TP("t", 2)
+    records: dict[Any, list[Any]] = {a: [1], b: [2], c: [3]}
+    assert deliverable(records, flow_active=False, live={a, b, c}, buffered=set()) == {}
+    assert deliverable(records, flow_active=True, live=None, buffered=set()) == records
+    assert deliverable(records, flow_active=True, live={a}, buffered={c}) == {a: [1], c: [3]}
+    assert deliverable(records, flow_active=True, live=set(), buffered=set()) == {}  # every partition paused
