@@ -174,7 +174,8 @@ def _watch_fetches() -> None:
         )
         for tp, batch in records.items():
             if tp not in kept and consumer._subscription.is_assigned(tp):
-                consumer._fetcher.seek_to(tp, batch[0].offset)  # on this thread: before any other seek or fetch
+                # On this thread, so before any other seek or fetch; unnoted: the ledger never saw these records
+                seek_to(consumer._fetcher, tp, batch[0].offset)
         for tp, batch in kept.items():
             if tp.topic in LEDGER.topics:
                 LEDGER.fetched(key(tp), (record.offset for record in batch))
