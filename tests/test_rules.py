@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "LeadNotificationsFailing",
     "LeadBrokerUnreachable",
     "LeadConsumerStalled",
+    "LeadWorkerNotReady",
 }
 RECORD_NAME = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 
