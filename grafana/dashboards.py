@@ -766,6 +766,14 @@ def pipeline() -> Json:
                     thresholds=[(None, "red"), (1, "green")],
                 ),
                 stat(
+                    "Workers not ready",
+                    "Workers whose /readyz answers 503: recovering their tables, joining the group, cut off from the "
+                    "broker or unable to send (their /readyz says which). Seconds during a rebalance; longer pages "
+                    "(LeadWorkerNotReady, LeadBrokerUnreachable).",
+                    [target(f'count(leadflow_ready{{job="{JOB}"}} == 0) or vector(0)', "not ready", instant=True)],
+                    thresholds=[(None, "green"), (1, "red")],
+                ),
+                stat(
                     "Events per second",
                     "Decoded events handled per second, every outcome.",
                     [target(f"sum(rate(leadflow_events_total{worker}[$__rate_interval]))", "events/s")],

@@ -73,6 +73,10 @@ GAUGES = {
     "leadflow_goal_actual",
     "leadflow_goal_projection",
     "leadflow_goal_period_elapsed_ratio",
+    # the worker's health, read at scrape time (streams/runtime/health.py)
+    "leadflow_ready",
+    "leadflow_broker_reachable",
+    "leadflow_broker_last_contact_timestamp_seconds",
     # the webhook gateway's (streams/runtime/gateway.py)
     "leadflow_ingest_ready",
     "leadflow_ingest_identity_aliases",
