@@ -439,25 +439,37 @@ def test_dead_letters_are_the_worker_s_shape(tmp_path: Path) -> None:
 def test_young_collections_slow_down_while_they_find_nothing_and_come_back_when_they_do() -> None:
     first = YoungCollections.FIRST
     was_enabled = gc.isenabled()
-    with YoungCollections() as collections:
+    # The clock each collection reads: before it (the events since the last one give the pace) and after it.
+    ticks = iter([0.0, 1.0, 1.0, 3.0, 3.5, 4.0, 4.0, 5.0, 5.0, 6.0, 6.0])
+    with YoungCollections(clock=lambda: next(ticks)) as collections:
         assert not gc.isenabled()
         collections.after(first - 1)
         assert collections.collections == 0
         gc.collect()  # nothing cyclic left over from before
-        collections.after(first)
+        collections.after(first)  # took no time: twice the pace
         assert (collections.collections, collections.every, collections.due) == (1, 2 * first, 3 * first)
         collections.after(3 * first - 1)
         assert collections.collections == 1
+        # 0.5 s, after 2 * first events in 2 s: the next one waits until 0.5 s is 2% of the time since (25 s).
         collections.after(3 * first)
-        assert (collections.every, collections.due) == (4 * first, 7 * first)
+        assert (collections.every, collections.due) == (25 * first, 28 * first)
 
         cycle: list[object] = []
         cycle.append(cycle)
         del cycle
-        collections.after(7 * first)
-        assert (collections.collections, collections.every, collections.due) == (3, first, 8 * first)
+        collections.after(28 * first)  # found the cycle: back to the first pace
+        assert (collections.collections, collections.every, collections.due) == (3, first, 29 * first)
 
         collections.every = YoungCollections.LONGEST
-        collections.after(8 * first)
+        collections.after(29 * first)
         assert collections.every == YoungCollections.LONGEST
-    assert gc.isenabled() == was_enabled
+        # However long a collection takes, the pace stays under LONGEST.
+        ticks = iter([5.0, 1e9])
+        collections.clock = lambda: next(ticks)
+        collections.after(collections.due)
+        assert collections.every == YoungCollections.LONGEST
+    try:
+        assert gc.isenabled() == was_enabled
+        assert gc.get_freeze_count() > 0  # the heap the feed built is never walked again
+    finally:
+        gc.unfreeze()

@@ -27,7 +27,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -382,38 +382,55 @@ def read_policy(path: Path | None, flag: str) -> Policy:
 
 class YoungCollections:
     """No automatic garbage collection while the replay feeds its engines: the young generations are collected by
-    `after(events)`, every few thousand events at first and half as often each time a collection finds nothing.
+    `after(events)`, every few thousand events at first and more rarely while collections find nothing, and the
+    heap the feed built is frozen when it ends.
 
-    The lead records are a heap of millions of objects that lives until the end of the replay; the collector's
-    full passes scan all of it, again and again as it grows, and made the replay slower the longer the file
-    (benchmarks/RESULTS.md, "replay throughput"). Young collections at a fixed pace cost 16% of a replay and found
-    nothing (300,000 events: 36 collections, 7.2 s, 0 objects; the records are freed by reference counting), so
-    the pace slows down while they find nothing, and is back to every `FIRST` events as soon as one finds cyclic
-    garbage. Cyclic garbage that reached the old generation waits for the first automatic collection after.
+    The lead records are a heap of millions of objects that lives until the end of the replay, and every event
+    replaces its lead's record, so the young generations soon hold most of that heap: a young collection walks
+    about all of it, and so does the first automatic full collection after the feed (300,000 events: collections
+    at a doubling pace took 3.6 s of 45, the full one 2.6 s, and found 0 objects; the records are freed by
+    reference counting). So while collections find nothing, the next one waits until the time since the last one
+    is `1 / BUDGET` times what it took (and at least twice as many events as the pace before, at most `LONGEST`);
+    as soon as one finds cyclic garbage, the pace is back to every `FIRST` events. At the end the heap is frozen
+    (`gc.freeze`): the collector never walks it again, reference counting still frees it. Cyclic garbage that
+    reached the old generation waits for the first automatic collection after the feed.
     """
 
     FIRST: Final = PROGRESS_EVERY
     LONGEST: Final = 1 << 20
+    BUDGET: Final = 0.02  # of the feed's time, at most, in collections that find nothing
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self.every = self.FIRST
         self.due = self.FIRST
         self.collections = 0
         self.enabled = gc.isenabled()
+        self.since = (0, clock())  # events and clock at the last collection (or the start)
 
     def after(self, events: int) -> None:
         if events < self.due:
             return
+        started = self.clock()
         found = gc.collect(1)
+        ended = self.clock()
         self.collections += 1
-        self.every = self.FIRST if found else min(2 * self.every, self.LONGEST)
+        if found:
+            self.every = self.FIRST
+        else:
+            last_events, last_at = self.since
+            per_second = (events - last_events) / max(started - last_at, 1e-9)
+            budgeted = int((ended - started) / self.BUDGET * per_second)
+            self.every = min(max(2 * self.every, budgeted), self.LONGEST)
         self.due = events + self.every
+        self.since = (events, ended)
 
     def __enter__(self) -> YoungCollections:
         gc.disable()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        gc.freeze()
         if self.enabled:
             gc.enable()
 
