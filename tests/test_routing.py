@@ -12,7 +12,17 @@ from factories import POLICY, make_policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadflow.core.routing import ANSWER_DELAY, Assignment, assigned_event, is_away, load, pool_for, release, route
+from leadflow.core.routing import (
+    ANSWER_DELAY,
+    Assignment,
+    assigned_event,
+    is_away,
+    load,
+    pool_for,
+    release,
+    route,
+    without,
+)
 from leadflow.schemas.events import EVENT_ADAPTER, LeadAssigned, Profile
 from leadflow.schemas.outputs import RouteRelease, RouteRequest
 from leadflow.schemas.policy import Policy
@@ -576,3 +586,8 @@ def test_capacity_load_and_holders_stay_consistent(
         elif op[0] == "release":
             model.release(op[1], op[2])
         model.check()
+
+
+@given(st.lists(st.sampled_from(["L1", "L2", "L3", "L4"]), max_size=12), st.sampled_from(["L1", "L2", "L5"]))
+def test_without_drops_every_place_of_the_lead_and_keeps_the_order(leads: list[str], lead_id: str) -> None:
+    assert without(tuple(leads), lead_id) == tuple(lead for lead in leads if lead != lead_id)
