@@ -1,0 +1,70 @@
+"""schemas.base.Frozen's equality answers as pydantic's BaseModel does, on every model a stored lead record holds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from factories import make_event
+from pydantic import BaseModel
+from test_record_view import RECORDS
+
+from leadflow.schemas.base import Frozen
+from leadflow.schemas.events import LeadCreated
+from leadflow.schemas.state import Ledger
+
+
+def models_in(value: object) -> Iterator[Frozen]:
+    """Every Frozen model inside a value, the value included, depth first."""
+    if isinstance(value, Frozen):
+        yield value
+        for name in type(value).model_fields:
+            yield from models_in(getattr(value, name))
+        for extra in (value.__pydantic_extra__ or {}).values():
+            yield from models_in(extra)
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from models_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from models_in(item)
+
+
+def by_type() -> dict[type, list[Frozen]]:
+    found: dict[type, list[Frozen]] = defaultdict(list)
+    for record in RECORDS[::7]:
+        for model in models_in(record):
+            found[type(model)].append(model)
+    return found
+
+
+MODELS = by_type()
+
+
+def test_the_records_hold_nested_models_of_many_types() -> None:
+    assert len(MODELS) >= 15, sorted(t.__name__ for t in MODELS)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS, key=lambda t: t.__name__), ids=lambda t: t.__name__)
+def test_equality_agrees_with_pydantic(kind: type) -> None:
+    models = MODELS[kind][:40]
+    for a in models:
+        copy = a.model_copy()
+        assert (a == copy) is BaseModel.__eq__(a, copy) is True
+        for b in models:
+            assert (a == b) is BaseModel.__eq__(a, b), (a, b)
+        assert (a == 3) is False  # another type: pydantic's answer (NotImplemented, then identity)
+
+
+def test_defaults_and_extras_count() -> None:
+    assert Ledger() == Ledger()
+    assert Ledger(source="hubspot") != Ledger()
+    created = make_event("lead.created", 1.0, lead_id="L1", email="a@example.com", crm_tier="gold")
+    assert isinstance(created, LeadCreated)
+    data = created.data
+    other = data.model_copy()
+    object.__setattr__(other, "__pydantic_extra__", {"crm_tier": "silver"})
+    assert data.__pydantic_extra__ == {"crm_tier": "gold"}
+    assert (data == other) is BaseModel.__eq__(data, other) is False
+    assert data == data.model_copy()
