@@ -52,7 +52,8 @@ class Frozen(BaseModel):
             and self.__pydantic_private__ == other.__pydantic_private__
         )
 
-    __hash__ = BaseModel.__hash__
+    # Not hashable itself: pydantic gives each frozen subclass its own hash, by value (tests/test_frozen.py).
+    __hash__ = None  # type: ignore[assignment]
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A shallow copy with `update` applied, as BaseModel.model_copy does (no validation), in about two thirds
