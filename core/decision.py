@@ -14,7 +14,7 @@ from bisect import insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from leadflow.core.deadlines import next_instant, timer_due
 from leadflow.core.handoff import is_router_answer, unclaimed
@@ -47,8 +47,7 @@ MAX_HELD = 256
 Outcome = Literal["applied", "reordered", "late", "refused", "duplicate", "ignored", "held", "forwarded"]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):  # a named tuple, as core.step.Step (built once or more per event)
     record: LeadRecord
     outputs: tuple[Output, ...]
     outcome: Outcome
@@ -458,8 +457,7 @@ def first_new_request(steps: list[Step], already_emitted: set[str], lead_id: str
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
+class Settled(NamedTuple):
     base: LeadState | None
     pending: list[PendingEvent]
     ids: tuple[str, ...]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from leadflow.schemas.outputs import Output
 from leadflow.schemas.state import LeadState
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+# A named tuple, not a frozen dataclass: as immutable, and built in a third of the time (the chain builds several
+# per event: a frozen dataclass sets each field through object.__setattr__).
+class Step(NamedTuple):
     state: LeadState | None
     outputs: tuple[Output, ...] = ()
     refused: bool = False

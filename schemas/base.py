@@ -23,6 +23,7 @@ PATTERN_HINTS = {
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 ZERO = timedelta(0)
+_new, _set = object.__new__, object.__setattr__  # bound once: Frozen.model_copy runs several times per event
 
 
 def one_utc(value: datetime) -> datetime:
@@ -61,14 +62,17 @@ class Frozen(BaseModel):
         no private attributes has nothing else to copy; one with either is copied by pydantic."""
         if deep or self.__pydantic_private__ is not None or self.__pydantic_extra__ is not None:
             return super().model_copy(update=update, deep=deep)  # extras: lead data keeps custom attributes
-        copied = object.__new__(type(self))
+        copied = _new(type(self))
         values = self.__dict__.copy()
-        fields_set = set(self.__pydantic_fields_set__)
+        # The set of fields given is shared with the original while the update adds none (a frozen model never
+        # changes it in place): a new one only for new fields.
+        fields_set = self.__pydantic_fields_set__
         if update:
             values.update(update)
-            fields_set.update(update.keys())
-        object.__setattr__(copied, "__dict__", values)
-        object.__setattr__(copied, "__pydantic_fields_set__", fields_set)
-        object.__setattr__(copied, "__pydantic_extra__", None)
-        object.__setattr__(copied, "__pydantic_private__", None)
+            if not update.keys() <= fields_set:
+                fields_set = fields_set | update.keys()
+        _set(copied, "__dict__", values)
+        _set(copied, "__pydantic_fields_set__", fields_set)
+        _set(copied, "__pydantic_extra__", None)
+        _set(copied, "__pydantic_private__", None)
         return copied

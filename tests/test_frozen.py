@@ -82,3 +82,14 @@ def test_models_of_hashable_fields_still_hash_by_value() -> None:
             assert digest == hash(model.model_copy()), kind
             hashed += 1
     assert hashed >= 10
+
+
+def test_a_copy_knows_which_fields_were_given_and_leaves_the_original_alone() -> None:
+    ledger = Ledger(source="hubspot")
+    assert ledger.model_fields_set == {"source"}
+    same_fields = ledger.model_copy(update={"source": "mautic"})
+    assert same_fields.model_fields_set == {"source"}
+    more = ledger.model_copy(update={"contacts": ()})
+    assert more.model_fields_set == {"source", "contacts"}
+    assert ledger.model_fields_set == {"source"}  # the original's set is not the copy's
+    assert more.model_dump(exclude_unset=True) == {"source": "hubspot", "contacts": ()}
