@@ -110,8 +110,10 @@ def in_arrival_order(record: LeadRecord, event: LeadEvent) -> LeadEvent:
     A merge notice (`lead.absorbed`, core.merges) too: what the lead knows about the leads merged into it grows
     when the notice comes. Applied in its place, it could refuse again, as closing a cycle, a merge of this lead
     that was applied meanwhile and whose forwards have gone out (a fact would then be applied at two leads)."""
+    if record.watermark is None or event.occurred_at > record.watermark:
+        return event  # the common case first: an event after every other one of the lead
     is_notice = isinstance(event, LeadAbsorbed)
-    if not (is_notice or is_router_answer(event)) or record.watermark is None or event.occurred_at > record.watermark:
+    if not (is_notice or is_router_answer(event)):
         return event
     if not is_notice and event.event_id in record.awaiting:
         return event
@@ -349,7 +351,8 @@ def decide_one(
     if not pending or comes_after(event, pending[-1].event):
         step = advance(record.state, event, policy, now)
         base = record.state if not pending else record.base
-        pending.append(PendingEvent(event=event, output_ids=tuple(short_id(o.id) for o in step.outputs)))
+        output_ids = tuple([short_id(o.id) for o in step.outputs]) if step.outputs else ()
+        pending.append(PendingEvent.of_valid(event=event, output_ids=output_ids))
         state, erased = step.state, step.erased
         outputs = not_emitted(step.outputs, record)
         before_last: tuple[LeadState | None] | None = (record.state,)
@@ -486,7 +489,7 @@ def settle(
         old = len(pending) - MAX_PENDING
     if old == 0:
         return Settled(base, pending, ())
-    ids = tuple(p.event.event_id for p in pending[:old])
+    ids = (pending[0].event.event_id,) if old == 1 else tuple([p.event.event_id for p in pending[:old]])
     if old == len(pending):
         return Settled(None, [], ids)
     if old == len(pending) - 1 and before_last is not None:

@@ -56,6 +56,18 @@ class Frozen(BaseModel):
     # Not hashable itself: pydantic gives each frozen subclass its own hash, by value (tests/test_frozen.py).
     __hash__ = None  # type: ignore[assignment]
 
+    @classmethod
+    def of_valid(cls, **values: Any) -> Self:
+        """The model of values the core has built itself, every field given and each already of its field's type,
+        without validating them again (a pending event, once per event: a third of its validated construction).
+        Anything from outside goes through validation."""
+        made = _new(cls)
+        _set(made, "__dict__", values)
+        _set(made, "__pydantic_fields_set__", set(values))
+        _set(made, "__pydantic_extra__", None)
+        _set(made, "__pydantic_private__", None)
+        return made
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A shallow copy with `update` applied, as BaseModel.model_copy does (no validation), in about two thirds
         of its time: the core copies a lead's state several times per event. A frozen model with no extra fields and

@@ -12,7 +12,7 @@ from test_record_view import RECORDS
 
 from leadflow.schemas.base import Frozen
 from leadflow.schemas.events import LeadCreated
-from leadflow.schemas.state import Ledger
+from leadflow.schemas.state import Ledger, PendingEvent
 
 
 def models_in(value: object) -> Iterator[Frozen]:
@@ -93,3 +93,17 @@ def test_a_copy_knows_which_fields_were_given_and_leaves_the_original_alone() ->
     assert more.model_fields_set == {"source", "contacts"}
     assert ledger.model_fields_set == {"source"}  # the original's set is not the copy's
     assert more.model_dump(exclude_unset=True) == {"source": "hubspot", "contacts": ()}
+
+
+def test_a_model_of_valid_values_is_the_validated_model() -> None:
+    """Frozen.of_valid (the pending event the core builds once per event) equals, dumps and knows its given fields
+    as the model built with validation does, for every pending event of the stored records."""
+    pending = [p for record in RECORDS for p in record.pending]
+    assert pending
+    for held in pending:
+        given = {"event": held.event, "output_ids": held.output_ids}
+        built, validated = PendingEvent.of_valid(**given), PendingEvent(**given)
+        assert built == validated
+        assert built.model_dump_json() == validated.model_dump_json()
+        assert built.model_fields_set == validated.model_fields_set == {"event", "output_ids"}
+        assert built.model_copy(update={"output_ids": ()}) == validated.model_copy(update={"output_ids": ()})

@@ -11,6 +11,7 @@ from factories import POLICY, Router, make_event, make_policy
 
 from leadflow.core.calendar import BusinessCalendar
 from leadflow.core.decision import decide
+from leadflow.core.sla.follow import count_and_meet
 from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import SlaBreached, SlaCancelled, SlaMet, SlaStarted, SlaWarning
 from leadflow.schemas.policy import Policy, PolicyError
@@ -429,3 +430,30 @@ def test_a_counted_sla_needs_both_its_fields() -> None:
     with pytest.raises(PolicyError) as error:
         make_policy(lambda d: d["slas"][-1].pop("at_least"))
     assert any("count_event and at_least" in line for line in error.value.problems)
+
+
+def test_counting_leaves_the_clocks_it_was_given_alone() -> None:
+    """count_and_meet copies the clocks only when the event counts or meets one: the same dict back otherwise
+    (an activity on an accepted lead); a contact attempt counts one and meets first contact, in a new dict (the
+    dict given is unchanged)."""
+    lead = Lead()
+    accepted(lead)
+    assert lead.record is not None
+    assert lead.record.state is not None
+    state = lead.record.state
+    clocks = state.clocks
+    assert "contact_attempts" in clocks
+    specs = POLICY.sla_specs
+    activity = make_event("activity", local(1), lead_id="L1", action="email_open")
+    kept, met = count_and_meet(state, clocks, activity, specs, POLICY)
+    assert kept is clocks
+    assert met == []
+    attempt = make_event("contact.attempted", local(1), lead_id="L1", channel="phone", outcome="no_answer")
+    counted, met = count_and_meet(state, clocks, attempt, specs, POLICY)
+    assert counted is not clocks
+    assert [m.sla for m in met] == ["first_contact"]
+    assert "first_contact" in clocks
+    assert "first_contact" not in counted
+    assert counted["contact_attempts"].count == clocks["contact_attempts"].count + 1
+    assert state.clocks is clocks  # nothing given was changed
+    assert clocks == lead.record.state.clocks

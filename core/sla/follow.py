@@ -65,23 +65,27 @@ def follow(before: LeadState | None, after: LeadState | None, event: LeadEvent, 
 def count_and_meet(
     state: LeadState, running: Clocks, event: LeadEvent, specs: dict[str, SlaSpec], policy: Policy
 ) -> tuple[Clocks, list[SlaOutput]]:
-    """A counted SLA counts the event (met at its `at_least`); an event the SLA waits for meets it."""
-    running = dict(running)
+    """A counted SLA counts the event (met at its `at_least`); an event the SLA waits for meets it. The clocks
+    are copied only when the event changes one: most events (an activity) neither count nor meet any."""
     outputs: list[SlaOutput] = []
     at = event.occurred_at
-    for name, clock in list(running.items()):
+    kind = event.type
+    kept = running
+    for name, clock in running.items():
         spec = specs.get(name)
         if spec is None:
             continue
-        if spec.count_event == event.type and spec.at_least is not None:
-            counted = running[name] = clock.model_copy(update={"count": clock.count + 1})
+        if spec.count_event == kind and spec.at_least is not None:
+            kept = dict(kept) if kept is running else kept
+            counted = kept[name] = clock.model_copy(update={"count": clock.count + 1})
             if counted.count >= spec.at_least:
                 outputs.append(met(state, counted, at, policy))
-                del running[name]
-        elif event.type in spec.met_by:
+                del kept[name]
+        elif kind in spec.met_by:
+            kept = dict(kept) if kept is running else kept
             outputs.append(met(state, clock, at, policy))
-            del running[name]
-    return running, outputs
+            del kept[name]
+    return kept, outputs
 
 
 def leave(
