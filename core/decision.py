@@ -133,9 +133,19 @@ def emitted_before(record: LeadRecord) -> set[str]:
     """Ids already emitted for the lead's window and its remembered SLA outputs, in short form (core.ids.short_id;
     a record written before holds whole ids: they compare in short form too): SLA outputs carry no cause in their
     id, so any event may bring one back."""
-    emitted = {short_id(oid) for p in record.pending for oid in p.output_ids}
-    emitted.update(map(short_id, record.emitted))
+    emitted = set(in_short_form(record.emitted))
+    for pending in record.pending:
+        emitted.update(in_short_form(pending.output_ids))
     return emitted
+
+
+def in_short_form(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Ids as a lead remembers them (core.ids.short_id). A record's ids were written together, all short or (a
+    record written before ids were kept short) all whole: the first tells, and short ones are not digested again
+    (an event with outputs compares against up to MAX_EMITTED of them)."""
+    if not ids or len(ids[0]) == SHORT_ID_LENGTH:
+        return ids
+    return tuple(map(short_id, ids))
 
 
 def not_emitted(outputs: tuple[Output, ...], record: LeadRecord) -> tuple[Output, ...]:
@@ -154,9 +164,7 @@ def still_emitted(record: LeadRecord, outputs: tuple[Output, ...]) -> tuple[str,
     names the clock (its SLA and start instant, core.sla.clock.clock_id), and an event older than the window stamped
     at that instant (a producer's retry under a new event id), applied after what has settled, may open the same
     clock again, under the same ids (tests/test_decision_ids.py). Only MAX_EMITTED newer ones push an id out."""
-    emitted = record.emitted
-    if emitted and len(emitted[0]) != SHORT_ID_LENGTH:
-        emitted = tuple(map(short_id, emitted))
+    emitted = in_short_form(record.emitted)
     timed = [short_id(o.id) for o in outputs if is_remembered(o)]
     return (*emitted, *timed)[-MAX_EMITTED:] if timed else emitted
 

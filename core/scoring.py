@@ -68,7 +68,9 @@ def add_action(
     (negative points only take back what the action holds), so the total never goes negative.
     """
     new_as_of = max(as_of, at)
-    current = dict(decayed(engagement, as_of, new_as_of, policy))
+    current = decayed(engagement, as_of, new_as_of, policy)
+    if current is engagement:
+        current = dict(engagement)  # the lead's own holdings: never changed in place
     rule = policy.engagement_rules.get(action)
     if rule is None:
         return current, new_as_of
