@@ -8,9 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from factories import POLICY, Router, make_event, make_policy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadflow.core.calendar import BusinessCalendar
 from leadflow.core.decision import decide
+from leadflow.core.sla.due import due
 from leadflow.core.sla.follow import count_and_meet
 from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import SlaBreached, SlaCancelled, SlaMet, SlaStarted, SlaWarning
@@ -457,3 +460,63 @@ def test_counting_leaves_the_clocks_it_was_given_alone() -> None:
     assert counted["contact_attempts"].count == clocks["contact_attempts"].count + 1
     assert state.clocks is clocks  # nothing given was changed
     assert clocks == lead.record.state.clocks
+
+
+instants = st.integers(min_value=-3, max_value=3).map(lambda hours: local(2) + timedelta(hours=hours))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    clocks=st.lists(
+        st.tuples(
+            instants,  # deadline
+            st.lists(instants, max_size=3, unique=True),  # warning instants
+            st.booleans(),  # paused
+            st.booleans(),  # breached already
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    at=instants,
+)
+def test_due_fires_every_running_instant_that_has_come_and_nothing_else(
+    clocks: list[tuple[datetime, list[datetime], bool, bool]], at: datetime
+) -> None:
+    """core.sla.due: a warning per warning instant at or before `at`, a breach per clock whose deadline has come and
+    that had not breached, none for a paused clock; the same state back when nothing came."""
+    lead = Lead()
+    accepted(lead)
+    assert lead.record is not None
+    state = lead.record.state
+    assert state is not None
+    template = next(iter(state.clocks.values()))
+    made = {
+        f"sla{n}": template.model_copy(
+            update={
+                "sla": f"sla{n}",
+                "deadline": deadline,
+                "warnings": tuple((0.1 * (w + 1), instant) for w, instant in enumerate(sorted(warnings))),
+                "paused_at": local(1) if paused else None,
+                "breached": breached,
+            }
+        )
+        for n, (deadline, warnings, paused, breached) in enumerate(clocks)
+    }
+    given_state = state.model_copy(update={"clocks": made})
+    after, outputs = due(given_state, at, POLICY)
+    expected_warnings = sorted(
+        (name, instant)
+        for name, (_, warnings, paused, _) in zip(made, clocks, strict=True)
+        if not paused
+        for instant in warnings
+        if instant <= at
+    )
+    expected_breaches = sorted(
+        name
+        for name, (deadline, _, paused, breached) in zip(made, clocks, strict=True)
+        if not paused and not breached and deadline <= at
+    )
+    assert sorted((o.sla, o.occurred_at) for o in outputs if isinstance(o, SlaWarning)) == expected_warnings
+    assert sorted(o.sla for o in outputs if isinstance(o, SlaBreached)) == expected_breaches
+    if not outputs:
+        assert after is given_state

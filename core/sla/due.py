@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from leadflow.core.deadlines import next_instant
 from leadflow.core.sla.clock import clock_id, common
 from leadflow.schemas.outputs import SlaBreached, SlaOutput, SlaWarning
 from leadflow.schemas.policy import Policy
-from leadflow.schemas.state import Clock, LeadState
+from leadflow.schemas.state import LeadState
 
 
 def due(state: LeadState, at: datetime, policy: Policy) -> tuple[LeadState, list[SlaOutput]]:
     """Warnings and breaches of the open clocks whose instant is at or before `at` (paused clocks wait)."""
     outputs: list[SlaOutput] = []
-    if not any(has_come(clock, at) for clock in state.clocks.values()):
+    instant = next_instant(state)
+    if instant is None or instant > at:
         return state, outputs  # the common case: most events come between a clock's instants
     clocks = dict(state.clocks)
     for name, clock in state.clocks.items():
@@ -37,10 +39,3 @@ def due(state: LeadState, at: datetime, policy: Policy) -> tuple[LeadState, list
     if not outputs and clocks == state.clocks:
         return state, outputs
     return state.model_copy(update={"clocks": clocks}), outputs
-
-
-def has_come(clock: Clock, at: datetime) -> bool:
-    """An instant of the running clock (its next warning, or its deadline if not yet breached) is at or before `at`."""
-    if clock.paused_at is not None:
-        return False
-    return (not clock.breached and clock.deadline <= at) or any(instant <= at for _, instant in clock.warnings)
