@@ -100,17 +100,25 @@ def test_schema_files_describe_the_events_producers_send(tmp_path: Path) -> None
 
 
 @pytest.mark.broker
+@pytest.mark.parametrize("named_by", ["flag", "environment"])
 async def test_produce_sends_every_line_keyed_by_lead_id(
-    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named_by: str
 ) -> None:
+    """To the topic `--topic` names, else to the events topic of the worker's settings (LEADFLOW_TOPIC_EVENTS)."""
     topic = f"{unique_topic_prefix}events"
     await ensure_topics(broker.bootstrap, {topic: PARTITIONS})
     lines = [orjson.dumps({"event_id": f"e{i}", "lead_id": f"lead-{i % 3}", "type": "lead.created"}) for i in range(6)]
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join([*lines, b"{not json"]) + b"\n")
     tansu = ["--embedded"] if broker.one_record_per_batch else []
-    result = leadflow("produce", str(path), "--broker", broker.url, "--topic", topic, *tansu)
+    if named_by == "flag":
+        given = ["--topic", topic]
+    else:
+        monkeypatch.setenv("LEADFLOW_TOPIC_EVENTS", topic)
+        given = []
+    result = leadflow("produce", str(path), "--broker", broker.url, *given, *tansu)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"to {topic}")
     got = await read_topic(broker.bootstrap, topic)
     assert sorted(v or b"" for _, v in got) == sorted([*lines, b"{not json"])
     assert {(k, orjson.loads(v)["lead_id"].encode()) for k, v in got if v != b"{not json"} == {

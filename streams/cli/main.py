@@ -43,6 +43,7 @@ EXIT_FAILED = 1  # the command ran and failed: policy check problems, run's work
 EXIT_USAGE = 2  # usage or configuration: a flag, the policy, the broker (URL or unreachable), a port; nothing started
 EXIT_INTERNAL = 70  # a bug (sysexits EX_SOFTWARE): the traceback is written to a file the message names
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), except in `run`, which stops in order and exits 0
+EVENTS_TOPIC_HELP = f"the events topic (default: LEADFLOW_TOPIC_EVENTS, else {ROUTES['events'].default}: the worker's)"
 BROKER_PROBE_S = 5.0  # how long `worker`, `run --broker`, `produce` and `simulate` wait for the broker's metadata
 
 
@@ -263,9 +264,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             bad_ratio=args.bad_ratio,
             id_prefix=args.id_prefix or f"sim{datetime.now(UTC):%H%M%S}",
         )
-        async with kafka_sender(settings.bootstrap, args.topic, embedded=args.embedded, settings=settings) as send:
+        topic = args.topic or settings.topic_events
+        async with kafka_sender(settings.bootstrap, topic, embedded=args.embedded, settings=settings) as send:
             sent = await simulator.run(send, duration_s=args.for_s)
-        print(f"sent {sent} records ({simulator.leads_started} leads) to {args.topic}")
+        print(f"sent {sent} records ({simulator.leads_started} leads) to {topic}")
         return 0
 
     return asyncio.run(main())
@@ -280,10 +282,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: no such file: name a JSONL file of events, one envelope per line")
     check_broker(settings)
     records = read_jsonl(path)
-    sent = asyncio.run(
-        produce_records(settings.bootstrap, args.topic, records, embedded=args.embedded, settings=settings)
-    )
-    print(f"sent {sent} records from {path} to {args.topic}")
+    topic = args.topic or settings.topic_events
+    sent = asyncio.run(produce_records(settings.bootstrap, topic, records, embedded=args.embedded, settings=settings))
+    print(f"sent {sent} records from {path} to {topic}")
     return 0
 
 
@@ -759,19 +760,19 @@ def parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="produce a realistic live funnel to a broker")
     add_broker(simulate, embedded_flag=True)
-    simulate.add_argument("--topic", default=ROUTES["events"].default)
+    simulate.add_argument("--topic", default=None, help=EVENTS_TOPIC_HELP)
     simulate.add_argument("--for", dest="for_s", type=positive_number, default=60.0, help="seconds to send (> 0)")
     simulate.add_argument("--leads-per-s", type=positive_number, default=10.0, help="new leads per second (> 0)")
     simulate.add_argument("--speed", type=positive_number, default=172_800.0, help="simulated s per real s (> 0)")
     simulate.add_argument("--bad-ratio", type=share, default=0.0, help="share of bad records, 0 <= r < 1")
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--seed", type=int, default=0, help="the simulator's random seed (default 0)")
     simulate.add_argument("--id-prefix", default=None, help="prefix of lead and event ids (default: per run)")
     simulate.set_defaults(func=cmd_simulate)
 
     produce = sub.add_parser("produce", help="send the events of a JSONL file (one envelope per line)")
     add_broker(produce, embedded_flag=True)
     produce.add_argument("file")
-    produce.add_argument("--topic", default=ROUTES["events"].default)
+    produce.add_argument("--topic", default=None, help=EVENTS_TOPIC_HELP)
     produce.set_defaults(func=cmd_produce)
 
     add_service_commands(sub, add_broker)

@@ -53,7 +53,7 @@ Outcome = Literal["accepted", "unknown_source", "disabled", "too_large", "unauth
 
 class GatewaySettings(BaseSettings):
     """`leadflow ingest` settings: environment variables LEADFLOW_INGEST_*, or files named after them (lower case,
-    e.g. `leadflow_ingest_hubspot_client_secret`) in the directory LEADFLOW_INGEST_SECRETS_DIR (Docker and
+    e.g. `leadflow_ingest_hubspot_client_secret`) in the directory `leadflow ingest --secrets-dir` names (Docker and
     Kubernetes secrets). Secrets are never logged."""
 
     model_config = SettingsConfigDict(env_prefix="LEADFLOW_INGEST_", frozen=True)
