@@ -352,9 +352,10 @@ def is_visits(value: bytes | None) -> bool:
     return isinstance(document, dict) and document.get("type") == VISITS_TYPE
 
 
-def decode_visits(origin: Origin) -> SiteVisits | DeadLetter:
-    """A site-visits report, or a dead letter naming the field to fix."""
-    if origin.value is None or len(origin.value) > DEFAULT_MAX_EVENT_BYTES:
+def decode_visits(origin: Origin, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> SiteVisits | DeadLetter:
+    """A site-visits report, or a dead letter naming the field to fix (over `max_bytes`: the worker's
+    LEADFLOW_MAX_EVENT_BYTES, as for lead events)."""
+    if origin.value is None or len(origin.value) > max_bytes:
         return dead_letter("invalid_event", ["(record): empty or too large; send one JSON report per record"], origin)
     try:
         return VISITS_ADAPTER.validate_json(origin.value)

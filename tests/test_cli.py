@@ -15,9 +15,9 @@ import jsonschema
 import orjson
 import pytest
 import yaml
-from e2e import PARTITIONS, read_topic
+from e2e import PARTITIONS, read_topic, topic_size
 
-from leadflow.streams.dev.broker import BrokerProcess, free_port
+from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker, free_port
 from leadflow.streams.dev.simulator import journeys
 from leadflow.streams.runtime.topics import ensure_topics
 
@@ -124,6 +124,23 @@ async def test_produce_sends_every_line_keyed_by_lead_id(
     assert {(k, orjson.loads(v)["lead_id"].encode()) for k, v in got if v != b"{not json"} == {
         (f"lead-{i}".encode(), f"lead-{i}".encode()) for i in range(3)
     }
+
+
+@pytest.mark.broker
+async def test_produce_follows_leadflow_embedded_on_the_embedded_broker(
+    tansu: EmbeddedBroker, unique_topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LEADFLOW_EMBEDDED=1 (as `--embedded`) sends one record per batch: tansu's end offsets then count them all
+    (GUIDE section 4); batched, they count only up to the last batch's first record."""
+    topic = f"{unique_topic_prefix}events"
+    await ensure_topics(tansu.bootstrap, {topic: 1})
+    lines = [orjson.dumps({"event_id": f"e{i}", "lead_id": "lead-1", "type": "lead.created"}) for i in range(20)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setenv("LEADFLOW_EMBEDDED", "1")
+    result = leadflow("produce", str(path), "--broker", tansu.url, "--topic", topic)
+    assert result.returncode == 0, result.stderr
+    assert await topic_size(tansu.bootstrap, topic, partitions=1) == len(lines)
 
 
 @pytest.mark.broker

@@ -160,3 +160,14 @@ def test_ctrl_c_outside_run_is_one_line_and_exit_130(
     monkeypatch.setattr(cli, "cmd_schema", interrupted)
     assert cli.main(["schema", "--out", "x"]) == 130
     assert capsys.readouterr().err == "leadflow schema: interrupted\n"
+
+
+def test_ingest_reads_the_policy_the_worker_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --policy the gateway maps forms with LEADFLOW_POLICY, the worker's policy: a broken one is named."""
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("scoring:\n  engagement: 7\n")
+    monkeypatch.setenv("LEADFLOW_POLICY", str(broken))
+    result = leadflow("ingest", "--broker", "127.0.0.1:1")
+    assert result.returncode == 2, result.stderr
+    assert str(broken) in result.stderr, result.stderr
+    assert "scoring.engagement" in result.stderr, result.stderr

@@ -260,3 +260,24 @@ async def test_a_gateway_started_without_a_broker_answers_503_until_it_connects(
         assert (await run.get("/readyz"))[0] == 503
         assert (await run.post("canonical", orjson.dumps(envelope("e1")), BEARER))[0] == 503
         assert (await run.get("/healthz"))[0] == 200
+
+
+async def test_an_event_over_the_workers_size_limit_is_422_not_accepted(
+    broker: BrokerProcess, unique_topic_prefix: str, tmp_path: Path
+) -> None:
+    """The gateway reads each event as the worker will, under the worker's limit (LEADFLOW_MAX_EVENT_BYTES): an
+    event the worker would dead-letter as too large is refused, not answered 202."""
+    deployment = Deployment(broker, unique_topic_prefix, tmp_path)
+    config = gateway_settings()
+    settings = deployment.settings().model_copy(update={"max_event_bytes": 1024})
+    async for gateway in serve(settings, config):
+        run = Running(gateway, f"http://127.0.0.1:{config.port}", deployment)
+        small = envelope("e1", "crm-1", "activity", action="page_view", url="https://example.com/" + "a" * 100)
+        large = envelope("e2", "crm-2", "activity", action="page_view", url="https://example.com/" + "a" * 1500)
+        status, answer = await run.post("canonical", orjson.dumps(small), BEARER)
+        assert status == 202, answer
+        status, answer = await run.post("canonical", orjson.dumps(large), BEARER)
+        assert status == 422, answer
+        assert "1,024-byte limit" in answer["error"], answer
+        events = await run.events()
+        assert [e["event_id"] for _, e in events] == ["e1"]

@@ -221,3 +221,12 @@ def test_compose_gives_each_worker_more_grace_than_its_shutdown_bound_and_its_ow
         assert float(env.get("LEADFLOW_SHUTDOWN_TIMEOUT_S", bound)) == bound
         assert env["LEADFLOW_WEB_URL"].endswith(f":{env['LEADFLOW_WEB_PORT']}}}"), name  # ${VAR:-default}
         assert "/readyz" in " ".join(service["healthcheck"]["test"]), name
+
+
+def test_a_worker_built_with_its_own_settings_stops_within_its_own_bound() -> None:
+    """shutdown.stop_bound reads the bound of the settings the app was built from, not the environment's."""
+    from leadflow.streams.runtime.shutdown import stop_bound
+    from leadflow.streams.runtime.worker import create_app
+
+    assert stop_bound(create_app(Settings(broker="kafka://127.0.0.1:1", shutdown_timeout_s=3.0))) == 3.0
+    assert stop_bound(object()) == Settings().shutdown_timeout_s  # an app built elsewhere: the environment's

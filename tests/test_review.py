@@ -313,3 +313,14 @@ def test_a_review_from_a_given_day_covers_that_whole_period() -> None:
     assert all(g.actual == 0 for g in result.goals)
     assert result.bottleneck is not None
     assert result.bottleneck != "visitors", "no visits report: visitors are unknown, not behind"
+
+
+def test_a_visits_report_over_the_workers_size_limit_is_dead_lettered() -> None:
+    """decode_visits applies the limit the worker gives it (LEADFLOW_MAX_EVENT_BYTES), as decode does for events."""
+    good = visits(date(2026, 11, 23), 10).model_dump_json().encode()
+    origin = Origin(b"k", good, "leads.visits", 0, 9, NOW)
+    assert isinstance(decode_visits(origin), SiteVisits)
+    assert isinstance(decode_visits(origin, max_bytes=len(good)), SiteVisits)
+    letter = decode_visits(origin, max_bytes=len(good) - 1)
+    assert not isinstance(letter, SiteVisits)
+    assert "too large" in letter.errors[0]

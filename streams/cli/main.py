@@ -253,7 +253,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from leadflow.streams.dev.simulator import LiveSimulator
     from leadflow.streams.runtime.producer import kafka_sender
 
-    settings = worker_settings(args.broker)
+    settings = worker_settings(args.broker, args.embedded or None)
     check_broker(settings)
 
     async def main() -> int:
@@ -265,7 +265,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             id_prefix=args.id_prefix or f"sim{datetime.now(UTC):%H%M%S}",
         )
         topic = args.topic or settings.topic_events
-        async with kafka_sender(settings.bootstrap, topic, embedded=args.embedded, settings=settings) as send:
+        async with kafka_sender(settings.bootstrap, topic, embedded=settings.embedded, settings=settings) as send:
             sent = await simulator.run(send, duration_s=args.for_s)
         print(f"sent {sent} records ({simulator.leads_started} leads) to {topic}")
         return 0
@@ -276,14 +276,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from leadflow.streams.runtime.producer import produce_records, read_jsonl
 
-    settings = worker_settings(args.broker)
+    settings = worker_settings(args.broker, args.embedded or None)
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{path}: no such file: name a JSONL file of events, one envelope per line")
     check_broker(settings)
     records = read_jsonl(path)
     topic = args.topic or settings.topic_events
-    sent = asyncio.run(produce_records(settings.bootstrap, topic, records, embedded=args.embedded, settings=settings))
+    sent = asyncio.run(
+        produce_records(settings.bootstrap, topic, records, embedded=settings.embedded, settings=settings)
+    )
     print(f"sent {sent} records from {path} to {topic}")
     return 0
 
@@ -299,7 +301,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = worker_settings(args.broker, args.embedded or None)
     try:
-        policy = load_policy(args.policy)
+        policy = load_policy(args.policy or settings.policy)  # the worker's (LEADFLOW_POLICY): its forms map alike
         gateway = load_gateway_settings(args.secrets_dir)
     except PolicyError as error:
         for problem in error.problems:

@@ -285,7 +285,7 @@ class Gateway:
                 "data": data,
                 **({"actor": dict(draft.actor)} if draft.actor else {}),
             }
-            problem = invalid(envelope, received_at)
+            problem = invalid(envelope, received_at, self.settings.max_event_bytes)
             if problem is not None:
                 return Rejection(f"(event {i}) {problem.split(':', 1)[0]}", problem.split(":", 1)[-1].strip())
             envelopes.append(envelope)
@@ -347,10 +347,13 @@ def merge_envelope(old: str, into: str, draft: Draft) -> dict[str, Any]:
     }
 
 
-def invalid(envelope: dict[str, Any], received_at: datetime) -> str | None:
-    """The worker's own reading of the record (core/intake.py): the first problem, or None when it is valid."""
+def invalid(envelope: dict[str, Any], received_at: datetime, max_bytes: int) -> str | None:
+    """The worker's own reading of the record (core/intake.py), under the worker's size limit
+    (LEADFLOW_MAX_EVENT_BYTES): the first problem, or None when it is valid."""
     key = str(envelope["lead_id"]).encode()
-    read = decode(key, orjson.dumps(envelope), topic="ingest", partition=0, offset=0, received_at=received_at)
+    read = decode(
+        key, orjson.dumps(envelope), topic="ingest", partition=0, offset=0, received_at=received_at, max_bytes=max_bytes
+    )
     return read.errors[0] if isinstance(read, DeadLetter) else None
 
 

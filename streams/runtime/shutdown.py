@@ -97,16 +97,25 @@ class Watchdog:
         os._exit(EXIT_FORCED)
 
 
+def stop_bound(app: Any) -> float:
+    """How long the worker's stop may take: its own settings' `shutdown_timeout_s`, which `create_app` keeps on the
+    app (a worker built in code with its own Settings), else the environment's."""
+    bound = getattr(app, "shutdown_timeout_s", None)
+    if bound is None:
+        from leadflow.streams.runtime.settings import Settings
+
+        bound = Settings().shutdown_timeout_s
+    return float(bound)
+
+
 class BoundedWorker(faust.Worker):
     """Faust's worker with a bounded stop and rate-limited warning and error logs."""
 
     watchdog: Watchdog | None = None
 
     def _arm(self) -> None:
-        from leadflow.streams.runtime.settings import Settings
-
         if self.watchdog is None:
-            bound = Settings().shutdown_timeout_s
+            bound = stop_bound(self.app)
             self.watchdog = Watchdog(self.app, bound)
             log.info("stopping: the worker ends within %.0f s (LEADFLOW_SHUTDOWN_TIMEOUT_S)", bound)
             self.watchdog.arm()

@@ -186,6 +186,7 @@ def create_app(settings: Settings) -> faust.App:
         Worker="leadflow.streams.runtime.shutdown:BoundedWorker",
         **extra,
     )
+    app.shutdown_timeout_s = settings.shutdown_timeout_s  # type: ignore[attr-defined]  # read by shutdown.stop_bound
     if not settings.embedded:
         idempotent_faust_producer(app)  # a real Kafka: a retried batch is written once (tansu: not asked)
     return app
@@ -559,7 +560,7 @@ class Worker:
         """Site-visits reports: the newest of each day and traffic source is kept (core.visits.newer)."""
         async for event in cast(faust.Stream[bytes], stream).events():
             message = event.message
-            report = decode_visits(origin_of(message, datetime.now(UTC)))
+            report = decode_visits(origin_of(message, datetime.now(UTC)), self.settings.max_event_bytes)
             if isinstance(report, DeadLetter):
                 self.send_dead_letter(report, message.key)
             elif newer(self.visits.get(report.key), report):
