@@ -171,3 +171,32 @@ def test_ingest_reads_the_policy_the_worker_reads(tmp_path: Path, monkeypatch: p
     assert result.returncode == 2, result.stderr
     assert str(broken) in result.stderr, result.stderr
     assert "scoring.engagement" in result.stderr, result.stderr
+
+
+def test_run_takes_what_its_flags_leave_out_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`leadflow run` builds its worker from the LEADFLOW_* environment as `leadflow worker` does: the web port,
+    host, partitions and policy the flags do not give (the run itself is replaced: only its options are read)."""
+    from leadflow.streams.dev import runner
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(Path("schemas/default_policy.yaml").read_text())
+    port = free_port()
+    monkeypatch.setenv("LEADFLOW_WEB_PORT", str(port))
+    monkeypatch.setenv("LEADFLOW_WEB_HOST", "0.0.0.0")
+    monkeypatch.setenv("LEADFLOW_PARTITIONS", "2")
+    monkeypatch.setenv("LEADFLOW_POLICY", str(policy))
+    given: list[runner.RunOptions] = []
+
+    async def ran(options: runner.RunOptions) -> int:
+        given.append(options)
+        return 0
+
+    monkeypatch.setattr(runner, "run", ran)
+    assert cli.main(["run", "--for", "1", "--workdir", str(tmp_path / "run")]) == 0
+    (options,) = given
+    assert (options.web_port, options.web_host, options.partitions, options.policy) == (port, "0.0.0.0", 2, policy)
+    assert runner.web_url(options) == f"http://127.0.0.1:{port}"  # where run itself reads the worker
+    assert cli.main(["run", "--for", "1", "--web-port", str(free_port()), "--partitions", "3"]) == 0
+    assert given[1].partitions == 3  # a flag wins

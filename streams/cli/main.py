@@ -199,8 +199,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from leadflow.streams.dev.runner import RunOptions, run
 
-    checked_policy(args.policy)  # before a broker starts
-    check_web_port("127.0.0.1", args.web_port or 6066)
+    env = worker_settings(None)  # the LEADFLOW_* environment: what the flags not given default to, as for `worker`
+    policy = args.policy or env.policy
+    checked_policy(policy)  # before a broker starts
+    web_port = args.web_port or env.web_port
+    check_web_port(env.web_host, web_port)
     if args.broker:
         check_broker(worker_settings(args.broker))
 
@@ -210,10 +213,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         leads_per_s=args.leads_per_s,
         speed=args.speed,
         bad_ratio=args.bad_ratio,
-        partitions=args.partitions,
-        web_port=args.web_port or 6066,
+        partitions=args.partitions or env.partitions,
+        web_port=web_port,
+        web_host=env.web_host,
         workdir=Path(args.workdir),
-        policy=args.policy,
+        policy=policy,
         report_json=args.report_json,
         live=not args.no_live and sys.stdout.isatty(),
         real_time_slas=args.real_time_slas,
@@ -729,9 +733,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--leads-per-s", type=positive_number, default=10.0, help="new simulated leads per second (> 0)")
     run.add_argument("--speed", type=positive_number, default=172_800.0, help="simulated seconds per real second (> 0)")
     run.add_argument("--bad-ratio", type=share, default=0.01, help="share of deliberately bad records, 0 <= r < 1")
-    run.add_argument("--partitions", type=positive_int, default=4, help="partitions of leads.events (>= 1)")
-    run.add_argument("--web-port", type=tcp_port, default=None, help="the worker's web port (default 6066)")
-    run.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    run.add_argument(
+        "--partitions",
+        type=positive_int,
+        default=None,
+        help="partitions of leads.events, >= 1 (LEADFLOW_PARTITIONS, 4)",
+    )
+    run.add_argument(
+        "--web-port", type=tcp_port, default=None, help="the worker's web port (LEADFLOW_WEB_PORT, default 6066)"
+    )
+    run.add_argument(
+        "--policy", type=Path, default=None, help="policy YAML (LEADFLOW_POLICY, default: the shipped policy)"
+    )
     run.add_argument("--workdir", default=".leadflow", help="logs and worker data go here")
     run.add_argument("--report-json", type=Path, default=None, help="write the final funnel report here")
     run.add_argument(

@@ -33,7 +33,7 @@ from leadflow.streams.dev.worker_process import WorkerProcess
 from leadflow.streams.runtime.producer import kafka_sender
 from leadflow.streams.runtime.routes import value_adapters
 from leadflow.streams.runtime.settings import Settings
-from leadflow.streams.runtime.topics import create_leadflow_topics
+from leadflow.streams.runtime.topics import client_options, create_leadflow_topics
 
 DRAIN_QUIET_S = 3.0  # after the simulator stops: wait until outputs are quiet this long...
 DRAIN_MAX_S = 30.0  # ...but no longer than this
@@ -49,6 +49,7 @@ class RunOptions:
     bad_ratio: float
     partitions: int
     web_port: int
+    web_host: str  # where the worker's web server listens (LEADFLOW_WEB_HOST); run reads it there
     workdir: Path
     policy: Path | None
     report_json: Path | None
@@ -84,6 +85,7 @@ class OutputReader:
             bootstrap_servers=self.settings.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **client_options(self.settings),  # TLS / SASL, as the worker's
         )
         await consumer.start()
         try:
@@ -180,13 +182,19 @@ def compressed(policy: Policy, speed: float) -> Policy:
     return Policy.model_validate(updated.model_dump(by_alias=True))
 
 
-async def final_report(tally: FunnelTally, policy: Policy, web_port: int, console: Console) -> dict[str, Any]:
+def web_url(options: RunOptions) -> str:
+    """Where this process reaches the worker's web server: loopback when it listens on every address."""
+    host = "127.0.0.1" if options.web_host in ("", "0.0.0.0", "::") else options.web_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{options.web_port}"
+
+
+async def final_report(tally: FunnelTally, policy: Policy, url: str, console: Console) -> dict[str, Any]:
     """The funnel report as the worker computes it from its table (GUIDE section 3: the shape `/funnel` and
     `leadflow replay` give), with what only the output stream shows (dead letters, refusals) beside it."""
     stream = tally.report()
     extra = {key: stream[key] for key in ("dead_letters", "refusals", "transitions")}
     try:
-        report = await merged_report([f"http://127.0.0.1:{web_port}"], policy, datetime.now(UTC))
+        report = await merged_report([url], policy, datetime.now(UTC))
     except ReportSourceError as error:
         console.print(f"[yellow]the worker's report could not be read ({error}); the stream's tally is written[/]")
         return stream
@@ -228,6 +236,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
             fast_group=broker is not None,
             partitions=options.partitions,
             web_port=options.web_port,
+            web_host=options.web_host,
             data_dir=options.workdir / "worker-data",
             policy=policy_file,
         )
@@ -236,8 +245,8 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         console.print(
             f"broker {settings.bootstrap} ({f'{broker.name} pid {broker.pid}' if broker else 'external'}) · "
             f"worker pid {worker.pid}, "
-            f"log {options.workdir / 'worker.log'} · web http://127.0.0.1:{options.web_port}/healthz · "
-            f"metrics http://127.0.0.1:{options.web_port}/metrics"
+            f"log {options.workdir / 'worker.log'} · web {web_url(options)}/healthz · "
+            f"metrics {web_url(options)}/metrics"
         )
         simulator = LiveSimulator(
             leads_per_s=options.leads_per_s,
@@ -249,7 +258,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         reader_stop = asyncio.Event()
         reader_task = asyncio.create_task(reader.run(reader_stop))
         started = time.monotonic()
-        async with kafka_sender(settings.bootstrap, settings.topic_events, embedded=tansu) as send:
+        async with kafka_sender(settings.bootstrap, settings.topic_events, embedded=tansu, settings=settings) as send:
             sim_task = asyncio.create_task(simulator.run(send, duration_s=options.duration_s, stop=stop))
             live_view = Live(console=console, refresh_per_second=2) if options.live else None
             with live_view or contextlib.nullcontext():
@@ -274,7 +283,7 @@ async def run(options: RunOptions) -> int:  # noqa: PLR0915 - one linear start/r
         reader_stop.set()
         await reader_task
         console.print(render(tally, simulator, started, "final summary"))
-        report = await final_report(tally, policy, options.web_port, console)
+        report = await final_report(tally, policy, web_url(options), console)
         if options.report_json:
             options.report_json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
             console.print(f"report written to {options.report_json}")
