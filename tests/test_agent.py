@@ -8,6 +8,7 @@ by tests/test_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
@@ -205,6 +206,39 @@ async def test_a_defect_in_the_core_costs_one_event_not_the_worker(
     record = worker.leads[b"agent-lead-2"]
     assert record.state is not None
     assert record.state.stage == "mql"
+
+
+async def test_a_defect_after_the_decision_costs_one_event_not_the_batch(
+    worker: Worker, captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust acknowledges a batch its agent fails on: a defect past `decide` (the deadline index here, the metrics)
+    must cost one record, dead-lettered, while the other leads of the batch are stored."""
+    real_wake_at = worker_module.wake_at
+
+    def fails_for_lead_3(record, policy):  # type: ignore[no-untyped-def]
+        if record is not None and record.lead_id == "agent-lead-3":
+            raise RuntimeError("index")
+        return real_wake_at(record, policy)
+
+    def observe_fails(*args: object) -> None:
+        raise RuntimeError("metrics")
+
+    monkeypatch.setattr(worker_module, "wake_at", fails_for_lead_3)
+    monkeypatch.setattr(worker.metrics, "observe", observe_fails)
+    worker.app.finalize()
+    worker.app.flow_control.resume()
+    async with worker.process.test_context() as agent:
+        for n in (3, 4):
+            lead = f"agent-lead-{n}".encode()
+            await agent.put(envelope(f"c{n}", "lead.created", 0).replace(b"agent-lead", lead), key=lead)
+        await captured.wait_for(3)
+    [letter] = [DEAD_LETTER_ADAPTER.validate_json(v) for v in captured.dead_letters]
+    assert (letter.reason, letter.errors) == ("internal_error", ("(worker): RuntimeError: index",))
+    assert orjson.loads(base64.b64decode(letter.original_b64))["event_id"] == "c3"
+    assert len(captured.transitions) == 2  # both leads created: the metrics' failure cost no record
+    record = worker.leads[b"agent-lead-4"]
+    assert record.state is not None
+    assert record.state.stage == "lead"
 
 
 def route_request(request_id: str, lead: str) -> bytes:

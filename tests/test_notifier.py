@@ -6,6 +6,7 @@ record read again after a restart sends nothing twice."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,7 +37,7 @@ from notify_support import (
 from prometheus_client import generate_latest
 
 from leadflow.schemas.notifications import NOTIFICATION_DEAD_LETTER_ADAPTER, SentMark
-from leadflow.schemas.outputs import HandOff, SlaOutput
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, HandOff, SlaOutput
 from leadflow.schemas.policy import Policy, parse_policy
 from leadflow.streams.dev.broker import BrokerProcess, free_port
 from leadflow.streams.runtime.channels import Secrets
@@ -377,3 +378,24 @@ async def test_sent_marks_older_than_anything_that_can_be_read_again_are_forgott
         assert (notifier.is_done("old"), notifier.is_done("recent")) == (False, True)
     async with running(deployment, policy, peers) as restarted:
         assert (restarted.is_done("old"), restarted.is_done("recent")) == (False, True)
+
+
+async def test_a_record_it_cannot_read_is_dead_lettered_with_its_bytes_and_the_next_is_delivered(
+    deployment: Deployment, peers: Peers
+) -> None:
+    """Another version's record or a stray producer's on leads.handoffs: to the dead-letter topic with its bytes and
+    what is wrong (as the worker does with what it cannot read), counted, and the stream goes on."""
+    await deployment.create_topics()
+    policy = policy_with(peers.notifications(AT_ONCE))
+    stray = orjson.dumps({"type": "handoff", "lead_id": "lead-x"})
+    async with running(deployment, policy, peers) as notifier:
+        await deployment.produce([(b"lead-x", stray)], topic=deployment.handoffs)
+        await produce(deployment, [handoff(lead="lead-a", owner="rep-02", at=datetime.now(UTC))])
+        await eventually(lambda: peers.emails_to("rep-02@example.com"), "the next hand-off is delivered")
+        await eventually(lambda: metric(notifier, "leadflow_notify_skipped_total", reason="unreadable") == 1, "counted")
+    letters = [DEAD_LETTER_ADAPTER.validate_json(v) for _, v in await read_partitions(
+        deployment.broker.bootstrap, deployment.deadletter, 4)]  # fmt: skip
+    (letter,) = letters
+    assert letter.reason == "invalid_event"
+    assert base64.b64decode(letter.original_b64) == stray
+    assert letter.errors  # names the fields

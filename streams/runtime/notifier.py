@@ -43,8 +43,10 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.core.delivery import RateLimiter, Refused, Result, Retry, Sent, backoff_s
+from leadflow.core.intake import Origin, dead_letter, not_json
 from leadflow.core.messages import Renderer, TemplateProblem
 from leadflow.core.notifications import digests_due, notice_of, plan, resolves
+from leadflow.schemas.errors import describe_errors
 from leadflow.schemas.notifications import (
     NOTIFICATION_DEAD_LETTER_ADAPTER,
     PENDING_ADAPTER,
@@ -54,7 +56,7 @@ from leadflow.schemas.notifications import (
     PendingItem,
     SentMark,
 )
-from leadflow.schemas.outputs import HandOff, SlaOutput
+from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, HandOff, SlaOutput
 from leadflow.schemas.policy import NOTICE_KINDS, Policy
 from leadflow.streams.runtime.channels import Channel, Secrets, Transport, build_channels, check_secrets
 from leadflow.streams.runtime.identity_store import IdentityStore
@@ -123,7 +125,7 @@ class NotifyMetrics:
         self.skipped = Counter(
             "leadflow_notify_skipped",
             "Notices or deliveries not sent: duplicate (already sent), stale (history), resolved (no longer "
-            "needs action), unreadable (a record that is not a hand-off or an SLA output)",
+            "needs action), unreadable (a record that is not a hand-off or an SLA output: dead-lettered)",
             ["reason"],
             registry=r,
         )
@@ -146,17 +148,24 @@ class NotifyMetrics:
         self.ready = Gauge("leadflow_notify_ready", "1 when the notifier consumes and delivers", registry=r)
 
 
-def decode(record: ConsumerRecord[bytes, bytes], topics: Mapping[str, TypeAdapter[Any]]) -> HandOff | SlaOutput | None:
-    """A hand-off or an SLA output, by its topic's schema (`topics`: streams.runtime.routes.value_adapters), or None for
-    a record that is neither (logged by offset, never its content)."""
+def decode(
+    record: ConsumerRecord[bytes, bytes], topics: Mapping[str, TypeAdapter[Any]]
+) -> HandOff | SlaOutput | DeadLetter:
+    """A hand-off or an SLA output, by its topic's schema (`topics`: streams.runtime.routes.value_adapters), or the
+    dead letter of a record that is neither (another version, a stray producer), with its bytes and what is wrong
+    (logged by offset, never its content)."""
     try:
         output: HandOff | SlaOutput = topics[record.topic].validate_json(record.value or b"")
         return output
-    except ValidationError:
+    except ValidationError as error:
         log.warning(
-            "%s[%d]@%d is not a hand-off or an SLA output: skipped", record.topic, record.partition, record.offset
+            "%s[%d]@%d is not a hand-off or an SLA output: dead-lettered", record.topic, record.partition, record.offset
         )
-        return None
+        origin = Origin(record.key, record.value, record.topic, record.partition, record.offset, datetime.now(UTC))
+        problem = not_json(record.value or b"")
+        if problem is not None:
+            return dead_letter("invalid_json", [problem], origin)
+        return dead_letter("invalid_event", describe_errors(error), origin)
 
 
 class Notifier:
@@ -359,8 +368,9 @@ class Notifier:
         pending = self.pending()
         for record in records:
             output = decode(record, self.topics)
-            if output is None:
+            if isinstance(output, DeadLetter):
                 self.metrics.skipped.labels("unreadable").inc()
+                await self.send_dead_letter(output, record.key)
                 continue
             for key, item in pending.items():
                 if resolves(item, output):
@@ -485,6 +495,16 @@ class Notifier:
             if isinstance(result, Retry) and result.after_s is not None:
                 limiter.pause(time.monotonic(), result.after_s)
             return result
+
+    async def send_dead_letter(self, letter: DeadLetter, key: bytes | None) -> None:
+        """A record the notifier cannot read goes to the worker's dead-letter topic with its bytes, as the worker's
+        own unreadable records do: nothing it consumes is dropped silently (a dry run writes nothing)."""
+        if self.dry_run:
+            return
+        assert self.producer is not None
+        await self.producer.send_and_wait(
+            self.settings.topic_deadletter, key=key, value=DEAD_LETTER_ADAPTER.dump_json(letter)
+        )
 
     async def dead_letter(self, delivery: Delivery, channel: Channel, attempts: int, error: str) -> None:
         error = self.secrets.redact(error)

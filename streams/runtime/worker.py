@@ -469,15 +469,24 @@ class Worker:
             for event in batch:
                 self.handle(event, now, touched)
             for key, (event, old, record) in touched.items():
-                partition = event.message.partition
-                self.timers.census.update(key, partition, old, record)
-                if record is None:  # a lead that does not exist, its window closed (core.decision.forget_at)
-                    self.forget(self.leads, key, event)
-                    self.timers.stored(partition, key.decode(), None)
-                    continue
-                self.store(self.leads, key, record, event)
-                self.timers.stored(partition, record.lead_id, record)
+                try:
+                    self.keep_lead(key, event, old, record)
+                except Exception as error:  # a defect: this lead's last event is dead-lettered, the batch goes on
+                    self.send_defect("worker", error, origin_of(event.message, now), key)
             await self.outbox.send()
+
+    def keep_lead(
+        self, key: bytes, event: faust.types.EventT[bytes], old: LeadRecord | None, record: LeadRecord | None
+    ) -> None:
+        """Store the lead's new record (None: delete it) and tell the deadline index and the lead census."""
+        partition = event.message.partition
+        self.timers.census.update(key, partition, old, record)
+        if record is None:  # a lead that does not exist, its window closed (core.decision.forget_at)
+            self.forget(self.leads, key, event)
+            self.timers.stored(partition, key.decode(), None)
+            return
+        self.store(self.leads, key, record, event)
+        self.timers.stored(partition, record.lead_id, record)
 
     def handle(self, event: faust.types.EventT[bytes], now: datetime, touched: Touched) -> None:
         """One record: decode, decide, send the outputs; the new lead record (None: delete it) waits in `touched`
@@ -499,22 +508,29 @@ class Worker:
             self.send_dead_letter(decoded, message.key)
             return
         key = decoded.lead_id.encode()
-        if key in touched:
-            _, old, record = touched[key]
-        else:
-            as_current(event)  # the read too: a rocksdb store reads the lead from its own event's partition
-            old = record = self.leads.get(key)
+        # A defect (in the core, or a stored record that cannot be read) costs this record, dead-lettered with its
+        # bytes (send_defect), never the batch: Faust acknowledges a batch its agent fails on.
         try:
+            if key in touched:
+                _, old, record = touched[key]
+            else:
+                as_current(event)  # the read too: a rocksdb store reads the lead from its own event's partition
+                old = record = self.leads.get(key)
             decision = decide(record, decoded, self.policy, now)
-        except Exception as error:  # a defect in the core: see send_defect
-            origin = origin_of(message, now)
-            self.send_defect("worker", error, origin, key)
+        except Exception as error:
+            self.send_defect("worker", error, origin_of(message, now), key)
             return
-        self.metrics.observe(decoded, decision, now)
-        for output in decision.outputs:
-            self.send_output(output, key)
         if decision.changed:
             touched[key] = (event, old, None if decision.forget else decision.record)
+        try:
+            for output in decision.outputs:
+                self.send_output(output, key)
+        except Exception as error:  # applied, but not all it said went out: the dead letter says so
+            self.send_defect("worker", error, origin_of(message, now), key)
+        try:
+            self.metrics.observe(decoded, decision, now)
+        except Exception:  # a defect in the metrics costs a sample, not the record
+            log.exception("metrics failed on %s/%s@%s", message.topic, message.partition, message.offset)
 
     async def route(self, stream: faust.StreamT[bytes]) -> None:
         """The router: picks each MQL's owner (core.routing) and answers on the lead's partition of leads.events."""
@@ -542,7 +558,7 @@ class Worker:
                 return release(state, routed)
             answered = answer_request(state, routed, self.policy, ROUTER_SOURCE)
         except Exception as error:  # a defect in the core: see send_defect
-            self.send_defect("router", error, origin, None)
+            self.send_defect("router", error, origin, message.key)
             if isinstance(routed, RouteRequest):
                 self.send_unassigned(routed)
             return state
@@ -560,11 +576,16 @@ class Worker:
         """Site-visits reports: the newest of each day and traffic source is kept (core.visits.newer)."""
         async for event in cast(faust.Stream[bytes], stream).events():
             message = event.message
-            report = decode_visits(origin_of(message, datetime.now(UTC)), self.settings.max_event_bytes)
+            origin = origin_of(message, datetime.now(UTC))
+            report = decode_visits(origin, self.settings.max_event_bytes)
             if isinstance(report, DeadLetter):
                 self.send_dead_letter(report, message.key)
-            elif newer(self.visits.get(report.key), report):
-                self.store(self.visits, report.key, report, event)
+            else:
+                try:
+                    if newer(self.visits.get(report.key), report):
+                        self.store(self.visits, report.key, report, event)
+                except Exception as error:  # a defect (or a stored report that cannot be read): see send_defect
+                    self.send_defect("visits", error, origin, message.key)
             await self.outbox.send()
 
     # ---- Timers, tasks and signals.
