@@ -360,7 +360,12 @@ def decode_visits(origin: Origin, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> S
     try:
         return VISITS_ADAPTER.validate_json(origin.value)
     except ValidationError as error:
-        problem = not_json(origin.value)
-        if problem is not None:
-            return dead_letter("invalid_json", [problem], origin)
-        return dead_letter("invalid_event", describe_errors(error), origin)
+        return unreadable(error, origin)
+
+
+def unreadable(error: ValidationError, origin: Origin) -> DeadLetter:
+    """The dead letter of a record its schema refused: not JSON (naming the byte), else the fields that are wrong."""
+    problem = not_json(origin.value or b"")
+    if problem is not None:
+        return dead_letter("invalid_json", [problem], origin)
+    return dead_letter("invalid_event", describe_errors(error), origin)

@@ -43,10 +43,9 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.core.delivery import RateLimiter, Refused, Result, Retry, Sent, backoff_s
-from leadflow.core.intake import Origin, dead_letter, not_json
+from leadflow.core.intake import Origin, unreadable
 from leadflow.core.messages import Renderer, TemplateProblem
 from leadflow.core.notifications import digests_due, notice_of, plan, resolves
-from leadflow.schemas.errors import describe_errors
 from leadflow.schemas.notifications import (
     NOTIFICATION_DEAD_LETTER_ADAPTER,
     PENDING_ADAPTER,
@@ -161,11 +160,9 @@ def decode(
         log.warning(
             "%s[%d]@%d is not a hand-off or an SLA output: dead-lettered", record.topic, record.partition, record.offset
         )
-        origin = Origin(record.key, record.value, record.topic, record.partition, record.offset, datetime.now(UTC))
-        problem = not_json(record.value or b"")
-        if problem is not None:
-            return dead_letter("invalid_json", [problem], origin)
-        return dead_letter("invalid_event", describe_errors(error), origin)
+        return unreadable(
+            error, Origin(record.key, record.value, record.topic, record.partition, record.offset, datetime.now(UTC))
+        )
 
 
 class Notifier:
