@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from leadflow.core.adapters import Person
+from leadflow.core.adapters import Draft, Person
 
 LEAD_PREFIX = "lf-"
 _EMAIL_ALIAS = "email:"  # + keyed hash of the normalized e-mail: the table never holds an e-mail either
@@ -68,6 +68,13 @@ def aliases_of(person: Person, key: bytes) -> tuple[str, ...]:
     """The table keys naming this person: their e-mail's (hashed) first, then the tool ids."""
     email = normalize_email(person.email)
     return ((email_alias(key, email),) if email else ()) + person.tool_ids
+
+
+def aliases_named(drafts: Iterable[Draft], key: bytes) -> set[str]:
+    """Every alias the identity step may read or write for these drafts: their people's and the people they merge
+    into. Requests naming no common alias decide independently (`resolve` reads only the person's own aliases)."""
+    people = (p for draft in drafts for p in (draft.person, draft.merged_into) if p is not None)
+    return {alias for person in people for alias in aliases_of(person, key)}
 
 
 def resolve(person: Person, table: Mapping[str, str], key: bytes) -> Resolution | None:

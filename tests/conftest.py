@@ -12,12 +12,18 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 from leadflow.streams.dev.broker import BrokerProcess, EmbeddedBroker
 from leadflow.streams.dev.kafka import ApacheKafka
 
 if TYPE_CHECKING:
     from leadflow.streams.runtime.worker import Worker
+
+# No time limit per example: a test asserts behaviour, not speed (benchmarks/ measures that), and a loaded CI
+# machine made a slow first example fail one run of an identity property.
+settings.register_profile("leadflow", deadline=None)
+settings.load_profile("leadflow")
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from e2e import PARTITIONS, Deployment, read_topic, topic_size
 
 from leadflow.core.identity import lead_id_for_email
@@ -250,6 +252,64 @@ async def test_broker_down_is_503_with_retry_after_and_readyz_says_not_ready(
                 assert answer.status == 503
                 assert answer.headers["Retry-After"] == "5"
             assert (await run.get("/healthz"))[0] == 200
+
+
+async def set_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
+    """The broker's own record size limit on one topic, once the broker applies it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(limit)})])
+        deadline = time.monotonic() + 30
+        while True:
+            [described] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            values = {entry[0]: entry[1] for entry in described.resources[0][4]}
+            if values.get("max.message.bytes") == str(limit):
+                return
+            assert time.monotonic() < deadline, "the broker did not apply max.message.bytes"
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+async def test_the_retry_of_a_request_answered_503_creates_its_new_lead(running: Running) -> None:
+    """The events topic refuses the request's records (the broker's size limit, set below any event): 503. The
+    person must not be remembered then, or the tool's retry finds them known, sends no lead.created, and the
+    worker refuses their facts as unknown_lead."""
+    form = "form_id=trial&email=nova%40example.io&job_title=CTO&submission_id=sub-503"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-www-form-urlencoded"}
+    bootstrap, topic = running.deployment.broker.bootstrap, running.deployment.events
+    await set_max_message_bytes(bootstrap, topic, 64)
+    status, _ = await running.post("forms", form.encode(), headers)
+    assert status == 503
+    await set_max_message_bytes(bootstrap, topic, 1_048_588)
+    status, answer = await running.post("forms", form.encode(), headers)
+    assert status == 202, answer
+    lead = lead_id_for_email(KEY.encode(), "nova@example.io")
+    landed = [e for _, e in await running.events()]
+    assert [(e["lead_id"], e["type"]) for e in landed] == [
+        (lead, "lead.created"),
+        (lead, "lead.updated"),
+        (lead, "activity"),
+    ]
+    assert [e["event_id"] for e in landed] == answer["event_ids"]
+
+
+async def test_concurrent_requests_naming_one_new_person_create_one_lead(running: Running) -> None:
+    """Requests about one person wait for each other from reading the identity table to storing what they
+    learned (the broker round trips included); requests about other people go on meanwhile."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-www-form-urlencoded"}
+
+    def form(email: str, n: int) -> bytes:
+        return f"form_id=trial&email={email}&submission_id=sub-{n}".encode()
+
+    same = [running.post("forms", form("rui%40example.io", n), headers) for n in range(6)]
+    others = [running.post("forms", form(f"p{n}%40example.io", 100 + n), headers) for n in range(6)]
+    answers = await asyncio.gather(*same, *others)
+    assert [status for status, _ in answers] == [202] * 12
+    created = [e["lead_id"] for _, e in await running.events() if e["type"] == "lead.created"]
+    people = ["rui@example.io", *(f"p{n}@example.io" for n in range(6))]
+    assert sorted(created) == sorted(lead_id_for_email(KEY.encode(), p) for p in people)
 
 
 async def test_a_gateway_started_without_a_broker_answers_503_until_it_connects(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadflow.core.adapters import Person
+from leadflow.core.adapters import Draft, Person
 from leadflow.core.identity import (
     LEAD_PREFIX,
+    aliases_named,
     email_alias,
     forget,
     keyed_hash,
@@ -133,6 +136,33 @@ def test_every_alias_points_at_one_lead_and_resolving_again_changes_nothing(
         assert again.remember == {}
         assert again.merged == ()
         assert who.lead_id not in who.merged
+
+
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), emails), tool_ids), min_size=1, max_size=8),
+    st.one_of(st.none(), emails),
+    tool_ids,
+    st.one_of(st.none(), st.tuples(st.one_of(st.none(), emails), tool_ids)),
+)
+def test_resolving_reads_and_writes_only_the_aliases_a_request_names(
+    known: list[tuple[str | None, list[str]]],
+    email: str | None,
+    ids: list[str],
+    into: tuple[str | None, list[str]] | None,
+) -> None:
+    """What the gateway's alias locks rely on: requests naming no common alias decide independently."""
+    table: dict[str, str] = {}
+    for other_email, other_ids in known:
+        who = resolve(Person(email=other_email, tool_ids=tuple(other_ids)), table, KEY)
+        table.update(who.remember if who else {})
+    person, merged_into = Person(email=email, tool_ids=tuple(ids)), into and Person(into[0], tuple(into[1]))
+    draft = Draft(person, "e1", "activity", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "forms", merged_into=merged_into)
+    named = aliases_named([draft], KEY)
+    only_named = {alias: lead for alias, lead in table.items() if alias in named}
+    for someone in (person, merged_into):
+        if someone is not None:
+            assert resolve(someone, table, KEY) == resolve(someone, only_named, KEY)
+            assert set(getattr(resolve(someone, table, KEY), "remember", {})) <= named
 
 
 def test_keyed_hash_is_128_bits_of_hex() -> None:

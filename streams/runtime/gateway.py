@@ -34,13 +34,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.core.adapters import Delivery, Draft, Rejection
 from leadflow.core.adapters.registry import ADAPTERS
-from leadflow.core.identity import Resolution, forget, resolve
+from leadflow.core.identity import Resolution, aliases_named, forget, resolve
 from leadflow.core.ids import output_id
 from leadflow.core.intake import decode
 from leadflow.core.signature import Refusal, check_hubspot_v3, check_mautic, check_token
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import Policy
-from leadflow.streams.runtime.identity_store import IdentityStore
+from leadflow.streams.runtime.identity_store import AliasLocks, IdentityStore
 from leadflow.streams.runtime.producer import producer_options
 from leadflow.streams.runtime.settings import Settings
 from leadflow.streams.runtime.topics import client_options, create_leadflow_topics
@@ -128,7 +128,7 @@ class Gateway:
         self.identities = IdentityStore(settings.bootstrap, settings.topic_identities, client_options(settings))
         self.producer: AIOKafkaProducer | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._identity_lock = asyncio.Lock()
+        self.alias_locks = AliasLocks()
         for source in SOURCES:
             for outcome in Outcome.__args__:  # type: ignore[attr-defined]
                 self.metrics.requests.labels(source, outcome)
@@ -231,17 +231,21 @@ class Gateway:
         if isinstance(adapted, Rejection):
             self.metrics.rejections.labels(source, "unmappable").inc()
             return 422, {"error": str(adapted), "field": adapted.field}
-        async with self._identity_lock:  # one alias decision at a time: two requests must not split a person
+        async with self.alias_locks.holding(aliases_named(adapted, self.key)):
             records = self.envelopes(adapted, delivery.received_at)
             if isinstance(records, Rejection):
                 self.metrics.rejections.labels(source, "invalid_event").inc()
                 return 422, {"error": str(records), "field": records.field}
             envelopes, remember, forgotten = records
-            if remember:  # acknowledged before any event relies on it
+            # The events first, then the aliases: an alias stored before its lead.created is acknowledged would
+            # let the tool's retry of a request answered 503 find the person known, send no lead.created, and
+            # have its facts refused as unknown_lead. A failure between the two makes the retry send the same
+            # lead.created again (same id: the worker drops it as a duplicate).
+            await self.acknowledged(self.produce, envelopes)
+            if remember:
                 await self.acknowledged(self.identities.remember, remember)
-        await self.acknowledged(self.produce, envelopes)
-        if forgotten:
-            await self.acknowledged(self.identities.forget, forgotten)
+            if forgotten:
+                await self.acknowledged(self.identities.forget, forgotten)
         for envelope in envelopes:
             self.metrics.events.labels(source, envelope["type"]).inc()
         self.metrics.aliases.set(len(self.identities.table))

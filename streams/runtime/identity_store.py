@@ -2,20 +2,38 @@
 
 Key = alias (a tool id such as `hubspot:<portal>:<contact>`, or `email:<keyed hash>`: never an e-mail), value = the
 lead_id; an erasure writes tombstones. Each gateway reads the whole topic before it answers (readiness) and keeps
-reading it, so replicas and restarts share what any of them learned. A new alias is acknowledged by the broker
-before the events that rely on it are produced.
+reading it, so replicas and restarts share what any of them learned. A new alias is written only after the broker
+acknowledged the events of its request (the lead.created above all): a stored alias means its lead exists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 log = logging.getLogger(__name__)
+
+
+class AliasLocks:
+    """Requests that name a common alias are decided one after the other, from reading the table to storing what
+    they learned, so two requests never split a person nor both create them; requests about other people go on
+    meanwhile (the broker round trips of a request are held, not the whole gateway). A fixed set of locks, an
+    alias hashed to one, taken in ascending order so that two requests never wait for each other."""
+
+    def __init__(self, stripes: int = 1024) -> None:
+        self._locks = tuple(asyncio.Lock() for _ in range(stripes))
+
+    @asynccontextmanager
+    async def holding(self, aliases: Iterable[str]) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for stripe in sorted({hash(alias) % len(self._locks) for alias in aliases}):
+                await stack.enter_async_context(self._locks[stripe])
+            yield
 
 
 class IdentityStore:
