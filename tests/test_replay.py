@@ -163,33 +163,36 @@ BROKEN: list[Envelope | bytes | str] = [
     {**envelope("lead.qualified", 4, "L1"), "lead_id": 42},  # 8: lead_id not a string
     envelope("lead.qualified", 5, "L1"),  # 9
     "   ",  # 10: blank
-]
+    {"event_id": "v1", "type": "site.visits", "occurred_at": "yesterday", "source": "ga4",
+     "data": {"date": "2026-11-30", "traffic_source": "google/cpc", "visits": 12}},  # 11: a visits report, bad time
+]  # fmt: skip
 
 
 def test_malformed_lines_are_counted_with_line_and_reason_and_dead_lettered(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "broken.jsonl", BROKEN)
     result = run(path, tmp_path, outputs=tmp_path / "out")
     block = result.reports[0]["replay"]
-    assert result.lines == 8
+    assert result.lines == 9
     assert result.events == 2
     assert block["outcomes"] == {"applied": 2}
     assert result.reports[0]["reached"]["mql"] == 1  # the good lines around the bad ones still count
-    assert block["malformed"]["count"] == 6
-    assert block["malformed"]["by_reason"] == {"invalid_event": 4, "invalid_json": 1, "unknown_type": 1}
+    assert block["malformed"]["count"] == 7
+    assert block["malformed"]["by_reason"] == {"invalid_event": 5, "invalid_json": 1, "unknown_type": 1}
     examples = {e["line"]: e["reason"] for e in block["malformed"]["examples"]}
-    assert list(examples) == [3, 4, 5, 6, 7, 8]
+    assert list(examples) == [3, 4, 5, 6, 7, 8, 11]
     assert examples[3].startswith("invalid_json: (record): not valid JSON")
     assert examples[4] == "invalid_event: (top level): must be a JSON object (the event envelope)"
     assert examples[5].startswith("invalid_event: source:")
     assert examples[6].startswith("unknown_type: type: 'lead.teleported' is not a known event type; use one of:")
     assert examples[7].startswith("invalid_event: occurred_at:")
     assert examples[8].startswith("invalid_event: lead_id:")
+    assert examples[11].startswith("invalid_event: occurred_at:")  # read as the visits report it is
     # The dead letters the live worker would have sent: topic = the file name, partition 0, offset = the line.
     letters = [DEAD_LETTER_ADAPTER.validate_json(line) for line in read_outputs(tmp_path / "out")["deadletter"]]
-    assert sorted(letter.offset for letter in letters) == [3, 4, 5, 6, 7, 8]
+    assert sorted(letter.offset for letter in letters) == [3, 4, 5, 6, 7, 8, 11]
     assert {(letter.topic, letter.partition) for letter in letters} == {("broken.jsonl", 0)}
     assert all(letter.original_size > 0 for letter in letters)
-    assert block["outputs"]["deadletter"] == 6
+    assert block["outputs"]["deadletter"] == 7
 
 
 def test_the_examples_keep_the_first_hundred_lines(tmp_path: Path) -> None:
@@ -360,7 +363,7 @@ def test_a_non_terminal_gets_one_summary_line(tmp_path: Path, capsys: pytest.Cap
     captured = capsys.readouterr()
     summary, written = captured.out.splitlines()
     assert summary.startswith(
-        "replayed broken.jsonl: 2 events read, 2 applied, 0 refused, 0 duplicates, 6 malformed lines, 1 leads, "
+        "replayed broken.jsonl: 2 events read, 2 applied, 0 refused, 0 duplicates, 7 malformed lines, 1 leads, "
     )
     assert summary.endswith(" events/s")
     assert written == f"report written to {tmp_path / 'r.json'}"

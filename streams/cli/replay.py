@@ -56,6 +56,7 @@ from leadflow.core.visits import Visits
 from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
 from leadflow.schemas.policy import Policy, PolicyError, load_policy
+from leadflow.schemas.visits import SiteVisits
 from leadflow.streams.runtime.routes import ROUTES, OutputTopic, record_value, topic_of
 
 DEFAULT_SORT_BUFFER: Final = 200_000
@@ -493,8 +494,15 @@ class Replay:
             key or None, value, topic=self.path.name, partition=0, offset=number, received_at=self.received_at
         )
 
+    def decode_visits(self, number: int, key: bytes, value: bytes) -> SiteVisits | DeadLetter:
+        return decode_visits(Origin(key or None, value, self.path.name, 0, number, self.received_at))
+
+    def decode_line(self, number: int, key: bytes, value: bytes) -> LeadEvent | SiteVisits | DeadLetter:
+        """A line as what it is: a site-visits report or a lead event."""
+        return self.decode_visits(number, key, value) if is_visits(value) else self.decode(number, key, value)
+
     def add_visits(self, number: int, key: bytes, value: bytes) -> None:
-        report = decode_visits(Origin(key or None, value, self.path.name, 0, number, self.received_at))
+        report = self.decode_visits(number, key, value)
         if isinstance(report, DeadLetter):
             self.dead_letter(number, report)
         else:
@@ -516,12 +524,12 @@ class Replay:
                 self.progress.reading(raw.tell(), self.lines)
             at, key = sort_key(value)
             if at is None:
-                # No occurred_at the sort can read: decode now (the envelope validator has the last word).
-                event = self.decode(number, key, value)
-                if isinstance(event, DeadLetter):
-                    self.dead_letter(number, event)
+                # No occurred_at the sort can read: decode now, as what the line is (the schema has the last word).
+                decoded = self.decode_line(number, key, value)
+                if isinstance(decoded, DeadLetter):
+                    self.dead_letter(number, decoded)
                     continue
-                at = _micros(event.occurred_at)
+                at = _micros(decoded.occurred_at)
             try:
                 sorter.add((at, number, key, value))
             except OSError as error:
