@@ -200,3 +200,29 @@ def test_run_takes_what_its_flags_leave_out_from_the_environment(
     assert runner.web_url(options) == f"http://127.0.0.1:{port}"  # where run itself reads the worker
     assert cli.main(["run", "--for", "1", "--web-port", str(free_port()), "--partitions", "3"]) == 0
     assert given[1].partitions == 3  # a flag wins
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "{events}", "--report-json", "{out}"],
+        ["report", "--period", "week", "--events", "{events}"],
+        ["plan"],
+        ["calibrate", "{events}"],
+    ],
+)
+def test_offline_commands_read_the_policy_the_worker_reads(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --policy a replay, a review, a plan and a calibration count under LEADFLOW_POLICY, the worker's."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1", "lead_id": "L1", "type": "lead.created", "occurred_at": '
+                      '"2026-11-02T10:00:00Z", "source": "crm", "data": {}}\n')  # fmt: skip
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("scoring:\n  engagement: 7\n")
+    monkeypatch.setenv("LEADFLOW_POLICY", str(broken))
+    args = [part.format(events=events, out=tmp_path / "out.json") for part in command]
+    result = leadflow(*args)
+    assert result.returncode == 2, result.stderr
+    assert str(broken) in result.stderr, result.stderr
+    assert "scoring.engagement" in result.stderr, result.stderr

@@ -43,6 +43,7 @@ EXIT_FAILED = 1  # the command ran and failed: policy check problems, run's work
 EXIT_USAGE = 2  # usage or configuration: a flag, the policy, the broker (URL or unreachable), a port; nothing started
 EXIT_INTERNAL = 70  # a bug (sysexits EX_SOFTWARE): the traceback is written to a file the message names
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), except in `run`, which stops in order and exits 0
+POLICY_HELP = "policy YAML (default: LEADFLOW_POLICY, else the shipped policy: the worker's)"
 EVENTS_TOPIC_HELP = f"the events topic (default: LEADFLOW_TOPIC_EVENTS, else {ROUTES['events'].default}: the worker's)"
 BROKER_PROBE_S = 5.0  # how long `worker`, `run --broker`, `produce` and `simulate` wait for the broker's metadata
 
@@ -562,7 +563,7 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     """`replay` (offline, in event time; what-if), `report` (the merged report of running workers) and `plan`."""
     replay = sub.add_parser("replay", help="replay a JSONL file of events offline, in event time; what-if")
     replay.add_argument("file", help="events, one envelope per line (.jsonl, or gzip: .jsonl.gz); need not be sorted")
-    replay.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    replay.add_argument("--policy", type=Path, default=None, help=POLICY_HELP)
     replay.add_argument("--compare", type=Path, default=None, metavar="POLICY_B", help="what-if: also replay with B")
     replay.add_argument("--report-json", type=Path, required=True, metavar="OUT", help="write the funnel report here")
     replay.add_argument("--outputs", type=Path, default=None, metavar="DIR", help="write the outputs, a file per topic")
@@ -588,7 +589,7 @@ def add_replay_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     report.add_argument("--from", dest="start", metavar="DATE", help="a day of the period to review (default: now)")
     report.add_argument("--html", type=Path, metavar="OUT", help="write the review page here (--period)")
     report.add_argument("--lang", choices=("en", "pt-BR", "es"), default="en", help="language of the review page")
-    report.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    report.add_argument("--policy", type=Path, default=None, help=POLICY_HELP)
     report.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the report JSON here")
     report.add_argument("--timeout", type=positive_number, default=60.0, help="seconds to wait for each worker (> 0)")
     report.set_defaults(func=cmd_report)
@@ -602,7 +603,7 @@ def add_plan_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     plan = sub.add_parser(
         "plan", help="the reverse funnel: what the revenue goal takes at each stage, per month and week"
     )
-    plan.add_argument("--policy", type=Path, default=None, help="policy YAML with a goals section (default: shipped)")
+    plan.add_argument("--policy", type=Path, default=None, help=f"{POLICY_HELP}; with a goals section")
     plan.add_argument(
         "--from-history",
         type=Path,
@@ -648,7 +649,7 @@ def add_calibrate_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     """`calibrate` (the MQL definition measured on the history, and a proposal) and `import-csv` (a CRM export)."""
     calibrate = sub.add_parser("calibrate", help="measure the scoring and MQL rule on the history; propose new points")
     calibrate.add_argument("file", help="the history: events, one envelope per line (.jsonl or .jsonl.gz)")
-    calibrate.add_argument("--policy", type=Path, default=None, help="policy YAML (default: the shipped policy)")
+    calibrate.add_argument("--policy", type=Path, default=None, help=POLICY_HELP)
     calibrate.add_argument(
         "--target", choices=("customer", "sql", "sal"), default="customer", help="what conversion means"
     )
@@ -742,9 +743,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--web-port", type=tcp_port, default=None, help="the worker's web port (LEADFLOW_WEB_PORT, default 6066)"
     )
-    run.add_argument(
-        "--policy", type=Path, default=None, help="policy YAML (LEADFLOW_POLICY, default: the shipped policy)"
-    )
+    run.add_argument("--policy", type=Path, default=None, help=POLICY_HELP)
     run.add_argument("--workdir", default=".leadflow", help="logs and worker data go here")
     run.add_argument("--report-json", type=Path, default=None, help="write the final funnel report here")
     run.add_argument(
@@ -810,6 +809,10 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"leadflow {args.command}"
     tune_gc()  # every command: the worker and replay hold many lead records
     try:
+        if getattr(args, "policy", False) is None:
+            # The deployment's policy (LEADFLOW_POLICY) when --policy is not given, for every command as for the
+            # worker: a report, replay, plan or calibration under another policy would count otherwise, silently.
+            args.policy = worker_settings(None).policy
         return int(args.func(args))
     except UsageError as error:
         print(f"{prog}: {error}", file=sys.stderr)
