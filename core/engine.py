@@ -7,6 +7,11 @@ router the router agent runs, and its answer is applied to the lead at once (liv
 lead's partition a moment later). Timer events carry the ids the live timer gives them, so outputs match by id.
 An event for a merged lead is forwarded to the lead it was merged into, and a merge's notice reaches that lead
 (core.merges), at once too: live they come back through the events topic, with the same ids.
+
+A defect in the core (an exception) costs what it costs the live worker: the one event it was deciding (an input,
+a timer tick, a router answer, a forward) or the one route request it was answering, which is then answered
+`route.unassigned` as the live router does (the lead waits for an answer). Every other lead's outputs of the same
+feed stand. The defects are kept in `defects` for the caller to dead-letter.
 """
 
 from __future__ import annotations
@@ -14,15 +19,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from leadflow.core.deadlines import DeadlineIndex, next_instant, timer_due
 from leadflow.core.decision import Decision, decide, is_stateless, wake_at
 from leadflow.core.handoff import ROUTER_SOURCE
-from leadflow.core.routing import answer_request, release
+from leadflow.core.routing import answer_request, release, unassigned_event
 from leadflow.schemas.events import EVENT_ADAPTER, LeadAbsorbed, LeadEvent, TimerDue
 from leadflow.schemas.outputs import Forward, Output, RouteRelease, RouteRequest
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.state import LeadRecord, RoutingState
+
+
+class Defect(NamedTuple):
+    """An exception the core raised on one event, or on one routing message (`where` is "router")."""
+
+    subject: LeadEvent | RouteRequest | RouteRelease
+    where: str
+    error: Exception
+
+    @property
+    def subject_id(self) -> str:
+        return self.subject.id if isinstance(self.subject, RouteRequest | RouteRelease) else self.subject.event_id
 
 
 class Engine:
@@ -38,6 +56,7 @@ class Engine:
         self.inputs: Counter[str] = Counter()
         self.unassigned = 0  # route requests nobody could take
         self.grace = timedelta(seconds=policy.processing.sla_grace_seconds)
+        self.defects: list[Defect] = []  # since the caller last took them (`take_defects`)
 
     def feed(self, event: LeadEvent) -> list[Output]:
         """Apply one input event: first the SLA instants its time lets fire, then the event, then the router."""
@@ -69,13 +88,20 @@ class Engine:
 
     def apply(self, event: LeadEvent) -> list[Output]:
         assert self.clock is not None
-        decision = self.decide(event)
+        try:
+            decision = self.decide(event)
+        except Exception as error:  # a defect costs this event (see the module docstring)
+            self.defects.append(Defect(event, "engine", error))
+            return []
         outputs = list(decision.outputs)
         for output in decision.outputs:
             if isinstance(output, RouteRequest):
                 outputs += self.route(output)
             elif isinstance(output, RouteRelease):
-                self.routing = release(self.routing, output)
+                try:
+                    self.routing = release(self.routing, output)
+                except Exception as error:
+                    self.defects.append(Defect(output, "router", error))
             elif isinstance(output, Forward):
                 outputs += self.apply(output.event)
         return outputs
@@ -102,10 +128,18 @@ class Engine:
                 self.inputs[outcome] += 1
 
     def route(self, request: RouteRequest) -> list[Output]:
-        answered = answer_request(self.routing, request, self.policy, ROUTER_SOURCE)
+        try:
+            answered = answer_request(self.routing, request, self.policy, ROUTER_SOURCE)
+        except Exception as error:  # still answered: the lead holds its later events until it is
+            self.defects.append(Defect(request, "router", error))
+            return self.apply(EVENT_ADAPTER.validate_python(unassigned_event(request, ROUTER_SOURCE)))
         self.routing = answered.state
         self.unassigned += answered.unassigned and self.policy.routing is not None  # a replayed request: not news
         return self.apply(EVENT_ADAPTER.validate_python(answered.envelope))
+
+    def take_defects(self) -> list[Defect]:
+        taken, self.defects = self.defects, []
+        return taken
 
     def leads(self) -> Iterator[LeadRecord]:
         return iter(self.records.values())

@@ -38,10 +38,14 @@ class Origin:
     received_at: datetime
 
 
-def dead_letter(reason: DeadLetterReason, errors: list[str], origin: Origin) -> DeadLetter:
+def dead_letter(reason: DeadLetterReason, errors: list[str], origin: Origin, *, about: str = "") -> DeadLetter:
+    """`about`: the id of a record the worker made itself while it took this one (a replay's timer tick, say),
+    so that its dead letter and the record's own have different ids."""
     original = origin.value or b""
     return DeadLetter(
-        id=output_id("deadletter", origin.topic, str(origin.partition), str(origin.offset)),
+        id=output_id(
+            "deadletter", origin.topic, str(origin.partition), str(origin.offset), *([about] if about else [])
+        ),
         reason=reason,
         errors=tuple(errors),
         topic=origin.topic,

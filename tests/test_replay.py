@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gc
 import gzip
 import random
@@ -476,3 +477,72 @@ def test_young_collections_slow_down_while_they_find_nothing_and_come_back_when_
         assert gc.get_freeze_count() > 0  # the heap the feed built is never walked again
     finally:
         gc.unfreeze()
+
+
+# ---- a defect in the core costs one event ---------------------------------------------------------------------
+
+
+def test_a_defect_on_a_timer_tick_costs_that_tick_not_the_other_leads_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leads a and b breach their acceptance SLA at the same instant, fired by lead c's later event; deciding a's
+    ticks raises. b's breach and c's event stand; each of a's ticks is dead-lettered with its own JSON."""
+    from leadflow.core import engine as engine_module
+
+    real_decide = engine_module.decide
+
+    def fails_on_ticks_of_a(record, event, policy, now):  # type: ignore[no-untyped-def]
+        if event.type == "timer.due" and event.lead_id == "a":
+            raise RuntimeError("boom")
+        return real_decide(record, event, policy, now)
+
+    monkeypatch.setattr(engine_module, "decide", fails_on_ticks_of_a)
+    lines: list[Envelope | bytes | str] = [
+        *(envelope("lead.created", 0, lead) for lead in ("a", "b")),
+        *(envelope("lead.qualified", 1, lead) for lead in ("a", "b")),
+        envelope("lead.created", 300, "c"),
+    ]
+    result = run(write_lines(tmp_path / "ticks.jsonl", lines), tmp_path, policy=acceptance_policy(tmp_path, 60),
+                 outputs=tmp_path / "out")  # fmt: skip
+    outputs = read_outputs(tmp_path / "out")
+    breached = [o.lead_id for o in map(SLA_ADAPTER.validate_json, outputs["sla"]) if isinstance(o, SlaBreached)]
+    assert breached == ["b"]
+    assert result.reports[0]["replay"]["outcomes"] == {"applied": 5}  # c's lead.created among them
+    letters = [DEAD_LETTER_ADAPTER.validate_json(line) for line in outputs["deadletter"]]
+    assert letters, "a's ticks are dead-lettered"
+    ticks = [orjson.loads(base64.b64decode(letter.original_b64)) for letter in letters]
+    assert {(t["type"], t["lead_id"]) for t in ticks} == {("timer.due", "a")}
+    assert {letter.errors for letter in letters} == {("(engine): RuntimeError: boom",)}
+    assert len({letter.id for letter in letters}) == len(letters)
+    assert result.reports[0]["replay"]["defects"] == len(letters)
+
+
+def test_a_defect_in_the_router_answers_the_request_unassigned_and_the_lead_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the live router does: a route request the router raised on is answered route.unassigned, so the lead
+    stops waiting and applies its later events, and the request is dead-lettered."""
+    from leadflow.core import engine as engine_module
+
+    real_answer = engine_module.answer_request
+
+    def fails_for_a(state, request, policy, source):  # type: ignore[no-untyped-def]
+        if request.lead_id == "a":
+            raise RuntimeError("boom")
+        return real_answer(state, request, policy, source)
+
+    monkeypatch.setattr(engine_module, "answer_request", fails_for_a)
+    lines: list[Envelope | bytes | str] = [
+        *(envelope("lead.created", 0, lead) for lead in ("a", "b")),
+        *(envelope("lead.qualified", 1, lead) for lead in ("a", "b")),
+        *(envelope("activity", 2, lead, action="page_view") for lead in ("a", "b")),
+    ]
+    result = run(write_lines(tmp_path / "router.jsonl", lines), tmp_path, outputs=tmp_path / "out")
+    records = result.sides[0].engine.records
+    assert (records["a"].awaiting, records["a"].held) == ((), ())
+    assert records["b"].state is not None
+    assert records["b"].state.owner_id is not None
+    assert result.reports[0]["replay"]["outcomes"] == {"applied": 6}
+    [letter] = [DEAD_LETTER_ADAPTER.validate_json(line) for line in read_outputs(tmp_path / "out")["deadletter"]]
+    assert letter.errors == ("(router): RuntimeError: boom",)
+    assert orjson.loads(base64.b64decode(letter.original_b64))["lead_id"] == "a"

@@ -29,7 +29,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol, get_args
@@ -283,16 +283,35 @@ class Side:
     engine: Engine
     files: OutputFiles | None = None
     outputs: Counter[str] = field(default_factory=Counter)
-    defects: int = 0  # input events whose decision raised (dead-lettered as internal_error)
+    defects: int = 0  # events and routing messages the core raised on (dead-lettered as internal_error)
 
     def feed(self, event: LeadEvent, origin: Origin) -> None:
         try:
             outputs = self.engine.feed(event)
-        except Exception as error:  # a defect in the core costs one event, as in the live worker (runtime.worker)
+        except Exception as error:  # a defect outside the engine's own decisions (core.engine: those cost one each)
             self.defects += 1
             self.dead_letter(dead_letter("internal_error", [f"(replay): {type(error).__name__}: {error}"], origin))
             return
         self.emit(outputs)
+        self.dead_letter_defects(event, origin)
+
+    def finish(self, end: datetime | None, origin: Origin) -> None:
+        self.emit(self.engine.finish(end))
+        self.dead_letter_defects(None, origin)
+
+    def dead_letter_defects(self, event: LeadEvent | None, origin: Origin) -> None:
+        """What the core raised on while it took this input line (or the end of the file): the input event's
+        dead letter holds the line; a timer tick's, router answer's or route message's holds its own JSON, as
+        the live worker's does, and names the line whose time or decision brought it."""
+        for defect in self.engine.take_defects():
+            self.defects += 1
+            problem = [f"({defect.where}): {type(defect.error).__name__}: {defect.error}"]
+            if defect.subject is event:
+                self.dead_letter(dead_letter("internal_error", problem, origin))
+                continue
+            subject = defect.subject
+            internal = replace(origin, key=subject.lead_id.encode(), value=subject.model_dump_json().encode())
+            self.dead_letter(dead_letter("internal_error", problem, internal, about=defect.subject_id))
 
     def emit(self, outputs: Sequence[Output]) -> None:
         for output in outputs:
@@ -561,8 +580,9 @@ class Replay:
         if self.progress is not None:
             self.progress.replaying(total, total)
         end = datetime.now(UTC) if self.until == "now" else self.until
+        the_end = Origin(None, None, self.path.name, 0, 0, self.received_at)  # no line: the timers after the last one
         for side in self.sides:
-            side.emit(side.engine.finish(end))
+            side.finish(end, the_end)
         return end
 
     def result(self, sorter: ExternalSort, end: datetime | None, read_s: float, replay_s: float) -> ReplayResult:
