@@ -1061,9 +1061,65 @@ def parse_policy(document: Any, source: str = "policy") -> Policy:
     if not isinstance(document, dict):
         raise PolicyError(source, ["(top level): must be a mapping of policy sections"])
     try:
-        return Policy.model_validate(document)
+        policy = Policy.model_validate(document)
     except ValidationError as error:
         raise PolicyError(source, describe_errors(error)) from None
+    counted = [path for path in _true_or_false(document) if not isinstance(_validated_at(policy, path), bool | None)]
+    if counted:
+        raise PolicyError(source, [f"{_dotted(path)}: true or false is not a number here; write the number"
+                                   for path in counted])  # fmt: skip
+    return policy
+
+
+# pydantic reads YAML's true and false as 1 and 0 where a number is expected (`capacity: true` is a capacity of 1):
+# the validated policy tells which of the document's booleans became numbers.
+def _true_or_false(node: object, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    if isinstance(node, bool):
+        return [path]
+    if isinstance(node, dict):
+        return [found for key, value in node.items() for found in _true_or_false(value, (*path, str(key)))]
+    if isinstance(node, list):
+        return [found for n, value in enumerate(node) for found in _true_or_false(value, (*path, n))]
+    return []
+
+
+def _validated_at(node: object, path: tuple[str | int, ...]) -> object:
+    """The validated value at a path of the document, or None where the model's shape differs from the document's
+    (a shorthand expanded, a list read as a mapping): those are left to the model's own checks."""
+    for step in path:
+        if isinstance(node, BaseModel):
+            fields = type(node).model_fields
+            name = next((n for n, f in fields.items() if step in (n, f.alias)), None)
+            if name is None:
+                return None
+            node = getattr(node, name)
+        elif (isinstance(node, Mapping) and step in node) or (
+            isinstance(node, Sequence) and not isinstance(node, str) and isinstance(step, int) and step < len(node)
+        ):
+            node = node[step]  # type: ignore[index]
+        else:
+            return None
+    return node
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path).lstrip(".")
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """YAML reads an unquoted 2026-02-30 as a date and fails without saying where: say where, and what to fix."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> date:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as error:
+            raise yaml.constructor.ConstructorError(
+                problem=f"{node.value!r} is not a date or time ({error}); write a real one",
+                problem_mark=node.start_mark,
+            ) from None
+
+
+_PolicyLoader.add_constructor("tag:yaml.org,2002:timestamp", _PolicyLoader.construct_yaml_timestamp)
 
 
 def notification_problems(policy: Policy) -> list[str]:
@@ -1117,7 +1173,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
                 source, [f"(file): cannot read: not UTF-8 text (byte {error.start}); save it as UTF-8"]
             ) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_PolicyLoader)  # a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

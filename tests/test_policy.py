@@ -240,6 +240,11 @@ def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
     [
         ("version: 1\nname: [x\n", "line 3, column 1: not valid YAML: expected ',' or ']', but got '<stream end>'"),
         ("a: b\n  c: d\n", "line 2, column 4: not valid YAML: mapping values are not allowed here"),
+        (
+            "calendars:\n  x:\n    holidays: [2026-02-30]\n",
+            "line 3, column 16: not valid YAML: '2026-02-30' is not a date or time (day is out of range for month); "
+            "write a real one",
+        ),
     ],
 )
 def test_bad_yaml_names_the_line_and_column(tmp_path: Path, text: str, expected: str) -> None:
@@ -289,3 +294,18 @@ def test_a_copy_with_other_fields_computes_its_own_lookups() -> None:
     assert set(one_pool.by_name) == {policy.routing.pools[0].name}
     assert policy.model_copy().sla_specs == policy.sla_specs
     assert policy.model_copy() == policy
+
+
+def test_true_or_false_where_a_number_belongs_is_named() -> None:
+    """YAML's true is 1 to pydantic: `capacity: true` would be a capacity of one, `average_deal_value: true` a deal
+    of 1. Booleans that stay booleans (a flag, a rule matching a yes/no attribute) are fine."""
+    document = default_document()
+    document["routing"]["pools"][0]["owners"][0]["capacity"] = True
+    document["slas"][0]["allowance"] = {"minutes": True}
+    document["mql"]["recycle_resets_engagement"] = False
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(document)
+    assert caught.value.problems == [
+        "slas[0].allowance.minutes: true or false is not a number here; write the number",
+        "routing.pools[0].owners[0].capacity: true or false is not a number here; write the number",
+    ]
