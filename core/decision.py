@@ -41,6 +41,8 @@ ARRIVAL_STEP = timedelta(microseconds=1)
 MAX_EMITTED = 64
 # Events a lead holds while it waits for the router; past this it stops waiting (the router must be down).
 MAX_HELD = 256
+# The lead's timer ends its wait for the router this long after `processing.router_wait_seconds` (`give_up_at`).
+PAST_THE_WAIT = timedelta(milliseconds=1)
 
 # forwarded: the lead was merged into another, and the event goes there (core.merges); it is applied (or refused)
 # there, under a derived id, and counted there again with that outcome.
@@ -82,12 +84,27 @@ def forget_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime |
     return record.watermark + policy.processing.lateness
 
 
-def wake_at(record: LeadRecord | LeadRecordView | None, policy: Policy) -> datetime | None:
-    """The instant the lead's timer must fire next: its clocks' next instant, or when a lead that does not
-    exist is forgotten. The record may be a view of a stored one (schemas.state.LeadRecordView)."""
+def give_up_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime | None:
+    """When a lead that waits for the router stops waiting if no answer comes: the first instant past the wait
+    (`has_waited_too_long`). Its timer fires then, so what it holds (a win, say) is applied even if the lead gets
+    no other event."""
+    if not record.awaiting or record.awaiting_since is None:
+        return None
+    return record.awaiting_since + timedelta(seconds=policy.processing.router_wait_seconds) + PAST_THE_WAIT
+
+
+def wake_at(record: LeadRecord | LeadRecordView | None, policy: Policy, after: float | None = None) -> datetime | None:
+    """The instant the lead's timer must fire next (later than `after`, a timestamp, when given): its clocks' next
+    instant, or when it stops waiting for the router if that is sooner, or when a lead that does not exist is
+    forgotten. The record may be a view of a stored one (schemas.state.LeadRecordView)."""
     if record is None:
         return None
-    return next_instant(record.state) if record.state is not None else forget_at(record, policy)
+    if record.state is None:
+        instants: tuple[datetime | None, ...] = (forget_at(record, policy),)
+    else:
+        instants = (next_instant(record.state, after), give_up_at(record, policy))
+    coming = [i for i in instants if i is not None and (after is None or i.timestamp() > after)]
+    return min(coming, default=None)
 
 
 def is_remembered(output: Output) -> bool:
@@ -265,7 +282,29 @@ def decide(record: LeadRecord | None, event: LeadEvent, policy: Policy, now: dat
     decision = decide_one(record, event, policy, now, fresh=fresh)
     if record is not None and event.event_id in record.awaiting and not decision.record.awaiting:
         return release_held(decision, policy, now)
+    if decision.record.held and decision.record.awaiting:
+        return answered_already(decision, policy, now)
     return decision
+
+
+def answered_already(decision: Decision, policy: Policy, now: datetime) -> Decision:
+    """A window applied again may ask the router anew, under the id of a request it asked before, while holding
+    the events after that request, the answer it already had among them (`apply_again`): the router's repeat
+    answer would then be a duplicate, and the lead would wait for ever. The answer is here: it is taken out of
+    the held events and applied, and it releases the others."""
+    record = decision.record
+    answer = next((held for held in record.held if held.event_id in record.awaiting), None)
+    if answer is None:
+        return decision
+    waiting = record.model_copy(update={"held": tuple(held for held in record.held if held is not answer)})
+    later = decide(waiting, answer, policy, now)
+    return Decision(
+        later.record,
+        (*decision.outputs, *later.outputs),
+        decision.outcome,
+        changed=True,
+        released=(*decision.released, (answer, later.outcome), *later.released),
+    )
 
 
 def is_window_closed(record: LeadRecord, tick: TimerDue, policy: Policy) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from leadflow.core.deadlines import DeadlineIndex, next_instant, timer_due
+from leadflow.core.deadlines import DeadlineIndex, timer_due
 from leadflow.core.decision import Decision, decide, is_stateless, wake_at
 from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.routing import answer_request, release, unassigned_event
@@ -83,7 +83,7 @@ class Engine:
             for lead_id, stamp in due:
                 outputs += self.apply(timer_due(lead_id, datetime.fromtimestamp(stamp, UTC)))
                 record = self.records.get(lead_id)
-                self.index.set(lead_id, next_instant(record.state if record else None, after=stamp))
+                self.index.set(lead_id, wake_at(record, self.policy, after=stamp))
         return outputs
 
     def apply(self, event: LeadEvent) -> list[Output]:

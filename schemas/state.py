@@ -191,6 +191,7 @@ class LeadRecordView(View):
     watermark: datetime | None = None
     erased_at: datetime | None = None
     awaiting: tuple[str, ...] = ()
+    awaiting_since: datetime | None = None
     held: tuple[Present, ...] = ()
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadflow.core.deadlines import timer_due
-from leadflow.core.decision import HARD_MAX_PENDING, MAX_HELD, MAX_PENDING, Decision, decide
+from leadflow.core.decision import HARD_MAX_PENDING, MAX_HELD, MAX_PENDING, Decision, decide, wake_at
 from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.pipeline import apply
 from leadflow.core.routing import answer_id, assigned_event, route, unassigned_event
@@ -545,3 +545,43 @@ def test_a_lead_whose_answer_never_comes_stops_waiting_after_the_router_wait_of_
     assert [e.event_id for e, _ in decision.released] == ["a"], "the trigger is not counted twice"
     assert decision.record.state is not None
     assert decision.record.state.stage == "sal"
+
+
+def test_a_window_applied_again_that_asks_the_router_anew_under_an_old_id_does_not_wait_for_ever() -> None:
+    """Late events make the window ask the router again, under the id of a request it asked before, while the
+    events after that request are held, the answer it already had among them: the router's repeat answer is a
+    duplicate, so the answer held is applied at once and releases the rest (the win among them)."""
+    from leadflow.core.engine import Engine
+
+    engine = Engine(ROUTED)
+    arrivals = [
+        make_event("lead.created", 0, event_id="created"),
+        make_event("deal.won", 390, amount=1000.0, event_id="won"),
+        make_event("activity", 250, action="demo_request", event_id="demo250"),  # late: asks the router
+        make_event("activity", 100, action="demo_request", event_id="demo100"),  # later still: asks first
+        make_event("deal.lost", 222, reason="price", event_id="lost"),  # back to nurturing: demo250 asks again
+    ]
+    for event in arrivals:
+        engine.feed(event)
+    engine.finish(at(7 * DAY))
+    record = engine.records[LEAD]
+    assert (record.awaiting, record.held) == ((), ())
+    assert record.state is not None
+    assert (record.state.stage, record.state.won_amount) == ("customer", 1000.0)
+
+
+def test_a_lead_whose_answer_never_comes_and_gets_no_other_event_stops_waiting_on_its_own_timer() -> None:
+    """Its timer fires when the router wait ends (`wake_at`), so what it held (a win) is applied even if the lead
+    gets no other event: the timer's ticks alone, as the live timer and the replay send them."""
+    record, _ = hand_raiser_waiting()
+    record = decide(record, make_event("deal.won", 120, amount=500.0, event_id="won"), ROUTED, NOW).record
+    assert [e.event_id for e in record.held] == ["won"]
+    give_up = record.awaiting_since + timedelta(seconds=ROUTED.processing.router_wait_seconds, milliseconds=1)
+    ticks: list[datetime] = []  # each next one after the last, as the live sweep and the replay queue them
+    while record.awaiting and (instant := wake_at(record, ROUTED, ticks[-1].timestamp() if ticks else None)):
+        ticks.append(instant)
+        record = decide(record, timer_due(LEAD, instant), ROUTED, NOW).record
+    assert ticks[-1] == give_up
+    assert (record.awaiting, record.held) == ((), ())
+    assert record.state is not None
+    assert (record.state.stage, record.state.won_amount) == ("customer", 500.0)

@@ -25,7 +25,7 @@ from faust.serializers import codecs
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from leadflow.core.deadlines import DeadlineIndex, next_instant, timer_due
+from leadflow.core.deadlines import DeadlineIndex, timer_due
 from leadflow.core.decision import decide, wake_at
 from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.intake import (
@@ -844,8 +844,7 @@ class Timers:
         sent = leads.get(lead_id) if leads is not None else None
         if leads is not None and sent is not None:
             if instant is not None and instant.timestamp() <= sent:
-                state = record.state if record is not None else None
-                instant = next_instant(state, after=sent)
+                instant = wake_at(record, self.worker.policy, after=sent)
             else:
                 del leads[lead_id]
         self.set(partition, lead_id, instant)
@@ -924,8 +923,7 @@ class Timers:
                 in_flight[lead_id] = stamp
                 # Queue the lead's next instant now, not when the tick comes back: a deadline 0.5 s after a
                 # warning must not wait for the warning's round trip.
-                record = self.worker.leads.get(key)
-                index.set(lead_id, next_instant(record.state if record else None, after=stamp))
+                index.set(lead_id, wake_at(self.worker.leads.get(key), policy, after=stamp))
             sent += len(due)
             if sent >= settings.sweep_max:
                 break
