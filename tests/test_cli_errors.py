@@ -226,3 +226,77 @@ def test_offline_commands_read_the_policy_the_worker_reads(
     assert result.returncode == 2, result.stderr
     assert str(broken) in result.stderr, result.stderr
     assert "scoring.engagement" in result.stderr, result.stderr
+
+
+ONE_EVENT = (
+    '{"event_id": "e1", "lead_id": "L1", "type": "lead.created", "occurred_at": "2026-11-02T10:00:00Z", '
+    '"source": "crm", "data": {}}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["replay", "{events}", "--outputs", "{out}/topics", "--report-json", "{file}/report.json"], "--report-json"),
+        (["report", "--period", "week", "--events", "{events}", "--html", "{out}/review.html", "--json",
+          "{file}/review.json"], "--json"),
+        (["calibrate", "{events}", "--proposal", "{out}/proposal.yaml", "--report-json", "{file}/c.json"],
+         "--report-json"),
+        (["import-csv", "tests/data/crm_leads.csv", "--out", "{file}/history.jsonl"], "--out"),
+    ],
+)  # fmt: skip
+def test_an_output_path_that_cannot_be_written_stops_the_command_before_it_writes_anything(
+    command: list[str], flag: str, tmp_path: Path
+) -> None:
+    """Checked first: a replay of a quarter must not fail on its last step, leaving its other outputs behind."""
+    events, a_file, out = tmp_path / "events.jsonl", tmp_path / "a-file", tmp_path / "out"
+    events.write_text(ONE_EVENT)
+    a_file.write_text("")
+    out.mkdir()
+    line = one_line(leadflow(*[p.format(events=events, file=a_file, out=out) for p in command]), 2)
+    assert f"{flag} {a_file}/" in line
+    assert f"{a_file} is not a directory; create it first or name another path" in line
+    assert list(out.iterdir()) == [], "nothing written"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "{events}", "--report-json", "{events}"],
+        ["report", "--period", "week", "--events", "{events}", "--json", "{events}"],
+        ["import-csv", "{csv}", "--out", "{csv}"],
+    ],
+)
+def test_an_output_path_that_is_the_input_file_is_refused(command: list[str], tmp_path: Path) -> None:
+    events, csv = tmp_path / "events.jsonl", tmp_path / "export.csv"
+    events.write_text(ONE_EVENT)
+    csv.write_bytes(Path("tests/data/crm_leads.csv").read_bytes())
+    before = events.read_bytes(), csv.read_bytes()
+    line = one_line(leadflow(*[p.format(events=events, csv=csv) for p in command]), 2)
+    assert "is the command's input file; name another path" in line
+    assert (events.read_bytes(), csv.read_bytes()) == before
+
+
+def test_import_csv_refuses_a_drop_column_the_export_does_not_have(tmp_path: Path) -> None:
+    """--drop keeps outcome columns out of a calibration: a misspelt one would leak them silently."""
+    result = leadflow("import-csv", "tests/data/crm_leads.csv", "--out", str(tmp_path / "h.jsonl"), "--drop", "Tagz")
+    line = one_line(result, 2)
+    assert line.startswith("leadflow import-csv: --drop tagz: no such column in crm_leads.csv; its columns: ")
+    assert "Tags" in line
+    assert not (tmp_path / "h.jsonl").exists()
+
+
+def test_a_blank_leadflow_policy_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LEADFLOW_POLICY=` (a compose file's `${LEADFLOW_POLICY:-}`) means the shipped policy, not the directory."""
+    monkeypatch.setenv("LEADFLOW_POLICY", "")
+    result = leadflow("plan", "--json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_schema_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    line = one_line(leadflow("schema", "--out", str(tmp_path / "a-file")), 2)
+    assert (
+        line
+        == f"leadflow schema: --out {tmp_path / 'a-file'}: cannot write: File exists; name a directory you can write"
+    )

@@ -50,6 +50,7 @@ from leadflow.schemas.events import Activity, LeadEvent
 from leadflow.schemas.outputs import DeadLetter
 from leadflow.schemas.policy import Policy, PolicyError, parse_policy
 from leadflow.schemas.state import LeadState
+from leadflow.streams.cli.output_paths import first_unwritable
 from leadflow.streams.cli.replay import (
     ExternalSort,
     Replay,
@@ -322,6 +323,12 @@ def check_options(options: CalibrateOptions) -> Policy:
         raise CalibrationError(f"--train-share {options.train_share}: must be between 0 and 1, e.g. 0.7")
     if options.html is not None and options.lang not in ("en", "pt-BR", "es"):
         raise CalibrationError(f"--lang {options.lang}: the page is written in en, pt-BR, es")
+    outputs = [("--report-json", options.report_json), ("--html", options.html), ("--proposal", options.proposal)]
+    if options.proposal is not None:
+        outputs.append(("--proposal", options.proposal.with_suffix(".diff")))  # written beside it
+    problem = first_unwritable(outputs, reads=(options.history, *([options.policy] if options.policy else [])))
+    if problem is not None:
+        raise CalibrationError(problem)
     try:
         return read_policy(options.policy, "--policy")
     except ReplayError as error:

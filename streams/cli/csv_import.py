@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from leadflow.core.adapters.crm_csv import Columns, CsvOptions, column_key, columns, lead_events
+from leadflow.streams.cli.output_paths import unwritable
 
 PROG = "leadflow import-csv"
 MAX_EXAMPLES = 5
@@ -49,8 +50,10 @@ def _sort_position(row: dict[str, str], cols: Columns, line: int) -> tuple[float
 
 
 def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    if not path.is_file():
+    if not path.exists():
         raise ImportError_(f"{path}: no such file: name the CSV export of your CRM's leads")
+    if not path.is_file():
+        raise ImportError_(f"{path}: not a file: name the CSV export of your CRM's leads")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
@@ -70,7 +73,16 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
 
 
 def import_csv(path: Path, out: Path, options: CsvOptions) -> Imported:
+    problem = unwritable("--out", out, reads=(path,))
+    if problem is not None:
+        raise ImportError_(problem)
     headers, rows = read_rows(path)
+    unknown = sorted(options.drop - {column_key(h) for h in headers})
+    if unknown:
+        # --drop is how outcome columns are kept out of a calibration: a misspelt one must not leak them.
+        raise ImportError_(
+            f"--drop {', '.join(unknown)}: no such column in {path.name}; its columns: {', '.join(headers)}"
+        )
     cols = columns(headers, options.drop)
     missing = cols.missing()
     if missing:

@@ -512,7 +512,11 @@ def _text_table(table: TextTable) -> str:
 def cmd_schema(args: argparse.Namespace) -> int:
     from leadflow.streams.cli.schema_files import write_schemas
 
-    for path in write_schemas(Path(args.out)):
+    try:
+        written = write_schemas(Path(args.out))
+    except OSError as error:
+        raise UsageError(f"--out {args.out}: cannot write: {error.strerror}; name a directory you can write") from None
+    for path in written:
         print(path)
     return 0
 

@@ -57,6 +57,7 @@ from leadflow.schemas.events import LeadEvent
 from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
 from leadflow.schemas.policy import Policy, PolicyError, load_policy
 from leadflow.schemas.visits import SiteVisits
+from leadflow.streams.cli.output_paths import unwritable
 from leadflow.streams.runtime.routes import ROUTES, OutputTopic, record_value, topic_of
 
 DEFAULT_SORT_BUFFER: Final = 200_000
@@ -472,6 +473,9 @@ class Replay:
             self.policies.append(("b", options.compare, read_policy(options.compare, "--compare")))
         if options.sort_buffer < 1:
             raise ReplayError(f"--sort-buffer {options.sort_buffer}: must be at least 1 line")
+        problem = unwritable("--report-json", options.report_json, reads=(options.events,))
+        if problem is not None:
+            raise ReplayError(problem)
         self.path = options.events
         self.received_at = datetime.now(UTC)  # when the replay read the lines: the dead letters' received_at
         self.malformed = Malformed()

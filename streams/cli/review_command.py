@@ -15,6 +15,7 @@ from leadflow.core.review import review
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.review import Review
 from leadflow.schemas.visits import SiteVisits
+from leadflow.streams.cli.output_paths import first_unwritable
 
 
 class ReviewError(RuntimeError):
@@ -54,9 +55,15 @@ async def from_workers(urls: list[str], timeout_s: float) -> tuple[list[LeadSumm
 
 def build(args: argparse.Namespace, policy: Policy) -> Review:
     start = parse_from(args.start)
+    reads = [args.events] if args.events is not None else []
+    problem = first_unwritable([("--html", args.html), ("--json", args.json)], reads=reads)
+    if problem is not None:
+        raise ReviewError(problem)
     if args.events is not None:
-        if not args.events.is_file():
+        if not args.events.exists():
             raise ReviewError(f"--events {args.events}: no such file")
+        if not args.events.is_file():
+            raise ReviewError(f"--events {args.events}: not a file; name a JSONL file of events")
         summaries, visits, now = from_events(args.events, args.policy)
     else:
         from leadflow.streams.cli.report_client import ReportSourceError

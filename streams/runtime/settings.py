@@ -121,6 +121,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("policy", "ssl_cafile", "ssl_certfile", "ssl_keyfile", mode="before")
+    @classmethod
+    def _path_unset_when_blank(cls, value: object) -> object:
+        # `LEADFLOW_POLICY=` (a compose file's `${LEADFLOW_POLICY:-}`) means unset, not the current directory.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("web_token", mode="before")
     @classmethod
     def _web_token_unset_when_blank(cls, value: object) -> object:
