@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta, timezone
@@ -407,6 +408,15 @@ def test_read_jsonl_keys_by_lead_id_and_never_drops_a_record(tmp_path: Path) -> 
     got = list(read_jsonl(path))
     assert [key for key, _ in got] == [b"L-1", b"L-2", b"", b"", b"", b"", b"L-4"]
     assert [value for _, value in got] == [line.rstrip(b"\r") for line in lines if line.strip()]
+
+
+def test_read_jsonl_reads_a_gzipped_file_as_replay_does(tmp_path: Path, events: list[Event]) -> None:
+    """`leadflow produce history.jsonl.gz` sends the lines, not the compressed bytes, whatever the file's name."""
+    plain = tmp_path / "sim.jsonl"
+    write_jsonl(plain, events[:50])
+    for name in ("sim.jsonl.gz", "sim-compressed.jsonl"):
+        (tmp_path / name).write_bytes(gzip.compress(plain.read_bytes()))
+        assert list(read_jsonl(tmp_path / name)) == list(read_jsonl(plain))
 
 
 def test_write_then_read_jsonl_round_trip(tmp_path: Path, events: list[Event]) -> None:

@@ -19,7 +19,6 @@ then holds both reports and their difference (`core.report.compare_reports`, b -
 from __future__ import annotations
 
 import gc
-import gzip
 import heapq
 import struct
 import sys
@@ -58,12 +57,12 @@ from leadflow.schemas.outputs import DEAD_LETTER_ADAPTER, DeadLetter, Output
 from leadflow.schemas.policy import Policy, PolicyError, load_policy
 from leadflow.schemas.visits import SiteVisits
 from leadflow.streams.cli.output_paths import unwritable
+from leadflow.streams.runtime.producer import gunzipped
 from leadflow.streams.runtime.routes import ROUTES, OutputTopic, record_value, topic_of
 
 DEFAULT_SORT_BUFFER: Final = 200_000
 MAX_EXAMPLES: Final = 100
 PROGRESS_EVERY: Final = 8192  # lines between two progress updates
-GZIP_MAGIC: Final = b"\x1f\x8b"
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -246,11 +245,8 @@ def open_events(path: Path, stack: ExitStack) -> tuple[Iterable[bytes], IO[bytes
         raw: IO[bytes] = stack.enter_context(path.open("rb"))
     except OSError as error:
         raise ReplayError(f"{path}: cannot read: {error.strerror}") from None
-    magic = raw.read(2)
-    raw.seek(0)
-    if path.suffix == ".gz" or magic == GZIP_MAGIC:
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), raw
-    return raw, raw
+    lines = gunzipped(raw, path)
+    return (stack.enter_context(lines) if lines is not raw else raw), raw
 
 
 # ---- the replay ---------------------------------------------------------------------------------------------

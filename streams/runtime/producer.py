@@ -5,10 +5,11 @@ Records are keyed by lead_id (GUIDE.md section 3), so all events of a lead land 
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Final
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -100,12 +101,23 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[bytes, bytes]]:
     with key ``b""``: input is never dropped silently, and the worker dead-letters such a record with a reason.
     Only blank (whitespace-only) lines are skipped: they carry no record.
     """
-    with Path(path).open("rb") as lines:
-        for raw in lines:
-            line = raw.rstrip(b"\r\n")
+    with Path(path).open("rb") as raw:
+        for read in gunzipped(raw, Path(path)):
+            line = read.rstrip(b"\r\n")
             if not line.strip():
                 continue
             yield _key_of(line), line
+
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+
+
+def gunzipped(raw: IO[bytes], path: Path) -> IO[bytes] | gzip.GzipFile:
+    """The file's bytes, gunzipped when its name ends in .gz or it starts with the gzip magic bytes (an events file
+    `leadflow replay` reads may be compressed, and `leadflow produce` reads the same files)."""
+    magic = raw.read(2)
+    raw.seek(0)
+    return gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" or magic == GZIP_MAGIC else raw
 
 
 def _key_of(line: bytes) -> bytes:
