@@ -61,6 +61,10 @@ def command_args(command: str, tmp_path: Path, web_port: int) -> list[str]:
         (["simulate", "--leads-per-s", "-1"], "argument --leads-per-s: must be a number greater than 0"),
         (["run", "--partitions", "0"], "argument --partitions: must be a whole number of at least 1"),
         (["run", "--partitions", "2.5"], "argument --partitions: must be a whole number of at least 1"),
+        (
+            ["replay", "x", "--report-json", "o", "--sort-buffer", "99999999999999999999999"],
+            "argument --sort-buffer: must be a whole number of at least 1 (at most 1,000,000,000)",
+        ),
         (["run", "--bad-ratio", "1.5"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
         (["run", "--bad-ratio", "-0.1"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
         (["simulate", "--bad-ratio", "1"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
@@ -299,4 +303,28 @@ def test_schema_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     assert (
         line
         == f"leadflow schema: --out {tmp_path / 'a-file'}: cannot write: File exists; name a directory you can write"
+    )
+
+
+@pytest.mark.parametrize(
+    "flags", [["--spacing-minutes", "1e300"], ["--converted-after-days", "1e9"], ["--start", "9999-12-31T23:00:00Z"]]
+)
+def test_import_csv_times_past_the_year_9999_are_one_line_and_leave_no_file(flags: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "h.jsonl"
+    line = one_line(leadflow("import-csv", "tests/data/crm_leads.csv", "--out", str(out), *flags), 2)
+    assert line == (
+        "leadflow import-csv: the leads' times would pass the year 9999: lower --start, --spacing-minutes or "
+        "--converted-after-days"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("start", ["9999-12-31", "0001-01-01"])
+def test_a_review_at_the_calendars_limits_is_one_line(start: str, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(ONE_EVENT)
+    line = one_line(leadflow("report", "--period", "month", "--events", str(events), "--from", start), 2)
+    assert line == (
+        "leadflow report: the month or the one before it would pass the calendar's limits (years 1 to 9999): "
+        "check --from and the events' dates"
     )

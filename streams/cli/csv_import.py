@@ -108,7 +108,13 @@ def import_csv(path: Path, out: Path, options: CsvOptions) -> Imported:
                 sink.write(b"".join(orjson.dumps(event) + b"\n" for event in events))
     except OSError as error:
         raise ImportError_(f"--out {out}: cannot write: {error.strerror}") from None
+    except OverflowError:
+        out.unlink(missing_ok=True)
+        raise ImportError_(PAST_9999) from None
     return result
+
+
+PAST_9999 = "the leads' times would pass the year 9999: lower --start, --spacing-minutes or --converted-after-days"
 
 
 def skip(result: Imported, line: int, reason: str) -> None:
@@ -139,12 +145,15 @@ def run_import(
     drop: list[str],
 ) -> int:
     try:
-        options = CsvOptions(
-            start=parse_start(start),
-            spacing=timedelta(minutes=spacing_minutes),
-            converted_after=timedelta(days=converted_after_days),
-            drop=frozenset(column_key(name) for name in drop),
-        )
+        try:
+            options = CsvOptions(
+                start=parse_start(start),
+                spacing=timedelta(minutes=spacing_minutes),
+                converted_after=timedelta(days=converted_after_days),
+                drop=frozenset(column_key(name) for name in drop),
+            )
+        except OverflowError:
+            raise ImportError_(PAST_9999) from None
         result = import_csv(path, out, options)
     except ImportError_ as error:
         print(f"{PROG}: {error}", file=sys.stderr)

@@ -83,7 +83,8 @@ def flag_type(
 
 
 positive_number = flag_type(float, lambda v: math.isfinite(v) and v > 0, "a number greater than 0, e.g. 10 or 0.5")
-positive_int = flag_type(int, lambda v: v >= 1, "a whole number of at least 1")
+# (at most a billion: a line count, a partition count, a sample size; beyond, it no longer fits a report's JSON)
+positive_int = flag_type(int, lambda v: 1 <= v <= 10**9, "a whole number of at least 1 (at most 1,000,000,000)")
 share = flag_type(float, lambda v: 0 <= v < 1, "a share from 0 up to (not including) 1, e.g. 0.05")  # of records
 tcp_port = flag_type(int, lambda v: 1 <= v <= 65_535, "a TCP port from 1 to 65535")
 

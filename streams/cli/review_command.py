@@ -73,7 +73,13 @@ def build(args: argparse.Namespace, policy: Policy) -> Review:
         except ReportSourceError as error:
             raise ReviewError(str(error)) from None
         now = datetime.now(UTC)
-    return review(summaries, visits, policy, args.period, now, start=start)
+    try:
+        return review(summaries, visits, policy, args.period, now, start=start)
+    except OverflowError:
+        raise ReviewError(
+            f"the {args.period} or the one before it would pass the calendar's limits (years 1 to 9999): check --from "
+            "and the events' dates"
+        ) from None
 
 
 def summary_lines(result: Review) -> list[str]:
