@@ -65,6 +65,8 @@ def command_args(command: str, tmp_path: Path, web_port: int) -> list[str]:
             ["replay", "x", "--report-json", "o", "--sort-buffer", "99999999999999999999999"],
             "argument --sort-buffer: must be a whole number of at least 1 (at most 1,000,000,000)",
         ),
+        (["produce", "x.jsonl", "--topic", "bad topic!"], "argument --topic: 'bad topic!' is not a Kafka topic name"),
+        (["simulate", "--topic", ""], "argument --topic: '' is not a Kafka topic name"),
         (["run", "--bad-ratio", "1.5"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
         (["run", "--bad-ratio", "-0.1"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),
         (["simulate", "--bad-ratio", "1"], "argument --bad-ratio: must be a share from 0 up to (not including) 1"),

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import faulthandler
 import math
+import re
 import signal
 import socket
 import sys
@@ -87,6 +88,15 @@ positive_number = flag_type(float, lambda v: math.isfinite(v) and v > 0, "a numb
 positive_int = flag_type(int, lambda v: 1 <= v <= 10**9, "a whole number of at least 1 (at most 1,000,000,000)")
 share = flag_type(float, lambda v: 0 <= v < 1, "a share from 0 up to (not including) 1, e.g. 0.05")  # of records
 tcp_port = flag_type(int, lambda v: 1 <= v <= 65_535, "a TCP port from 1 to 65535")
+
+
+def topic_name(text: str) -> str:
+    """A Kafka topic name (what a broker accepts), checked before anything connects."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Kafka topic name: use 1 to 249 letters, digits, '.', '_' or '-'"
+        )
+    return text
 
 
 def broker_url(text: str) -> str:
@@ -779,7 +789,7 @@ def parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="produce a realistic live funnel to a broker")
     add_broker(simulate, embedded_flag=True)
-    simulate.add_argument("--topic", default=None, help=EVENTS_TOPIC_HELP)
+    simulate.add_argument("--topic", type=topic_name, default=None, help=EVENTS_TOPIC_HELP)
     simulate.add_argument("--for", dest="for_s", type=positive_number, default=60.0, help="seconds to send (> 0)")
     simulate.add_argument("--leads-per-s", type=positive_number, default=10.0, help="new leads per second (> 0)")
     simulate.add_argument("--speed", type=positive_number, default=172_800.0, help="simulated s per real s (> 0)")
@@ -791,7 +801,7 @@ def parser() -> argparse.ArgumentParser:
     produce = sub.add_parser("produce", help="send the events of a JSONL file (one envelope per line)")
     add_broker(produce, embedded_flag=True)
     produce.add_argument("file")
-    produce.add_argument("--topic", default=None, help=EVENTS_TOPIC_HELP)
+    produce.add_argument("--topic", type=topic_name, default=None, help=EVENTS_TOPIC_HELP)
     produce.set_defaults(func=cmd_produce)
 
     add_service_commands(sub, add_broker)
