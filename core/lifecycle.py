@@ -84,6 +84,13 @@ FACTS = frozenset({"deal.won", "deal.lost", "lead.disqualified", "lead.qualified
 REQUESTS = frozenset({"lead.accepted", "lead.rejected", "deal.stage_changed"})
 
 
+# What makes an event for a lead that does not exist apply (core.decision keeps it while its window is open).
+UNKNOWN_LEAD_FIX = (
+    "no lead with this lead_id; send its lead.created, dated before this event: one that comes within "
+    "processing.lateness_seconds applies this event as it is; after that, send this event again"
+)
+
+
 def refuse(state: LeadState | None, event: LeadEvent, reason: RefusalReason, detail: str) -> Step:
     refusal = EventRefused(
         id=output_id(event.lead_id, event.event_id, "refused", reason),
@@ -235,7 +242,7 @@ def apply_lifecycle(state: LeadState | None, event: LeadEvent, policy: Policy) -
     if state is None:
         if isinstance(event, LeadAbsorbed):
             return refuse(None, event, "unknown_lead", unknown_target_detail(event))
-        return refuse(None, event, "unknown_lead", "no lead with this lead_id; send lead.created first")
+        return refuse(None, event, "unknown_lead", UNKNOWN_LEAD_FIX)
     if state.merged_into is not None and not isinstance(event, LeadErased):  # an erasure request always wins
         return pass_on(state, event)
     return HANDLERS[type(event)](state, event, policy)

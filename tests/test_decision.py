@@ -585,3 +585,20 @@ def test_a_lead_whose_answer_never_comes_and_gets_no_other_event_stops_waiting_o
     assert (record.awaiting, record.held) == ((), ())
     assert record.state is not None
     assert (record.state.stage, record.state.won_amount) == ("customer", 500.0)
+
+
+def test_what_an_unknown_lead_refusal_advises_makes_the_event_apply() -> None:
+    """A CRM reports a win for a lead leadflow never saw: refused, with what to do. Followed after the lead's window
+    has closed (a backfilled lead.created dated before the win, then the win sent again), the win is applied."""
+    from leadflow.core.lifecycle import UNKNOWN_LEAD_FIX
+
+    won = make_event("deal.won", 3600, amount=900.0, event_id="won")
+    refused = decide(None, won, UNROUTED, NOW)
+    (refusal,) = [o for o in refused.outputs if isinstance(o, EventRefused)]
+    assert (refusal.reason, refusal.detail) == ("unknown_lead", UNKNOWN_LEAD_FIX)
+    closes = refused.record.watermark + UNROUTED.processing.lateness
+    assert decide(refused.record, timer_due(LEAD, closes), UNROUTED, NOW).forget, "the window closed: forgotten"
+    record, _ = deliver([make_event("lead.created", 0, event_id="backfill"), won], policy=UNROUTED)
+    assert record is not None
+    assert record.state is not None
+    assert (record.state.stage, record.state.won_amount) == ("customer", 900.0)
