@@ -1057,6 +1057,11 @@ class PolicyError(ValueError):
         super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
+class PolicyFileError(PolicyError):
+    """A policy file that cannot be read at all (missing, a directory, no permission): a configuration error,
+    not a problem in the policy."""
+
+
 def parse_policy(document: Any, source: str = "policy") -> Policy:
     if not isinstance(document, dict):
         raise PolicyError(source, ["(top level): must be a mapping of policy sections"])
@@ -1167,7 +1172,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
-            raise PolicyError(source, [f"(file): cannot read: {error.strerror}"]) from None
+            raise PolicyFileError(source, [f"(file): cannot read: {error.strerror}"]) from None
         except UnicodeDecodeError as error:
             raise PolicyError(
                 source, [f"(file): cannot read: not UTF-8 text (byte {error.start}); save it as UTF-8"]

@@ -421,3 +421,15 @@ def test_report_period_says_what_is_wrong_with_its_options(tmp_path: Path, args:
     )  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_policy_check_of_a_file_it_cannot_read_is_a_configuration_error(tmp_path: Path) -> None:
+    missing = tmp_path / "polcy.yaml"
+    result = leadflow("policy", "check", str(missing))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"leadflow policy: {missing}: (file): cannot read: No such file or directory; name a policy file you can read"
+    ]
+    result = leadflow("policy", "check", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "cannot read: Is a directory" in result.stderr

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import orjson
 
-from leadflow.schemas.policy import Policy, PolicyError, load_policy, notification_problems
+from leadflow.schemas.policy import Policy, PolicyError, PolicyFileError, load_policy, notification_problems
 from leadflow.streams.cli.replay import DEFAULT_SORT_BUFFER
 from leadflow.streams.runtime.heap import tune_gc
 from leadflow.streams.runtime.routes import ROUTES
@@ -535,6 +535,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_policy_check(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.file)
+    except PolicyFileError as error:  # nothing was checked: exit 2, as for every missing file
+        raise UsageError(f"{error.source}: {error.problems[0]}; name a policy file you can read") from None
     except PolicyError as error:
         for problem in error.problems:
             print(f"{error.source}: {problem}", file=sys.stderr)
