@@ -79,9 +79,37 @@ def forget_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime |
     A `timer.due` at that instant (the live timer, at the lead's partition time; the replay clock offline) deletes
     the record, so events for unknown leads leave nothing behind. A redelivery after that is refused again,
     under the same output id (core.ids), so what reads the outputs drops it as a duplicate."""
-    if not is_stateless(record) or record.watermark is None:
+    if record.watermark is None or not (is_stateless(record) or holds_events_after_erasure(record)):
         return None
     return record.watermark + policy.processing.lateness
+
+
+def holds_events_after_erasure(record: LeadRecord | LeadRecordView) -> bool:
+    """An erased lead's marker that keeps events dated after the erasure (`waits_for_recreation`): a marker has
+    a watermark only while it does. When their window closes they go, their ids kept (`erased_marker`)."""
+    return record.state is None and record.erased_at is not None and record.watermark is not None
+
+
+def waits_for_recreation(record: LeadRecord, event: LeadEvent) -> bool:
+    """An event dated after the lead's erasure is about the person who may come back (`is_recreation`), not
+    about the erased one: it is kept in the window as for a lead that does not exist, so that a lead.created
+    dated before it and delivered after it applies it, as in-order delivery does. Router answers and merge
+    notices are not: no request or merge of the new lead can come before its lead.created."""
+    return (
+        record.erased_at is not None
+        and event.occurred_at > record.erased_at
+        and not isinstance(event, LeadAbsorbed)
+        and not is_router_answer(event)
+    )
+
+
+def erased_marker(
+    record: LeadRecord, pending: Iterable[PendingEvent], erased_at: datetime, policy: Policy
+) -> LeadRecord:
+    """What an erased lead keeps: the ids that dedupe redeliveries, no state and no event (they hold personal
+    data)."""
+    ids = (*record.seen, *(p.event.event_id for p in pending))[-policy.processing.dedupe_ids :]
+    return LeadRecord(lead_id=record.lead_id, state=None, seen=ids, erased_at=erased_at, version=record.version + 1)
 
 
 def give_up_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime | None:
@@ -364,12 +392,23 @@ def decide_one(
     elif not fresh and is_duplicate(record, event.event_id):
         return Decision(record, (), "duplicate", changed=False)
     if isinstance(event, TimerDue) and event.occurred_at <= now and is_window_closed(record, event, policy):
+        if record.erased_at is not None:  # the events kept after the erasure go; the marker stays
+            return Decision(erased_marker(record, record.pending, record.erased_at, policy), (), "ignored", True)
         return Decision(record, (), "ignored", changed=True, forget=True)
     if isinstance(event, TimerDue) and (record.state is None or event.occurred_at > now):
         # A timer for a lead that is gone, or one that claims a time not yet come: nothing to do.
         return Decision(record, (), "ignored", changed=False)
     if record.erased_at is not None:
-        if not is_recreation(record, event):
+        if is_recreation(record, event):  # with the events after the erasure it kept: they sort after it or not
+            record = LeadRecord(
+                lead_id=record.lead_id,
+                state=None,
+                seen=record.seen,
+                pending=record.pending,
+                watermark=record.watermark,
+                version=record.version,
+            )
+        elif not waits_for_recreation(record, event):
             step = refuse(
                 None,
                 event,
@@ -377,7 +416,6 @@ def decide_one(
                 "this lead was erased; its events are not kept. A new lead.created after the erasure starts over",
             )
             return Decision(record, (*step.outputs, *unclaimed(event)), "refused", changed=False)
-        record = LeadRecord(lead_id=record.lead_id, state=None, seen=record.seen, version=record.version)
     if is_from_future(event, now, policy):
         # A producer clock far ahead would drag the watermark and make every later event "late".
         step = refuse(
@@ -413,12 +451,7 @@ def decide_one(
         outcome = "late" if is_late and again.outcome == "reordered" else again.outcome
 
     if state is None and erased:
-        # Erased: keep no state and no event (they hold personal data), only the ids that dedupe redeliveries.
-        ids = (*record.seen, *(p.event.event_id for p in pending))[-policy.processing.dedupe_ids :]
-        marker = LeadRecord(
-            lead_id=record.lead_id, state=None, seen=ids, erased_at=event.occurred_at, version=record.version + 1
-        )
-        return Decision(marker, outputs, outcome, changed=True)
+        return Decision(erased_marker(record, pending, event.occurred_at, policy), outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     awaiting: tuple[str, ...] = ()

@@ -158,6 +158,47 @@ def test_a_new_lead_created_after_the_erasure_starts_over() -> None:
     assert decision.record.erased_at is None
 
 
+def test_events_after_an_erasure_delivered_before_the_new_lead_created_are_applied_as_in_order() -> None:
+    """The person comes back after the erasure: a win dated after their new lead.created, delivered before it
+    (producers do not agree on order), is applied, as in-order delivery applies it."""
+    erased = [make_event("lead.created", 0, event_id="c1"), make_event("lead.erased", 120, event_id="x")]
+    again = make_event("lead.created", 500, event_id="c2", email="back@example.com")
+    won = make_event("deal.won", 600, amount=700.0, event_id="won")
+    in_order, _ = deliver([*erased, again, won], policy=UNROUTED)
+    reordered, decisions = deliver([*erased, won, again], policy=UNROUTED)
+    assert [d.outcome for d in decisions[2:]] == ["refused", "reordered"]
+    (refusal,) = [o for o in decisions[2].outputs if isinstance(o, EventRefused)]
+    assert refusal.reason == "unknown_lead"  # no lead yet at the win's arrival: what makes it apply is said
+    assert in_order is not None
+    assert reordered is not None
+    assert reordered.state is not None
+    assert (reordered.state.stage, reordered.state.won_amount) == ("customer", 700.0)
+    assert reordered.state == in_order.state
+    assert reordered.erased_at is None
+
+
+def test_events_kept_after_an_erasure_go_when_their_window_closes_and_the_marker_stays() -> None:
+    erased, _ = deliver([make_event("lead.created", 0, event_id="c1"), make_event("lead.erased", 120, event_id="x")])
+    assert erased is not None
+    assert wake_at(erased, POLICY) is None  # a marker that keeps nothing has no timer
+    update = make_event("lead.updated", 300, event_id="u", email="new@example.com")
+    kept = decide(erased, update, POLICY, NOW).record
+    assert kept.erased_at == erased.erased_at
+    assert [p.event.event_id for p in kept.pending] == ["u"]
+    closes = at(300) + POLICY.processing.lateness
+    assert wake_at(kept, POLICY) == closes
+    assert decide(kept, timer_due(LEAD, closes - timedelta(seconds=1)), POLICY, NOW).changed is False
+    tick = decide(kept, timer_due(LEAD, closes), POLICY, NOW)
+    assert (tick.outcome, tick.changed, tick.forget) == ("ignored", True, False)
+    marker = tick.record
+    assert (marker.state, marker.pending, marker.watermark, marker.erased_at) == (None, (), None, erased.erased_at)
+    assert "new@example.com" not in marker.model_dump_json()
+    assert decide(marker, update, POLICY, NOW).outcome == "duplicate"
+    assert wake_at(marker, POLICY) is None
+    before = decide(marker, make_event("lead.updated", 100, event_id="old", email="old@example.com"), POLICY, NOW)
+    assert [o.reason for o in before.outputs if isinstance(o, EventRefused)] == ["lead_erased"]
+
+
 def test_erase_delivered_before_an_earlier_event_still_erases() -> None:
     """An erasure reordered with an earlier event of the same lead: the earlier one must not resurrect it."""
     created = make_event("lead.created", 0)
@@ -352,6 +393,29 @@ def test_arrival_order_within_the_bound_does_not_change_the_final_state(data: st
     ids = [o.id for o in emitted(decisions)]
     assert [i for i, n in Counter(ids).items() if n > 1] == []
     assert {o.id for o in emitted(in_order_decisions)} <= set(ids)
+
+
+@PROPERTY
+@given(st.data())
+def test_a_lead_created_again_after_an_erasure_ends_as_in_order_whatever_the_arrival_order(
+    data: st.DataObject,
+) -> None:
+    """The person comes back after an erasure: the new lead's events, delivered in any order the bound allows,
+    give the state in-order delivery gives."""
+    erased = [make_event("lead.created", 0, event_id="old"), make_event("lead.erased", 60, event_id="erase")]
+    events = [
+        e.model_copy(update={"event_id": f"new-{e.event_id}", "occurred_at": e.occurred_at + timedelta(seconds=120)})
+        for e in data.draw(histories())
+    ]
+    order = arrival_within_bound(data.draw, events)
+    in_order, _ = deliver([*erased, *events])
+    record, decisions = deliver([*erased, *order])
+    assert in_order is not None
+    assert record is not None
+    assert in_order.state is not None
+    assert record.state == in_order.state
+    assert record.erased_at is None
+    assert "late" not in {d.outcome for d in decisions}
 
 
 @PROPERTY
