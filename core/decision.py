@@ -25,7 +25,7 @@ from leadflow.core.pipeline import apply
 from leadflow.core.routing import answer_id
 from leadflow.core.sla.breach import hold_old_escalations
 from leadflow.core.step import Step
-from leadflow.schemas.events import LeadAbsorbed, LeadEvent, TimerDue
+from leadflow.schemas.events import LeadAbsorbed, LeadErased, LeadEvent, TimerDue
 from leadflow.schemas.outputs import SLA_TYPES, Output, RouteRequest
 from leadflow.schemas.policy import Policy
 from leadflow.schemas.state import LeadRecord, LeadRecordView, LeadState, PendingEvent
@@ -451,7 +451,10 @@ def decide_one(
         outcome = "late" if is_late and again.outcome == "reordered" else again.outcome
 
     if state is None and erased:
-        return Decision(erased_marker(record, pending, event.occurred_at, policy), outputs, outcome, changed=True)
+        erased_at = max((p.event.occurred_at for p in pending if isinstance(p.event, LeadErased)), default=None)
+        # The erasure's own time, not this event's: a window applied again may erase the lead at a later event.
+        marker = erased_marker(record, pending, erased_at or event.occurred_at, policy)
+        return Decision(marker, outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     awaiting: tuple[str, ...] = ()

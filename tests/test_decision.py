@@ -177,6 +177,20 @@ def test_events_after_an_erasure_delivered_before_the_new_lead_created_are_appli
     assert reordered.erased_at is None
 
 
+def test_an_erasure_applied_again_after_an_earlier_lead_created_keeps_its_own_time() -> None:
+    """The erasure comes first (no lead yet), then the lead.created dated before it: the lead is created and
+    erased in the window applied again, and the marker is dated at the erasure, not at the lead.created."""
+    erase = make_event("lead.erased", 300, event_id="x")
+    created = make_event("lead.created", 200, event_id="c", email="ana@example.com")
+    record, decisions = deliver([erase, created])
+    assert record is not None
+    assert [d.outcome for d in decisions] == ["refused", "reordered"]
+    assert (record.state, record.erased_at) == (None, erase.occurred_at)
+    between = decide(record, make_event("lead.updated", 250, event_id="u", email="ana@example.com"), POLICY, NOW)
+    assert [o.reason for o in between.outputs if isinstance(o, EventRefused)] == ["lead_erased"]
+    assert between.record.pending == ()
+
+
 def test_events_kept_after_an_erasure_go_when_their_window_closes_and_the_marker_stays() -> None:
     erased, _ = deliver([make_event("lead.created", 0, event_id="c1"), make_event("lead.erased", 120, event_id="x")])
     assert erased is not None
