@@ -93,23 +93,48 @@ def holds_events_after_erasure(record: LeadRecord | LeadRecordView) -> bool:
 def waits_for_recreation(record: LeadRecord, event: LeadEvent) -> bool:
     """An event dated after the lead's erasure is about the person who may come back (`is_recreation`), not
     about the erased one: it is kept in the window as for a lead that does not exist, so that a lead.created
-    dated before it and delivered after it applies it, as in-order delivery does. Router answers and merge
-    notices are not: no request or merge of the new lead can come before its lead.created."""
-    return (
-        record.erased_at is not None
-        and event.occurred_at > record.erased_at
-        and not isinstance(event, LeadAbsorbed)
-        and not is_router_answer(event)
-    )
+    dated before it and delivered after it applies it, as in-order delivery does (a merge notice too: the merge
+    was applied at the other lead). Router answers are not: no request of the new lead can come before its
+    lead.created."""
+    return record.erased_at is not None and is_about_who_comes_back(event, record.erased_at)
+
+
+def is_about_who_comes_back(event: LeadEvent, erased_at: datetime) -> bool:
+    """An event dated after an erasure, but a router answer (its request was the erased lead's)."""
+    return event.occurred_at > erased_at and not is_router_answer(event)
 
 
 def erased_marker(
-    record: LeadRecord, pending: Iterable[PendingEvent], erased_at: datetime, policy: Policy
+    record: LeadRecord,
+    dropped: Iterable[PendingEvent],
+    erased_at: datetime,
+    policy: Policy,
+    *,
+    kept: tuple[PendingEvent, ...] = (),
 ) -> LeadRecord:
-    """What an erased lead keeps: the ids that dedupe redeliveries, no state and no event (they hold personal
-    data)."""
-    ids = (*record.seen, *(p.event.event_id for p in pending))[-policy.processing.dedupe_ids :]
-    return LeadRecord(lead_id=record.lead_id, state=None, seen=ids, erased_at=erased_at, version=record.version + 1)
+    """What an erased lead keeps: the ids that dedupe redeliveries, no state and none of the erased lead's events
+    (they hold personal data); `kept`, events dated after the erasure, only while their window is open."""
+    ids = (*record.seen, *(p.event.event_id for p in dropped))[-policy.processing.dedupe_ids :]
+    watermark = max((p.event.occurred_at for p in kept), default=None)
+    return LeadRecord(
+        lead_id=record.lead_id,
+        state=None,
+        seen=ids,
+        pending=kept,
+        watermark=watermark,
+        erased_at=erased_at,
+        version=record.version + 1,
+    )
+
+
+def marker_of_erasure(record: LeadRecord, pending: list[PendingEvent], event: LeadEvent, policy: Policy) -> LeadRecord:
+    """The marker a window that ends erased leaves (`event` is the one being decided). It is dated at the erasure,
+    not at `event`: a window applied again may erase the lead at another event. Its events dated after the
+    erasure stay for their window, as they do when the erasure came first (`waits_for_recreation`)."""
+    erased_at = max((p.event.occurred_at for p in pending if isinstance(p.event, LeadErased)), default=None)
+    erased_at = erased_at or event.occurred_at
+    after = tuple(p for p in pending if is_about_who_comes_back(p.event, erased_at))
+    return erased_marker(record, [p for p in pending if p not in after], erased_at, policy, kept=after)
 
 
 def give_up_at(record: LeadRecord | LeadRecordView, policy: Policy) -> datetime | None:
@@ -451,10 +476,7 @@ def decide_one(
         outcome = "late" if is_late and again.outcome == "reordered" else again.outcome
 
     if state is None and erased:
-        erased_at = max((p.event.occurred_at for p in pending if isinstance(p.event, LeadErased)), default=None)
-        # The erasure's own time, not this event's: a window applied again may erase the lead at a later event.
-        marker = erased_marker(record, pending, erased_at or event.occurred_at, policy)
-        return Decision(marker, outputs, outcome, changed=True)
+        return Decision(marker_of_erasure(record, pending, event, policy), outputs, outcome, changed=True)
 
     watermark = max(record.watermark, event.occurred_at) if record.watermark else event.occurred_at
     awaiting: tuple[str, ...] = ()

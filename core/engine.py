@@ -22,7 +22,14 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from leadflow.core.deadlines import DeadlineIndex, timer_due
-from leadflow.core.decision import Decision, decide, is_stateless, wake_at
+from leadflow.core.decision import (
+    Decision,
+    decide,
+    erased_marker,
+    holds_events_after_erasure,
+    is_stateless,
+    wake_at,
+)
 from leadflow.core.handoff import ROUTER_SOURCE
 from leadflow.core.routing import answer_request, release, unassigned_event
 from leadflow.schemas.events import EVENT_ADAPTER, LeadAbsorbed, LeadEvent, TimerDue
@@ -75,6 +82,11 @@ class Engine:
         for lead_id in [lead_id for lead_id, record in self.records.items() if is_stateless(record)]:
             del self.records[lead_id]
             self.index.set(lead_id, None)
+        # Nor for the person who may come back after an erasure: the events kept for them go.
+        for lead_id, record in list(self.records.items()):
+            if holds_events_after_erasure(record) and record.erased_at is not None:
+                self.records[lead_id] = erased_marker(record, record.pending, record.erased_at, self.policy)
+                self.index.set(lead_id, None)
         return outputs
 
     def fire(self, cutoff: datetime) -> list[Output]:

@@ -177,6 +177,27 @@ def test_events_after_an_erasure_delivered_before_the_new_lead_created_are_appli
     assert reordered.erased_at is None
 
 
+def test_an_erasure_delivered_late_keeps_the_events_dated_after_it_for_the_person_who_comes_back() -> None:
+    """The win (dated after the erasure) was applied to the old lead before the erasure arrived: the erasure
+    must not take it away with the old lead's events; the new lead.created applies it, as in order."""
+    created = make_event("lead.created", 0, event_id="c1")
+    won = make_event("deal.won", 600, amount=700.0, event_id="won")
+    erase = make_event("lead.erased", 120, event_id="x")
+    again = make_event("lead.created", 500, event_id="c2")
+    in_order, _ = deliver([created, erase, again, won], policy=UNROUTED)
+    record, decisions = deliver([created, won, erase, again], policy=UNROUTED)
+    marker = decisions[2].record
+    assert (marker.state, marker.erased_at) == (None, erase.occurred_at)
+    assert [p.event.event_id for p in marker.pending] == ["won"]
+    assert "won" not in marker.seen
+    assert "c1" in marker.seen
+    assert in_order is not None
+    assert record is not None
+    assert record.state is not None
+    assert (record.state.stage, record.state.won_amount) == ("customer", 700.0)
+    assert record.state == in_order.state
+
+
 def test_an_erasure_applied_again_after_an_earlier_lead_created_keeps_its_own_time() -> None:
     """The erasure comes first (no lead yet), then the lead.created dated before it: the lead is created and
     erased in the window applied again, and the marker is dated at the erasure, not at the lead.created."""

@@ -167,3 +167,18 @@ def test_the_default_bound_and_the_recent_transitions_window() -> None:
     second = changes[0].model_copy(update={"id": "other"})
     tally.add(second, seen_at=5_000.0)
     assert list(tally.recent) == [5_000.0]
+
+
+def test_the_replay_engine_drops_the_events_kept_after_an_erasure_when_the_input_ends() -> None:
+    engine = Engine(POLICY)
+    engine.feed(make_event("lead.created", 0, event_id="c"))
+    engine.feed(make_event("lead.erased", 60, event_id="x"))
+    engine.feed(make_event("lead.updated", 300, event_id="u", email="new@example.com"))
+    assert [p.event.event_id for p in engine.records[LEAD].pending] == ["u"]
+    engine.finish()
+    marker = engine.records[LEAD]
+    assert (marker.state, marker.pending, marker.watermark) == (None, (), None)
+    assert marker.erased_at == at(60)
+    assert "u" in marker.seen
+    assert "new@example.com" not in marker.model_dump_json()
+    assert engine.index.pop_due(at(10**7)) == []

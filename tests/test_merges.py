@@ -323,9 +323,13 @@ def test_a_merge_into_an_unknown_or_erased_lead_is_refused_there_with_the_reason
     (forwarded,) = world.refusals(world.send("activity", 20, "A", action="page_view"))
     assert (forwarded.reason, forwarded.lead_id) == ("unknown_lead", "nobody")
     world.send("lead.erased", 30, "B", "erase-B")
-    world.send("lead.created", 40, "C", "c-C")
-    (erased,) = world.refusals(world.send("lead.merged", 50, "C", "m2", into_lead_id="B"))
+    world.send("lead.created", 20, "C", "c-C")
+    (erased,) = world.refusals(world.send("lead.merged", 25, "C", "m2", into_lead_id="B"))
     assert (erased.reason, erased.lead_id) == ("lead_erased", "B")
+    # Dated after the erasure, the merge waits for B's person to come back, as for a lead not created yet.
+    world.send("lead.created", 40, "D", "c-D")
+    (waits,) = world.refusals(world.send("lead.merged", 50, "D", "m3", into_lead_id="B"))
+    assert (waits.reason, waits.lead_id) == ("unknown_lead", "B")
 
 
 def test_a_forwarded_merge_merges_the_survivor_and_is_checked_there() -> None:
@@ -641,3 +645,21 @@ async def test_a_fact_sent_to_a_merged_lead_is_applied_to_the_survivor_across_th
     assert (survivor.stage, survivor.won_amount, survivor.merged_from) == ("customer", 5000.0, ("merge-a", "merge-b"))
     merged = [table[lead].state for lead in ("merge-a", "merge-b")]
     assert [(s.merged_into, s.stage) for s in merged if s is not None] == [("merge-b", "lead"), ("merge-c", "lead")]
+
+
+def test_a_merge_notice_for_an_erased_lead_whose_person_comes_back_waits_for_the_new_lead_created() -> None:
+    """L3 is merged into L1 after L1's person came back; the notice reaches L1 before L1's new lead.created
+    (merges are applied at the other lead's partition): kept, as for a lead not yet created, then applied, so
+    merging L1 back into L3 is refused as a cycle whatever the order."""
+    erased = [make_event("lead.created", 0, lead_id="L1", event_id="c1"), make_event("lead.erased", 120, lead_id="L1")]
+    other = make_event("lead.created", 130, lead_id="L3", event_id="c3")
+    again = make_event("lead.created", 500, lead_id="L1", event_id="c2")
+    merge = make_event("lead.merged", 600, lead_id="L3", event_id="m", into_lead_id="L1")
+    back = make_event("lead.merged", 700, lead_id="L1", event_id="back", into_lead_id="L3")
+    for order in ([*erased, other, again, merge, back], [*erased, other, merge, again, back]):
+        engine = Engine(POLICY)
+        outputs = [o for event in order for o in engine.feed(event)]
+        state = engine.records["L1"].state
+        assert state is not None
+        assert (state.merged_from, state.merged_into) == (("L3",), None)
+        assert [o.reason for o in outputs if isinstance(o, EventRefused) and o.event_id == "back"] == ["merge_cycle"]
